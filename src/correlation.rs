@@ -1,0 +1,334 @@
+//! Correlation: the pure join of CXone contacts with Cognigy sessions into cases (DESIGN §4).
+//!
+//! A case is one contact group (a master contact plus every contact whose `masterContactId` points
+//! to it) that is a bot contact, with the Cognigy session that belongs to it, if any, and that
+//! session's Conversations, Analytics and log lines. A session gets its master contact id from,
+//! in order, the configured Analytics custom field, the `X-InContact-MasterId` SIP header in a
+//! Conversations record's `inputData`, or (fuzzy) the caller number and start time. The match kind
+//! is kept as evidence. This module fetches nothing and judges nothing: see `diagnosis`.
+
+use crate::config::Rules;
+use crate::logline::{classify, HandoverLog};
+use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
+use crate::sources::cxone::wire::CompletedContact;
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The contact id Cognigy's extension uses to mean "test, do not call CXone".
+pub const SENTINEL_CONTACT_ID: &str = "100000000000";
+
+/// CXone media type id of a phone call.
+pub const MEDIA_TYPE_PHONE: i64 = 4;
+
+/// How a session was tied to its contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    CustomField,
+    SipHeader,
+    CallerTime,
+}
+
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::CustomField => "custom_field",
+            MatchKind::SipHeader => "sip_header",
+            MatchKind::CallerTime => "caller_time",
+        }
+    }
+}
+
+/// Everything one correlation pass reads. Slices may hold records of many cycles; duplicates by
+/// id are tolerated (the first one wins).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub contacts: &'a [CompletedContact],
+    pub sessions: &'a [Session],
+    pub conversations: &'a [Conversation],
+    pub analytics: &'a [Analytics],
+    pub logs: &'a [LogEntry],
+}
+
+/// A log line with its classification.
+#[derive(Debug, Clone)]
+pub struct CaseLog<'a> {
+    pub entry: &'a LogEntry,
+    pub event: HandoverLog,
+}
+
+/// The Cognigy side of a case.
+#[derive(Debug, Clone)]
+pub struct CaseSession<'a> {
+    pub session: &'a Session,
+    pub match_kind: MatchKind,
+    /// The contact id the session itself carried (custom field or SIP header), as text, if any;
+    /// may be empty or the sentinel when the flow lacked context.
+    pub carried_contact_id: Option<String>,
+    pub conversations: Vec<&'a Conversation>,
+    pub analytics: Vec<&'a Analytics>,
+}
+
+/// One bot contact group with everything correlated to it.
+#[derive(Debug, Clone)]
+pub struct Case<'a> {
+    /// The master contact id: the join key and the id a diagnosis is reported under.
+    pub master_contact_id: i64,
+    /// The group's contacts, master first when present, then by start time.
+    pub contacts: Vec<&'a CompletedContact>,
+    /// Whether a contact of the group entered through a configured bot point of contact or skill.
+    pub bot_entry: bool,
+    pub session: Option<CaseSession<'a>>,
+    /// Handover log lines tied to the session (by `meta.sessionId`) or naming a group contact.
+    pub logs: Vec<CaseLog<'a>>,
+}
+
+impl Case<'_> {
+    /// The master contact record, or the earliest contact when the master is not (yet) known.
+    pub fn primary(&self) -> &CompletedContact {
+        self.contacts[0]
+    }
+}
+
+/// Normalises a phone number or SIP/tel URI to E.164 (`+` and digits) for caller matching.
+/// Returns `None` when nothing number-like remains.
+pub fn normalize_e164(raw: &str) -> Option<String> {
+    let mut s = raw.trim();
+    for prefix in ["sip:", "sips:", "tel:"] {
+        if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            s = &s[prefix.len()..];
+        }
+    }
+    if let Some(at) = s.find('@') {
+        s = &s[..at];
+    }
+    let plus = s.starts_with('+');
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 3 {
+        return None;
+    }
+    if plus {
+        Some(format!("+{digits}"))
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        Some(format!("+{rest}"))
+    } else {
+        Some(format!("+{digits}"))
+    }
+}
+
+/// Parses a carried contact id; `None` for empty, non-numeric or the sentinel.
+pub fn usable_contact_id(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.is_empty() || t == SENTINEL_CONTACT_ID {
+        return None;
+    }
+    t.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// Joins contacts and sessions into cases, one per bot contact group, ordered by master id.
+pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
+    // Contact groups, deduplicated by contact id.
+    let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
+    let mut groups: HashMap<i64, Vec<&'a CompletedContact>> = HashMap::new();
+    for contact in inputs.contacts {
+        if contact
+            .media_type_id
+            .is_some_and(|m| m != MEDIA_TYPE_PHONE)
+        {
+            continue;
+        }
+        if group_of.contains_key(&contact.contact_id) {
+            continue;
+        }
+        group_of.insert(contact.contact_id, contact.group_id());
+        groups.entry(contact.group_id()).or_default().push(contact);
+    }
+
+    // Cognigy records by session.
+    let mut conversations: HashMap<&str, Vec<&'a Conversation>> = HashMap::new();
+    for c in inputs.conversations {
+        conversations.entry(c.session_id.as_str()).or_default().push(c);
+    }
+    let mut analytics: HashMap<&str, Vec<&'a Analytics>> = HashMap::new();
+    for a in inputs.analytics {
+        analytics.entry(a.session_id.as_str()).or_default().push(a);
+    }
+
+    // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
+    let mut session_for_group: HashMap<i64, CaseSession<'a>> = HashMap::new();
+    let mut unkeyed: Vec<(&'a Session, Option<String>)> = Vec::new();
+    let mut seen_sessions: std::collections::HashSet<&str> = Default::default();
+    for session in inputs.sessions {
+        if !seen_sessions.insert(session.session_id.as_str()) {
+            continue;
+        }
+        let sid = session.session_id.as_str();
+        let conv = conversations.get(sid).cloned().unwrap_or_default();
+        let anal = analytics.get(sid).cloned().unwrap_or_default();
+        let custom = anal
+            .iter()
+            .find_map(|a| a.custom(rules.contact_id_field))
+            .map(str::to_owned);
+        let header = conv
+            .iter()
+            .find_map(|c| c.input_data.master_contact_id.clone())
+            .or_else(|| {
+                conv.iter()
+                    .find_map(|c| c.input_data.spawned_contact_id.clone())
+            });
+        let keyed = [
+            (MatchKind::CustomField, custom.clone()),
+            (MatchKind::SipHeader, header.clone()),
+        ]
+        .into_iter()
+        .find_map(|(kind, text)| {
+            let text = text?;
+            let id = usable_contact_id(&text)?;
+            let group = group_of.get(&id).copied().unwrap_or(id);
+            Some((kind, text, group))
+        });
+        let carried = custom.or(header);
+        match keyed {
+            Some((kind, text, group)) => {
+                let candidate = CaseSession {
+                    session,
+                    match_kind: kind,
+                    carried_contact_id: Some(text),
+                    conversations: conv,
+                    analytics: anal,
+                };
+                insert_preferred(&mut session_for_group, group, candidate);
+            }
+            None => unkeyed.push((session, carried)),
+        }
+    }
+
+    // Bot groups: configured entry, or pointed to by a keyed session.
+    let is_entry = |c: &CompletedContact| {
+        rules.bot_entry_points_of_contact.contains(&c.point_of_contact_id)
+            || rules.bot_entry_skills.contains(&c.skill_id)
+    };
+
+    // Caller/time matching for sessions without a usable id: candidates are bot-entry groups
+    // without a keyed session, by normalised caller number.
+    let mut by_caller: HashMap<String, Vec<(i64, &'a CompletedContact)>> = HashMap::new();
+    for (group_id, members) in &groups {
+        if session_for_group.contains_key(group_id) {
+            continue;
+        }
+        let master = members
+            .iter()
+            .find(|c| c.contact_id == *group_id)
+            .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
+            .copied();
+        if let Some(master) = master {
+            if members.iter().any(|c| is_entry(c)) {
+                if let Some(number) = normalize_e164(&master.from_address) {
+                    by_caller.entry(number).or_default().push((*group_id, master));
+                }
+            }
+        }
+    }
+    let window = Duration::seconds(rules.correlation_window_seconds as i64);
+    unkeyed.sort_by_key(|(s, _)| (s.started_at, s.session_id.clone()));
+    for (session, carried) in unkeyed {
+        let Some(number) = normalize_e164(&session.user_id) else {
+            continue;
+        };
+        let Some(candidates) = by_caller.get(&number) else {
+            continue;
+        };
+        let best = candidates
+            .iter()
+            .filter(|(group_id, _)| !session_for_group.contains_key(group_id))
+            .filter_map(|(group_id, c)| {
+                let gap = session.started_at - c.contact_start_date;
+                (gap >= Duration::zero() && gap <= window).then_some((gap, *group_id))
+            })
+            .min();
+        if let Some((_, group_id)) = best {
+            let sid = session.session_id.as_str();
+            session_for_group.insert(
+                group_id,
+                CaseSession {
+                    session,
+                    match_kind: MatchKind::CallerTime,
+                    carried_contact_id: carried,
+                    conversations: conversations.get(sid).cloned().unwrap_or_default(),
+                    analytics: analytics.get(sid).cloned().unwrap_or_default(),
+                },
+            );
+        }
+    }
+
+    // Log lines: by session id, else by the contact id in the message.
+    let mut session_group: HashMap<&str, i64> = HashMap::new();
+    for (group_id, cs) in &session_for_group {
+        session_group.insert(cs.session.session_id.as_str(), *group_id);
+    }
+    let mut logs_for_group: HashMap<i64, Vec<CaseLog<'a>>> = HashMap::new();
+    let mut seen_logs: std::collections::HashSet<&str> = Default::default();
+    for entry in inputs.logs {
+        if let Some(id) = entry.id.as_deref() {
+            if !seen_logs.insert(id) {
+                continue;
+            }
+        }
+        let Some(event) = classify(&entry.msg, &rules.log_patterns) else {
+            continue;
+        };
+        let by_session = entry
+            .meta
+            .session_id
+            .as_deref()
+            .and_then(|sid| session_group.get(sid).copied());
+        let by_contact = || {
+            let id = usable_contact_id(event.contact_id()?)?;
+            Some(group_of.get(&id).copied().unwrap_or(id))
+        };
+        if let Some(group_id) = by_session.or_else(by_contact) {
+            logs_for_group
+                .entry(group_id)
+                .or_default()
+                .push(CaseLog { entry, event });
+        }
+    }
+
+    let mut cases = Vec::new();
+    for (group_id, mut members) in groups {
+        let session = session_for_group.remove(&group_id);
+        let bot_entry = members.iter().any(|c| is_entry(c));
+        if !bot_entry && session.is_none() {
+            continue;
+        }
+        members.sort_by_key(|c| (c.contact_id != group_id, c.contact_start_date, c.contact_id));
+        let mut logs = logs_for_group.remove(&group_id).unwrap_or_default();
+        logs.sort_by_key(|l| l.entry.timestamp);
+        cases.push(Case {
+            master_contact_id: group_id,
+            contacts: members,
+            bot_entry,
+            session,
+            logs,
+        });
+    }
+    cases.sort_by_key(|c| c.master_contact_id);
+    cases
+}
+
+/// Keeps the better of two sessions pointing at one group: stronger match kind, then earlier start.
+fn insert_preferred<'a>(
+    map: &mut HashMap<i64, CaseSession<'a>>,
+    group: i64,
+    candidate: CaseSession<'a>,
+) {
+    match map.get(&group) {
+        Some(existing)
+            if (existing.match_kind, existing.session.started_at)
+                <= (candidate.match_kind, candidate.session.started_at) => {}
+        _ => {
+            map.insert(group, candidate);
+        }
+    }
+}

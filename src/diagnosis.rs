@@ -1,0 +1,639 @@
+//! Diagnosis: the pure rules of DESIGN §5, one outcome per bot contact, first match wins.
+//!
+//! [`diagnose`] takes one correlated [`Case`], the tenant's [`Rules`] and a [`Horizon`] (what time
+//! it is and how far each source has been read) and returns either a [`Diagnosis`] with the
+//! evidence that decided it, or [`Verdict::Pending`] while the data it needs may still arrive. The
+//! label enums here ([`Outcome`], [`Failure`], [`Reason`]) are the only source of the `outcome`,
+//! `failure` and `reason` label values. Nothing here reads a clock, a file or the network.
+
+use crate::config::Rules;
+use crate::correlation::{usable_contact_id, Case, MatchKind};
+use crate::logline::HandoverLog;
+use crate::sources::cxone::wire::CompletedContact;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order (used to export all series at 0).
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value, as written in DESIGN §5 and §6.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a label value.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// What happened to a bot contact.
+    Outcome {
+        Contained => "contained",
+        HandedOver => "handed_over",
+        Abandoned => "abandoned",
+        Failed => "failed",
+        Undetermined => "undetermined",
+    }
+);
+
+label_enum!(
+    /// Where a failed handover broke.
+    Failure {
+        Timeout => "timeout",
+        MissingContext => "missing_context",
+        InvalidHandover => "invalid_handover",
+    }
+);
+
+label_enum!(
+    /// The reason of an outcome: one per row of the DESIGN §5 table.
+    Reason {
+        NoBotSession => "no_bot_session",
+        InvalidAction => "invalid_action",
+        NoContactId => "no_contact_id",
+        SignalTimeout => "signal_timeout",
+        SignalUnavailable => "signal_unavailable",
+        SignalRejected => "signal_rejected",
+        TransferRejected => "transfer_rejected",
+        TransferNoAnswer => "transfer_no_answer",
+        UnknownSkill => "unknown_skill",
+        InQueue => "in_queue",
+        AgentAnswered => "agent_answered",
+        Queued => "queued",
+        BeforeQueue => "before_queue",
+        NotQueued => "not_queued",
+        BotTurnSlow => "bot_turn_slow",
+        BotCompleted => "bot_completed",
+        SourceUnavailable => "source_unavailable",
+    }
+);
+
+impl Reason {
+    /// The outcome this reason belongs to.
+    pub fn outcome(self) -> Outcome {
+        use Reason::*;
+        match self {
+            InQueue | BeforeQueue => Outcome::Abandoned,
+            AgentAnswered | Queued => Outcome::HandedOver,
+            BotCompleted => Outcome::Contained,
+            SourceUnavailable => Outcome::Undetermined,
+            _ => Outcome::Failed,
+        }
+    }
+
+    /// The failure class, for failed outcomes only.
+    pub fn failure(self) -> Option<Failure> {
+        use Reason::*;
+        match self {
+            NoBotSession | NoContactId => Some(Failure::MissingContext),
+            SignalTimeout | SignalUnavailable | TransferNoAnswer | NotQueued | BotTurnSlow => {
+                Some(Failure::Timeout)
+            }
+            InvalidAction | SignalRejected | TransferRejected | UnknownSkill => {
+                Some(Failure::InvalidHandover)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rule number of DESIGN §5 (0 for `source_unavailable`, which has no number there).
+    pub fn rule(self) -> u8 {
+        use Reason::*;
+        match self {
+            NoBotSession => 1,
+            InvalidAction => 2,
+            NoContactId => 3,
+            SignalTimeout => 4,
+            SignalUnavailable => 5,
+            SignalRejected => 6,
+            TransferRejected => 7,
+            TransferNoAnswer => 8,
+            UnknownSkill => 9,
+            InQueue => 10,
+            AgentAnswered | Queued => 11,
+            BeforeQueue => 12,
+            NotQueued => 13,
+            BotTurnSlow => 14,
+            BotCompleted => 15,
+            SourceUnavailable => 0,
+        }
+    }
+
+    /// What the reason means, in plain words (reports and the README table).
+    pub fn explain(self) -> &'static str {
+        use Reason::*;
+        match self {
+            NoBotSession => "the call entered the bot but no Cognigy session could be tied to it",
+            InvalidAction => "the flow asked the handover node for an action other than Escalate or End",
+            NoContactId => "the bot escalated without the CXone contact id, so the signal could not be sent",
+            SignalTimeout => "the CXone Signal API call timed out (408/504 or a client timeout)",
+            SignalUnavailable => "the CXone Signal API was unavailable (429, 5xx or no connection)",
+            SignalRejected => "the CXone Signal API rejected the signal (4xx: wrong contact id or credentials)",
+            TransferRejected => "the Voice Gateway transfer (REFER or DIAL) was rejected",
+            TransferNoAnswer => "the Voice Gateway transfer was not answered",
+            UnknownSkill => "the call queued to a skill that is not a configured handover skill",
+            InQueue => "the caller hung up while waiting in the agent queue",
+            AgentAnswered => "the call was handed over and an agent answered",
+            Queued => "the call was handed over to the agent queue",
+            BeforeQueue => "the caller hung up within the handover deadline, before the call queued",
+            NotQueued => "the bot escalated but the call never reached a queue within the deadline",
+            BotTurnSlow => "a bot turn took longer than the bot turn timeout",
+            BotCompleted => "the bot handled the call without a handover",
+            SourceUnavailable => "a data source stayed unreadable until the pending limit",
+        }
+    }
+}
+
+/// What the caller of [`diagnose`] knows about time and the sources.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    /// The current time.
+    pub now: DateTime<Utc>,
+    /// Every Cognigy source has been read successfully up to this wall-clock time.
+    pub cognigy_read_until: DateTime<Utc>,
+    /// How long after a contact ends its already-correlated session data is taken as complete.
+    pub settle_seconds: i64,
+}
+
+impl Horizon {
+    /// A horizon for final data (replay): every lag and deadline has passed.
+    pub fn final_data() -> Horizon {
+        Horizon {
+            now: DateTime::<Utc>::MAX_UTC,
+            cognigy_read_until: DateTime::<Utc>::MAX_UTC,
+            settle_seconds: 0,
+        }
+    }
+}
+
+/// Where a fact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactSource {
+    CxoneContact,
+    CognigySession,
+    CognigyConversation,
+    CognigyAnalytics,
+    CognigyLog,
+    Rule,
+}
+
+/// One record or line that the diagnosis read, with when and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fact {
+    pub source: FactSource,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    pub detail: String,
+}
+
+/// Everything that decided a diagnosis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub contact_ids: Vec<i64>,
+    pub bot_entry: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_kind: Option<MatchKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carried_contact_id: Option<String>,
+    pub contact_started_at: DateTime<Utc>,
+    pub contact_ended_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_skill_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_to_queue_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_wait_seconds: Option<f64>,
+    /// Every bot turn's execution time in seconds (for the bot turn histogram).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bot_turn_seconds: Vec<f64>,
+    /// The facts that decided the rule.
+    pub decided_by: Vec<Fact>,
+    /// Every fact read for the case, in time order.
+    pub timeline: Vec<Fact>,
+}
+
+/// The one outcome of one bot contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// The master contact id.
+    pub contact_id: i64,
+    pub outcome: Outcome,
+    pub failure: Option<Failure>,
+    pub reason: Reason,
+    pub rule: u8,
+    pub summary: String,
+    pub evidence: Evidence,
+}
+
+/// The result of looking at a case now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The data this case needs may still arrive; `waiting_for` says which.
+    Pending { waiting_for: &'static str },
+    Diagnosed(Box<Diagnosis>),
+}
+
+/// Applies the rules of DESIGN §5 in order to one case.
+pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
+    let ended = case
+        .contacts
+        .iter()
+        .map(|c| c.ended_at())
+        .max()
+        .unwrap_or_else(|| case.primary().ended_at());
+    let started = case
+        .contacts
+        .iter()
+        .map(|c| c.contact_start_date)
+        .min()
+        .unwrap_or_else(|| case.primary().contact_start_date);
+    let lag = Duration::seconds(rules.cognigy_lag_seconds as i64);
+    let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
+    let settle = Duration::seconds(horizon.settle_seconds);
+
+    let needed_until = if case.session.is_some() { ended + settle } else { ended + lag };
+    if horizon.cognigy_read_until < needed_until {
+        if horizon.now >= ended + max_pending {
+            let facts = vec![Fact {
+                source: FactSource::Rule,
+                id: "cognigy".into(),
+                at: Some(horizon.cognigy_read_until),
+                detail: format!(
+                    "Cognigy read only up to {}, needed up to {needed_until}",
+                    horizon.cognigy_read_until
+                ),
+            }];
+            return done(case, Reason::SourceUnavailable, facts, Derived::empty(started, ended));
+        }
+        return Verdict::Pending {
+            waiting_for: if case.session.is_some() { "cognigy_settle" } else { "cognigy_lag" },
+        };
+    }
+
+    let derived = Derived::compute(case, started, ended);
+
+    // Rule 1: no session.
+    let Some(session) = &case.session else {
+        let facts = vec![Fact {
+            source: FactSource::Rule,
+            id: "correlation".into(),
+            at: Some(ended),
+            detail: format!(
+                "no Cognigy session matched by custom field, SIP header or caller within {} s; \
+                 Cognigy lag of {} s has passed",
+                rules.correlation_window_seconds, rules.cognigy_lag_seconds
+            ),
+        }];
+        return done(case, Reason::NoBotSession, facts, derived);
+    };
+
+    // Rule 2: invalid action.
+    if let Some(log) = case.logs.iter().find(|l| l.event == HandoverLog::InvalidAction) {
+        return done(case, Reason::InvalidAction, vec![log_fact(log.entry)], derived);
+    }
+
+    // Rule 3: escalated without a contact id.
+    if derived.escalated_at.is_some() {
+        let no_output = case.logs.iter().find(|l| l.event == HandoverLog::NoOutput);
+        let carried_ok = session
+            .carried_contact_id
+            .as_deref()
+            .and_then(usable_contact_id)
+            .is_some();
+        if session.match_kind == MatchKind::CallerTime || !carried_ok || no_output.is_some() {
+            let mut facts = derived.escalation_facts.clone();
+            facts.push(Fact {
+                source: FactSource::CognigySession,
+                id: session.session.session_id.clone(),
+                at: Some(session.session.started_at),
+                detail: format!(
+                    "matched by {}; carried contact id {:?}",
+                    session.match_kind.as_str(),
+                    session.carried_contact_id.as_deref().unwrap_or("")
+                ),
+            });
+            if let Some(log) = no_output {
+                facts.push(log_fact(log.entry));
+            }
+            return done(case, Reason::NoContactId, facts, derived);
+        }
+    }
+
+    // Rules 4-6: signal errors, in rule order across all error lines.
+    let signal_errors: Vec<_> = case
+        .logs
+        .iter()
+        .filter_map(|l| match &l.event {
+            HandoverLog::SignalError { status, timed_out, .. } => Some((l, *status, *timed_out)),
+            _ => None,
+        })
+        .collect();
+    let timeout = signal_errors
+        .iter()
+        .find(|(_, status, timed_out)| matches!(status, Some(408 | 504)) || (*timed_out && status.is_none()));
+    if let Some((log, ..)) = timeout {
+        return done(case, Reason::SignalTimeout, vec![log_fact(log.entry)], derived);
+    }
+    let unavailable = signal_errors.iter().find(|(_, status, _)| match status {
+        Some(s) => *s == 429 || (500..600).contains(s),
+        None => true,
+    });
+    if let Some((log, ..)) = unavailable {
+        return done(case, Reason::SignalUnavailable, vec![log_fact(log.entry)], derived);
+    }
+    let rejected = signal_errors
+        .iter()
+        .find(|(_, status, _)| status.is_some_and(|s| (400..500).contains(&s)));
+    if let Some((log, ..)) = rejected {
+        return done(case, Reason::SignalRejected, vec![log_fact(log.entry)], derived);
+    }
+
+    // Rules 7-8: Voice Gateway transfer events.
+    let vg_event = |names: &[&str]| {
+        session.conversations.iter().find(|c| {
+            c.input_data
+                .event
+                .as_ref()
+                .is_some_and(|e| names.contains(&e.name.as_str()))
+        })
+    };
+    if let Some(c) = vg_event(&["TRANSFER_REFER_ERROR", "TRANSFER_DIAL_ERROR"]) {
+        return done(case, Reason::TransferRejected, vec![conversation_fact(c)], derived);
+    }
+    if let Some(c) = vg_event(&["NO_ANSWER"]) {
+        return done(case, Reason::TransferNoAnswer, vec![conversation_fact(c)], derived);
+    }
+
+    // Rules 9-11: queued.
+    if let Some(queued) = derived.queued_contact {
+        let fact = contact_fact(queued, "queued");
+        if !rules.handover_skills.is_empty() && !rules.handover_skills.contains(&queued.skill_id) {
+            return done(case, Reason::UnknownSkill, vec![fact], derived);
+        }
+        let answered = case.contacts.iter().any(|c| c.agent_id != 0);
+        if !answered && case.contacts.iter().any(|c| c.abandoned) {
+            return done(case, Reason::InQueue, vec![fact], derived);
+        }
+        let reason = if answered { Reason::AgentAnswered } else { Reason::Queued };
+        return done(case, reason, vec![fact], derived);
+    }
+
+    // Rules 12-13: escalated, not queued.
+    if let Some(escalated_at) = derived.escalated_at {
+        let deadline = Duration::seconds(rules.handover_deadline_seconds as i64);
+        let mut facts = derived.escalation_facts.clone();
+        facts.push(contact_fact(case.primary(), "ended without queueing"));
+        let reason = if ended - escalated_at <= deadline {
+            Reason::BeforeQueue
+        } else {
+            Reason::NotQueued
+        };
+        return done(case, reason, facts, derived);
+    }
+
+    // Rule 14: a slow bot turn.
+    let slow = session
+        .analytics
+        .iter()
+        .filter(|a| a.execution_time >= rules.bot_turn_timeout_ms as f64)
+        .max_by(|a, b| a.execution_time.total_cmp(&b.execution_time));
+    if let Some(a) = slow {
+        let fact = Fact {
+            source: FactSource::CognigyAnalytics,
+            id: a.id.clone().unwrap_or_else(|| a.session_id.clone()),
+            at: Some(a.timestamp),
+            detail: format!(
+                "executionTime {} ms >= bot_turn_timeout_ms {}",
+                a.execution_time, rules.bot_turn_timeout_ms
+            ),
+        };
+        return done(case, Reason::BotTurnSlow, vec![fact], derived);
+    }
+
+    // Rule 15.
+    let fact = Fact {
+        source: FactSource::CognigySession,
+        id: session.session.session_id.clone(),
+        at: Some(session.session.started_at),
+        detail: "no escalation signal of any kind".into(),
+    };
+    done(case, Reason::BotCompleted, vec![fact], derived)
+}
+
+/// Facts derived once per case: escalation, queueing, latencies, the timeline.
+struct Derived<'a> {
+    started: DateTime<Utc>,
+    ended: DateTime<Utc>,
+    escalated_at: Option<DateTime<Utc>>,
+    escalation_facts: Vec<Fact>,
+    queued_contact: Option<&'a CompletedContact>,
+    timeline: Vec<Fact>,
+}
+
+impl<'a> Derived<'a> {
+    fn empty(started: DateTime<Utc>, ended: DateTime<Utc>) -> Derived<'a> {
+        Derived {
+            started,
+            ended,
+            escalated_at: None,
+            escalation_facts: Vec::new(),
+            queued_contact: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    fn compute(case: &Case<'a>, started: DateTime<Utc>, ended: DateTime<Utc>) -> Derived<'a> {
+        let mut d = Derived::empty(started, ended);
+        let mut escalations: Vec<Fact> = Vec::new();
+        if let Some(cs) = &case.session {
+            let s = cs.session;
+            d.timeline.push(Fact {
+                source: FactSource::CognigySession,
+                id: s.session_id.clone(),
+                at: Some(s.started_at),
+                detail: format!(
+                    "session started (user {}, handoverEscalations {}, matched by {})",
+                    s.user_id,
+                    s.handover_escalations,
+                    cs.match_kind.as_str()
+                ),
+            });
+            if s.handover_escalations > 0 {
+                // The session record has no escalation time; fall back to the latest message or
+                // the session start so the earliest real signal wins when there is one.
+                let at = cs
+                    .conversations
+                    .iter()
+                    .map(|c| c.timestamp)
+                    .max()
+                    .unwrap_or(s.started_at);
+                escalations.push(Fact {
+                    source: FactSource::CognigySession,
+                    id: s.session_id.clone(),
+                    at: Some(at),
+                    detail: format!("handoverEscalations = {}", s.handover_escalations),
+                });
+            }
+            for c in &cs.conversations {
+                if c.in_handover_request {
+                    escalations.push(Fact {
+                        detail: "inHandoverRequest = true".into(),
+                        ..conversation_fact(c)
+                    });
+                }
+                if c.input_data.event.as_ref().is_some_and(|e| e.is_transfer()) {
+                    escalations.push(conversation_fact(c));
+                }
+                if c.input_data.event.is_some() || c.input_data.master_contact_id.is_some() {
+                    d.timeline.push(conversation_fact(c));
+                }
+            }
+        }
+        for l in &case.logs {
+            d.timeline.push(log_fact(l.entry));
+            if l.event.is_escalation() {
+                escalations.push(log_fact(l.entry));
+            }
+        }
+        // The earliest escalation signal; facts with a real timestamp come before the fallback.
+        d.escalated_at = escalations
+            .iter()
+            .filter(|f| f.source != FactSource::CognigySession)
+            .filter_map(|f| f.at)
+            .min()
+            .or_else(|| escalations.iter().filter_map(|f| f.at).min());
+        escalations.sort_by_key(|f| f.at);
+        d.escalation_facts = escalations;
+        d.queued_contact = case
+            .contacts
+            .iter()
+            .filter(|c| c.was_queued())
+            .min_by_key(|c| c.queued_at())
+            .copied();
+        for c in &case.contacts {
+            d.timeline.push(contact_fact(c, "contact"));
+        }
+        d.timeline.sort_by_key(|f| f.at);
+        d
+    }
+}
+
+fn done(case: &Case<'_>, reason: Reason, decided_by: Vec<Fact>, derived: Derived<'_>) -> Verdict {
+    let queued_at = derived.queued_contact.map(|c| c.queued_at());
+    let signal_to_queue_seconds = match (derived.escalated_at, queued_at) {
+        (Some(e), Some(q)) if q >= e => Some((q - e).num_milliseconds() as f64 / 1000.0),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
+    };
+    let session = case.session.as_ref();
+    let evidence = Evidence {
+        contact_ids: case.contacts.iter().map(|c| c.contact_id).collect(),
+        bot_entry: case.bot_entry,
+        session_id: session.map(|s| s.session.session_id.clone()),
+        match_kind: session.map(|s| s.match_kind),
+        carried_contact_id: session.and_then(|s| s.carried_contact_id.clone()),
+        contact_started_at: derived.started,
+        contact_ended_at: derived.ended,
+        escalated_at: derived.escalated_at,
+        queued_at,
+        queue_skill_id: derived.queued_contact.map(|c| c.skill_id),
+        signal_to_queue_seconds,
+        queue_wait_seconds: derived.queued_contact.map(|c| c.in_queue_seconds),
+        bot_turn_seconds: session
+            .map(|s| s.analytics.iter().map(|a| a.execution_time / 1000.0).collect())
+            .unwrap_or_default(),
+        decided_by,
+        timeline: derived.timeline,
+    };
+    Verdict::Diagnosed(Box::new(Diagnosis {
+        contact_id: case.master_contact_id,
+        outcome: reason.outcome(),
+        failure: reason.failure(),
+        reason,
+        rule: reason.rule(),
+        summary: reason.explain().to_owned(),
+        evidence,
+    }))
+}
+
+fn log_fact(entry: &crate::sources::cognigy::wire::LogEntry) -> Fact {
+    Fact {
+        source: FactSource::CognigyLog,
+        id: entry.id.clone().unwrap_or_default(),
+        at: Some(entry.timestamp),
+        detail: entry.msg.clone(),
+    }
+}
+
+fn conversation_fact(c: &crate::sources::cognigy::wire::Conversation) -> Fact {
+    let detail = match &c.input_data.event {
+        Some(e) => {
+            let mut s = format!("Voice Gateway {}", e.name);
+            if let Some(v) = e.sip_status {
+                s.push_str(&format!(" sip_status={v}"));
+            }
+            if let Some(v) = e.refer_status {
+                s.push_str(&format!(" refer_status={v}"));
+            }
+            if let Some(v) = &e.dial_call_status {
+                s.push_str(&format!(" dial_call_status={v}"));
+            }
+            s
+        }
+        None => match &c.input_data.master_contact_id {
+            Some(id) => format!("SIP X-InContact-MasterId {id}"),
+            None => format!("{} message from {}", c.kind, c.source),
+        },
+    };
+    Fact {
+        source: FactSource::CognigyConversation,
+        id: c.id.clone().unwrap_or_else(|| c.session_id.clone()),
+        at: Some(c.timestamp),
+        detail,
+    }
+}
+
+fn contact_fact(c: &CompletedContact, what: &str) -> Fact {
+    Fact {
+        source: FactSource::CxoneContact,
+        id: c.contact_id.to_string(),
+        at: Some(c.contact_start_date),
+        detail: format!(
+            "{what}: point of contact {}, skill {}, preQueue {} s, inQueue {} s, agent {}, abandoned {}, duration {} s",
+            c.point_of_contact_id,
+            c.skill_id,
+            c.pre_queue_seconds,
+            c.in_queue_seconds,
+            c.agent_id,
+            c.abandoned,
+            c.total_duration_seconds
+        ),
+    }
+}

@@ -1,0 +1,27 @@
+//! handover-exporter: watches NICE CXone voice calls handled by a Cognigy.AI voicebot and tells,
+//! for every call, whether the bot's handover to a live agent worked, and if not, where it broke.
+//!
+//! Crate map:
+//! - [`config`]: the TOML configuration, validated in one place.
+//! - [`sources`]: the shared HTTP layer and the CXone and Cognigy clients with their wire types.
+//! - [`logline`]: recognises the Cognigy handover extension's log lines.
+//! - [`correlation`]: pure join of contacts and sessions into cases.
+//! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
+//! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
+//! - [`report`]: renders diagnoses as text or JSON lines.
+//!
+//! Pipeline of one poll cycle (and of `diagnose --replay`, minus the store):
+//!
+//! ```text
+//!  CXone contacts/completed ─┐
+//!  Cognigy OData Sessions ───┤
+//!  Cognigy OData Conversations┼─> correlation::correlate ─> diagnosis::diagnose ─> store ─> metrics
+//!  Cognigy OData Analytics ──┤        (cases)                (outcome+evidence)   (SQLite)  (/metrics)
+//!  Cognigy REST logs ────────┘
+//! ```
+
+pub mod config;
+pub mod correlation;
+pub mod diagnosis;
+pub mod logline;
+pub mod sources;
