@@ -5,4 +5,5 @@
 
 pub mod cognigy;
 pub mod cxone;
+pub mod http;
 pub mod lenient;
