@@ -24,4 +24,6 @@ pub mod config;
 pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
+pub mod replay;
+pub mod report;
 pub mod sources;
