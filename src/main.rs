@@ -31,22 +31,38 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 struct ServeArgs {
     /// Configuration file (TOML).
-    #[arg(long = "config.file", env = "HANDOVER_CONFIG_FILE", default_value = "handover-exporter.toml")]
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
     config_file: PathBuf,
     /// Validate the configuration and exit (0 valid, 2 invalid).
     #[arg(long = "config.check", env = "HANDOVER_CONFIG_CHECK")]
     config_check: bool,
     /// Address to listen on for the web interface and telemetry.
-    #[arg(long = "web.listen-address", env = "HANDOVER_WEB_LISTEN_ADDRESS", default_value = ":10042")]
+    #[arg(
+        long = "web.listen-address",
+        env = "HANDOVER_WEB_LISTEN_ADDRESS",
+        default_value = ":10042"
+    )]
     listen_address: String,
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", env = "HANDOVER_WEB_TELEMETRY_PATH", default_value = "/metrics")]
+    #[arg(
+        long = "web.telemetry-path",
+        env = "HANDOVER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
     telemetry_path: String,
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", env = "HANDOVER_LOG_LEVEL", default_value = "info")]
     log_level: String,
     /// Log format: logfmt or json.
-    #[arg(long = "log.format", env = "HANDOVER_LOG_FORMAT", default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        env = "HANDOVER_LOG_FORMAT",
+        default_value = "logfmt"
+    )]
     log_format: String,
 }
 

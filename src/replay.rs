@@ -13,7 +13,9 @@ use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
 use crate::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, LogEntry, ODataPage, Session,
 };
-use crate::sources::cxone::wire::{parse_completed_page, CompletedContact, CustomData, StateHistory};
+use crate::sources::cxone::wire::{
+    parse_completed_page, CompletedContact, CustomData, StateHistory,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,12 +103,30 @@ pub fn read_dir(dir: &Path) -> Result<ReplayData, ReplayError> {
             }
         }
     }
-    read_per_contact(&cxone.join("state-history"), &mut data.state_history, &mut data.problems);
-    read_per_contact(&cxone.join("custom-data"), &mut data.custom_data, &mut data.problems);
+    read_per_contact(
+        &cxone.join("state-history"),
+        &mut data.state_history,
+        &mut data.problems,
+    );
+    read_per_contact(
+        &cxone.join("custom-data"),
+        &mut data.custom_data,
+        &mut data.problems,
+    );
 
     read_odata(&cognigy, "Sessions", &mut data.sessions, &mut data.problems);
-    read_odata(&cognigy, "Conversations", &mut data.conversations, &mut data.problems);
-    read_odata(&cognigy, "Analytics", &mut data.analytics, &mut data.problems);
+    read_odata(
+        &cognigy,
+        "Conversations",
+        &mut data.conversations,
+        &mut data.problems,
+    );
+    read_odata(
+        &cognigy,
+        "Analytics",
+        &mut data.analytics,
+        &mut data.problems,
+    );
     for path in files(&cognigy, "logs", &mut data.problems) {
         if let Some(bytes) = read(&path, &mut data.problems) {
             match parse_log_page(&bytes) {

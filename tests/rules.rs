@@ -69,7 +69,10 @@ impl World {
     /// A 120 s bot call whose session carries the master id in the SIP header; no escalation.
     fn call() -> World {
         let mut w = World {
-            contacts: vec![contact(MASTER, MASTER, 0, 120.0), contact(SPAWNED, MASTER, 0, 119.0)],
+            contacts: vec![
+                contact(MASTER, MASTER, 0, 120.0),
+                contact(SPAWNED, MASTER, 0, 119.0),
+            ],
             sessions: vec![session(SID, 2, 0)],
             conversations: vec![],
             analytics: vec![analytics(SID, 3, 400.0, None)],
@@ -275,19 +278,26 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
         cognigy_read_until: ended + Duration::seconds(60),
         settle_seconds: 60,
     };
-    assert!(matches!(w.diagnose_with(&r, &early)[0], Verdict::Pending { .. }));
+    assert!(matches!(
+        w.diagnose_with(&r, &early)[0],
+        Verdict::Pending { .. }
+    ));
     let late_but_ok = Horizon {
         now: ended + Duration::seconds(901),
         cognigy_read_until: ended + Duration::seconds(901),
         settle_seconds: 60,
     };
-    assert!(matches!(&w.diagnose_with(&r, &late_but_ok)[0], Verdict::Diagnosed(d) if d.reason == Reason::NoBotSession));
+    assert!(
+        matches!(&w.diagnose_with(&r, &late_but_ok)[0], Verdict::Diagnosed(d) if d.reason == Reason::NoBotSession)
+    );
     let source_down = Horizon {
         now: ended + Duration::seconds(7200),
         cognigy_read_until: ended,
         settle_seconds: 60,
     };
-    assert!(matches!(&w.diagnose_with(&r, &source_down)[0], Verdict::Diagnosed(d) if d.reason == Reason::SourceUnavailable));
+    assert!(
+        matches!(&w.diagnose_with(&r, &source_down)[0], Verdict::Diagnosed(d) if d.reason == Reason::SourceUnavailable)
+    );
 }
 
 /// A correlated session settles quickly: it is diagnosed once Cognigy was read past the settle time.
@@ -295,14 +305,24 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
 fn correlated_case_waits_only_for_settle() {
     let w = World::call();
     let ended = at(120);
-    let before = Horizon { now: ended, cognigy_read_until: ended, settle_seconds: 60 };
-    assert!(matches!(w.diagnose_with(&rules(), &before)[0], Verdict::Pending { .. }));
+    let before = Horizon {
+        now: ended,
+        cognigy_read_until: ended,
+        settle_seconds: 60,
+    };
+    assert!(matches!(
+        w.diagnose_with(&rules(), &before)[0],
+        Verdict::Pending { .. }
+    ));
     let after = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
         settle_seconds: 60,
     };
-    assert!(matches!(w.diagnose_with(&rules(), &after)[0], Verdict::Diagnosed(_)));
+    assert!(matches!(
+        w.diagnose_with(&rules(), &after)[0],
+        Verdict::Diagnosed(_)
+    ));
 }
 
 // ---- Rule 2 ----
@@ -318,7 +338,9 @@ fn rule_02_invalid_action() {
 /// Rule 2 before rule 3: an invalid action wins over an escalation without a contact id.
 #[test]
 fn rule_02_precedes_rule_03() {
-    let w = World::call_without_context().escalate_at(40).log(50, INVALID_ACTION);
+    let w = World::call_without_context()
+        .escalate_at(40)
+        .log(50, INVALID_ACTION);
     assert_eq!(w.reason(), Reason::InvalidAction);
 }
 
@@ -339,7 +361,10 @@ fn rule_03_sentinel_contact_id() {
     w.analytics[0].custom1 = Some("100000000000".into());
     let d = w.diagnosis();
     assert_eq!(d.reason, Reason::NoContactId);
-    assert_eq!(d.evidence.carried_contact_id.as_deref(), Some("100000000000"));
+    assert_eq!(
+        d.evidence.carried_contact_id.as_deref(),
+        Some("100000000000")
+    );
 }
 
 /// Rule 3: `No output data sent` makes it `no_contact_id` even when the session carried an id.
@@ -358,7 +383,10 @@ fn rule_03_needs_escalation() {
 /// Rule 3 before rule 4: no contact id wins over a signal timeout.
 #[test]
 fn rule_03_precedes_rule_04() {
-    let w = World::call().escalate_at(40).log(41, NO_OUTPUT).log(42, &status_error(504, "Gateway Timeout"));
+    let w = World::call()
+        .escalate_at(40)
+        .log(41, NO_OUTPUT)
+        .log(42, &status_error(504, "Gateway Timeout"));
     assert_eq!(w.reason(), Reason::NoContactId);
 }
 
@@ -368,7 +396,9 @@ fn rule_03_precedes_rule_04() {
 #[test]
 fn rule_04_signal_timeout_status() {
     for status in [504, 408] {
-        let w = World::call().escalate_at(40).log(41, &status_error(status, "Timeout"));
+        let w = World::call()
+            .escalate_at(40)
+            .log(41, &status_error(status, "Timeout"));
         assert_eq!(w.reason(), Reason::SignalTimeout, "status {status}");
     }
 }
@@ -402,7 +432,11 @@ fn rule_05_signal_unavailable() {
         status_error(500, "Internal Server Error"),
         signal_error("connect ECONNREFUSED 10.0.0.1:443"),
     ] {
-        assert_eq!(World::call().log(41, &msg).reason(), Reason::SignalUnavailable, "{msg}");
+        assert_eq!(
+            World::call().log(41, &msg).reason(),
+            Reason::SignalUnavailable,
+            "{msg}"
+        );
     }
 }
 
@@ -443,14 +477,20 @@ fn rule_06_precedes_rule_07() {
 #[test]
 fn rule_07_transfer_rejected() {
     for name in ["TRANSFER_REFER_ERROR", "TRANSFER_DIAL_ERROR"] {
-        assert_eq!(World::call().vg_event(42, name).reason(), Reason::TransferRejected, "{name}");
+        assert_eq!(
+            World::call().vg_event(42, name).reason(),
+            Reason::TransferRejected,
+            "{name}"
+        );
     }
 }
 
 /// Rule 7 before rule 8: a rejected transfer wins over an unanswered one.
 #[test]
 fn rule_07_precedes_rule_08() {
-    let w = World::call().vg_event(42, "NO_ANSWER").vg_event(43, "TRANSFER_DIAL_ERROR");
+    let w = World::call()
+        .vg_event(42, "NO_ANSWER")
+        .vg_event(43, "TRANSFER_DIAL_ERROR");
     assert_eq!(w.reason(), Reason::TransferRejected);
 }
 
@@ -467,7 +507,9 @@ fn rule_08_transfer_no_answer() {
 /// Rule 8 before rule 9: an unanswered transfer wins over queueing to an unknown skill.
 #[test]
 fn rule_08_precedes_rule_09() {
-    let w = World::call().vg_event(42, "NO_ANSWER").queue(9999, 50.0, 10.0, 0, false);
+    let w = World::call()
+        .vg_event(42, "NO_ANSWER")
+        .queue(9999, 50.0, 10.0, 0, false);
     assert_eq!(w.reason(), Reason::TransferNoAnswer);
 }
 
@@ -476,7 +518,10 @@ fn rule_08_precedes_rule_09() {
 /// Rule 9: queued to a skill outside `handover_skills` is `unknown_skill`.
 #[test]
 fn rule_09_unknown_skill() {
-    let d = World::call().escalate_at(40).queue(9999, 45.0, 10.0, 77, false).diagnosis();
+    let d = World::call()
+        .escalate_at(40)
+        .queue(9999, 45.0, 10.0, 77, false)
+        .diagnosis();
     assert_eq!(d.reason, Reason::UnknownSkill);
     assert_eq!(d.evidence.queue_skill_id, Some(9999));
 }
@@ -484,15 +529,23 @@ fn rule_09_unknown_skill() {
 /// Rule 9 is off when `handover_skills` is empty.
 #[test]
 fn rule_09_off_without_handover_skills() {
-    let r = Rules { handover_skills: vec![], ..rules() };
-    let d = World::call().escalate_at(40).queue(9999, 45.0, 10.0, 77, false).diagnosis_with(&r);
+    let r = Rules {
+        handover_skills: vec![],
+        ..rules()
+    };
+    let d = World::call()
+        .escalate_at(40)
+        .queue(9999, 45.0, 10.0, 77, false)
+        .diagnosis_with(&r);
     assert_eq!(d.reason, Reason::AgentAnswered);
 }
 
 /// Rule 9 before rule 10: wrong skill wins over abandonment in queue.
 #[test]
 fn rule_09_precedes_rule_10() {
-    let w = World::call().escalate_at(40).queue(9999, 45.0, 30.0, 0, true);
+    let w = World::call()
+        .escalate_at(40)
+        .queue(9999, 45.0, 30.0, 0, true);
     assert_eq!(w.reason(), Reason::UnknownSkill);
 }
 
@@ -501,7 +554,10 @@ fn rule_09_precedes_rule_10() {
 /// Rule 10: queued, no agent, abandoned is `abandoned` / `in_queue`.
 #[test]
 fn rule_10_abandoned_in_queue() {
-    let d = World::call().escalate_at(40).queue(4001, 45.0, 30.0, 0, true).diagnosis();
+    let d = World::call()
+        .escalate_at(40)
+        .queue(4001, 45.0, 30.0, 0, true)
+        .diagnosis();
     assert_eq!(d.reason, Reason::InQueue);
     assert_eq!(d.outcome.as_str(), "abandoned");
     assert_eq!(d.failure, None);
@@ -520,7 +576,10 @@ fn rule_10_precedes_rule_11() {
 /// Rule 11: queued and answered is `handed_over` / `agent_answered`, with signal-to-queue latency.
 #[test]
 fn rule_11_agent_answered() {
-    let d = World::call().escalate_at(40).queue(4001, 45.0, 12.0, 77, false).diagnosis();
+    let d = World::call()
+        .escalate_at(40)
+        .queue(4001, 45.0, 12.0, 77, false)
+        .diagnosis();
     assert_eq!(d.reason, Reason::AgentAnswered);
     assert_eq!(d.outcome.as_str(), "handed_over");
     assert_eq!(d.evidence.signal_to_queue_seconds, Some(5.0));
@@ -529,7 +588,9 @@ fn rule_11_agent_answered() {
 /// Rule 11: queued without an agent and not abandoned is `handed_over` / `queued`.
 #[test]
 fn rule_11_queued() {
-    let w = World::call().escalate_at(40).queue(4002, 45.0, 12.0, 0, false);
+    let w = World::call()
+        .escalate_at(40)
+        .queue(4002, 45.0, 12.0, 0, false);
     assert_eq!(w.reason(), Reason::Queued);
 }
 
@@ -550,7 +611,9 @@ fn rule_11_post_handover_leg() {
 /// Rule 11 before rule 12: escalated and queued is handed over even when the call was short.
 #[test]
 fn rule_11_precedes_rule_12() {
-    let mut w = World::call().escalate_at(110).queue(4001, 112.0, 5.0, 0, false);
+    let mut w = World::call()
+        .escalate_at(110)
+        .queue(4001, 112.0, 5.0, 0, false);
     w.contacts[0].total_duration_seconds = 120.0;
     assert_eq!(w.reason(), Reason::Queued);
 }
@@ -600,7 +663,10 @@ fn rule_14_bot_turn_slow() {
 /// Rule 15: not escalated and no slow turn is `contained` / `bot_completed`.
 #[test]
 fn rule_15_contained() {
-    let d = World::call().slow_turn(9_999.0).log(100, &signaled("End")).diagnosis();
+    let d = World::call()
+        .slow_turn(9_999.0)
+        .log(100, &signaled("End"))
+        .diagnosis();
     assert_eq!(d.reason, Reason::BotCompleted);
     assert_eq!(d.outcome.as_str(), "contained");
 }
@@ -613,8 +679,14 @@ fn every_escalation_signal_counts() {
     // `handoverEscalations` has no time of its own: the session's last message stands for it.
     let mut by_counter = World::call();
     by_counter.sessions[0].handover_escalations = 1;
-    by_counter.conversations.push(conversation(SID, 110, InputData::default()));
-    assert_eq!(by_counter.reason(), Reason::BeforeQueue, "handoverEscalations");
+    by_counter
+        .conversations
+        .push(conversation(SID, 110, InputData::default()));
+    assert_eq!(
+        by_counter.reason(),
+        Reason::BeforeQueue,
+        "handoverEscalations"
+    );
 
     let mut by_flag = World::call();
     let mut c = conversation(SID, 40, InputData::default());
@@ -622,15 +694,28 @@ fn every_escalation_signal_counts() {
     by_flag.conversations.push(c);
     assert_eq!(by_flag.reason(), Reason::NotQueued, "inHandoverRequest");
 
-    assert_eq!(World::call().log(40, &signaled("Escalate")).reason(), Reason::NotQueued, "log");
+    assert_eq!(
+        World::call().log(40, &signaled("Escalate")).reason(),
+        Reason::NotQueued,
+        "log"
+    );
 
-    assert_eq!(World::call().vg_event(40, "TRANSFER_REFER_SUCCESS").reason(), Reason::NotQueued, "vg");
+    assert_eq!(
+        World::call()
+            .vg_event(40, "TRANSFER_REFER_SUCCESS")
+            .reason(),
+        Reason::NotQueued,
+        "vg"
+    );
 }
 
 /// The escalation time is the earliest signal.
 #[test]
 fn escalation_time_is_earliest_signal() {
-    let d = World::call().log(50, &signaled("Escalate")).escalate_at(30).diagnosis();
+    let d = World::call()
+        .log(50, &signaled("Escalate"))
+        .escalate_at(30)
+        .diagnosis();
     assert_eq!(d.evidence.escalated_at, Some(at(30)));
 }
 
@@ -653,9 +738,19 @@ fn match_custom_field_uses_configured_field() {
     let mut w = World::call_without_context();
     w.analytics[0].custom3 = Some(MASTER.to_string());
     w.sessions[0].user_id = "anonymous".into();
-    let r = Rules { contact_id_field: 3, ..rules() };
-    assert_eq!(w.diagnosis_with(&r).evidence.match_kind, Some(MatchKind::CustomField));
-    assert_eq!(w.diagnosis().reason, Reason::NoBotSession, "custom1 is empty");
+    let r = Rules {
+        contact_id_field: 3,
+        ..rules()
+    };
+    assert_eq!(
+        w.diagnosis_with(&r).evidence.match_kind,
+        Some(MatchKind::CustomField)
+    );
+    assert_eq!(
+        w.diagnosis().reason,
+        Reason::NoBotSession,
+        "custom1 is empty"
+    );
 }
 
 /// Match kind `sip_header`: `X-InContact-MasterId` in a Conversations record's inputData.
@@ -663,7 +758,10 @@ fn match_custom_field_uses_configured_field() {
 fn match_sip_header() {
     let mut w = World::call();
     w.sessions[0].user_id = "anonymous".into();
-    assert_eq!(w.diagnosis().evidence.match_kind, Some(MatchKind::SipHeader));
+    assert_eq!(
+        w.diagnosis().evidence.match_kind,
+        Some(MatchKind::SipHeader)
+    );
 }
 
 /// The custom field is preferred over the SIP header.
@@ -671,7 +769,10 @@ fn match_sip_header() {
 fn custom_field_preferred_over_sip_header() {
     let mut w = World::call();
     w.analytics[0].custom1 = Some(MASTER.to_string());
-    assert_eq!(w.diagnosis().evidence.match_kind, Some(MatchKind::CustomField));
+    assert_eq!(
+        w.diagnosis().evidence.match_kind,
+        Some(MatchKind::CustomField)
+    );
 }
 
 /// A SIP header naming the spawned contact still finds the master's group.
@@ -690,7 +791,10 @@ fn match_caller_time_with_normalisation() {
     let mut w = World::call_without_context();
     w.contacts[0].from_address = "+1 (555) 123-4567".into();
     w.sessions[0].user_id = "sip:+15551234567@vg.example.net".into();
-    assert_eq!(w.diagnosis().evidence.match_kind, Some(MatchKind::CallerTime));
+    assert_eq!(
+        w.diagnosis().evidence.match_kind,
+        Some(MatchKind::CallerTime)
+    );
 }
 
 /// Caller/time does not match outside `correlation_window_seconds`, nor before the contact.
@@ -709,7 +813,9 @@ fn caller_time_window_is_enforced() {
 fn non_bot_contact_is_not_diagnosed() {
     let mut w = World::call();
     w.sessions.clear();
-    w.contacts.iter_mut().for_each(|c| c.point_of_contact_id = 1);
+    w.contacts
+        .iter_mut()
+        .for_each(|c| c.point_of_contact_id = 1);
     assert!(w.diagnose_with(&rules(), &Horizon::final_data()).is_empty());
 }
 
@@ -717,7 +823,9 @@ fn non_bot_contact_is_not_diagnosed() {
 #[test]
 fn session_makes_bot_contact() {
     let mut w = World::call();
-    w.contacts.iter_mut().for_each(|c| c.point_of_contact_id = 1);
+    w.contacts
+        .iter_mut()
+        .for_each(|c| c.point_of_contact_id = 1);
     let d = w.diagnosis();
     assert!(!d.evidence.bot_entry);
     assert_eq!(d.reason, Reason::BotCompleted);
@@ -735,6 +843,8 @@ fn log_tied_by_contact_id() {
 #[test]
 fn non_voice_contacts_are_ignored() {
     let mut w = World::call();
-    w.contacts.iter_mut().for_each(|c| c.media_type_id = Some(3));
+    w.contacts
+        .iter_mut()
+        .for_each(|c| c.media_type_id = Some(3));
     assert!(w.diagnose_with(&rules(), &Horizon::final_data()).is_empty());
 }

@@ -8,14 +8,18 @@ use handover_exporter::sources::cxone::wire::{
 };
 
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    std::fs::read(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// The new-generation completed-contacts envelope parses with every field the diagnosis reads.
 #[test]
 fn cxone_completed_new_generation() {
-    let page = parse_completed_page(&fixture("cxone/contacts-completed-new-generation.json")).unwrap();
+    let page =
+        parse_completed_page(&fixture("cxone/contacts-completed-new-generation.json")).unwrap();
     assert_eq!(page.total_records, Some(12));
     assert_eq!(page.completed_contacts.len(), 8);
     assert!(page.links.unwrap().next.is_some());
@@ -27,16 +31,26 @@ fn cxone_completed_new_generation() {
     assert_eq!(c.skill_id, 4001);
     assert!(c.abandoned);
     assert_eq!(c.in_queue_seconds, 41.0);
-    assert_eq!(c.contact_start_date.to_rfc3339(), "2026-03-20T09:10:00+00:00");
+    assert_eq!(
+        c.contact_start_date.to_rfc3339(),
+        "2026-03-20T09:10:00+00:00"
+    );
 }
 
 /// Old field names (`contactStart`, `fromAddr`, `mediaType`) and string-typed numbers and
 /// booleans parse to exactly the same records as the new generation.
 #[test]
 fn cxone_old_generation_equals_new() {
-    let old = parse_completed_page(&fixture("cxone/contacts-completed-old-generation.json")).unwrap();
-    let new = parse_completed_page(&fixture("replay/api-examples/cxone/contacts-completed-001.json")).unwrap();
-    let new2 = parse_completed_page(&fixture("replay/api-examples/cxone/contacts-completed-002.json")).unwrap();
+    let old =
+        parse_completed_page(&fixture("cxone/contacts-completed-old-generation.json")).unwrap();
+    let new = parse_completed_page(&fixture(
+        "replay/api-examples/cxone/contacts-completed-001.json",
+    ))
+    .unwrap();
+    let new2 = parse_completed_page(&fixture(
+        "replay/api-examples/cxone/contacts-completed-002.json",
+    ))
+    .unwrap();
     let mut all_new = new.completed_contacts.clone();
     all_new.extend(new2.completed_contacts);
     assert_eq!(old.completed_contacts, all_new);
@@ -60,7 +74,8 @@ fn cxone_204_empty_body_is_empty_page() {
 /// A malformed number is an error naming the offending value, not a silent zero.
 #[test]
 fn cxone_bad_number_is_an_error() {
-    let body = br#"{"completedContacts":[{"contactId":"12x","contactStartDate":"2026-03-20T09:10:00Z"}]}"#;
+    let body =
+        br#"{"completedContacts":[{"contactId":"12x","contactStartDate":"2026-03-20T09:10:00Z"}]}"#;
     let err = parse_completed_page(body).unwrap_err().to_string();
     assert!(err.contains("\"12x\""), "{err}");
 }
@@ -68,7 +83,8 @@ fn cxone_bad_number_is_an_error() {
 /// The single-contact envelope nests the contact under a key named `contactId`.
 #[test]
 fn cxone_single_contact_envelope() {
-    let env: SingleContactEnvelope = serde_json::from_slice(&fixture("cxone/contact-single.json")).unwrap();
+    let env: SingleContactEnvelope =
+        serde_json::from_slice(&fixture("cxone/contact-single.json")).unwrap();
     assert_eq!(env.contact.contact_id, 712345678900);
 }
 
@@ -77,23 +93,34 @@ fn cxone_single_contact_envelope() {
 fn cxone_state_history_and_custom_data() {
     let h: StateHistory = serde_json::from_slice(&fixture("cxone/state-history.json")).unwrap();
     assert_eq!(h.contact_state_history.len(), 3);
-    assert_eq!(h.contact_state_history[0].contact_id.as_deref(), Some("712345678900"));
+    assert_eq!(
+        h.contact_state_history[0].contact_id.as_deref(),
+        Some("712345678900")
+    );
     assert_eq!(h.contact_state_history[2].contact_state_name, "Released");
     let d: CustomData = serde_json::from_slice(&fixture("cxone/custom-data.json")).unwrap();
     assert_eq!(d.items[0].name, "CognigySessionId");
     let bulk: CustomData =
-        serde_json::from_str(r#"{"ContactCustomData":[{"contactId":1,"name":"a","value":"b"}]}"#).unwrap();
+        serde_json::from_str(r#"{"ContactCustomData":[{"contactId":1,"name":"a","value":"b"}]}"#)
+            .unwrap();
     assert_eq!(bulk.items[0].value, "b");
 }
 
 /// OData Sessions parse with `id`, `handoverEscalations` and `startedAt`.
 #[test]
 fn cognigy_sessions() {
-    let page: ODataPage<Session> = serde_json::from_slice(&fixture("cognigy/Sessions.json")).unwrap();
+    let page: ODataPage<Session> =
+        serde_json::from_slice(&fixture("cognigy/Sessions.json")).unwrap();
     assert_eq!(page.value.len(), 2);
-    assert_eq!(page.value[1].session_id, "2f0c9a64-3b1e-4d7a-9a55-7f1c2e3d4b5a");
+    assert_eq!(
+        page.value[1].session_id,
+        "2f0c9a64-3b1e-4d7a-9a55-7f1c2e3d4b5a"
+    );
     assert_eq!(page.value[1].handover_escalations, 1);
-    assert_eq!(page.value[1].id.as_deref(), Some("6601f0a1b2c3d4e5f6a7b8e1"));
+    assert_eq!(
+        page.value[1].id.as_deref(),
+        Some("6601f0a1b2c3d4e5f6a7b8e1")
+    );
 }
 
 /// Conversations decode `inputData` strings: SIP headers and Voice Gateway events.
@@ -113,7 +140,8 @@ fn cognigy_conversations_input_data() {
 /// A masked (non-JSON) `inputData` decodes to nothing known instead of failing the page.
 #[test]
 fn cognigy_masked_input_data() {
-    let body = r#"{"value":[{"sessionId":"s","timestamp":"2026-03-20T09:00:00Z","inputData":"*****"}]}"#;
+    let body =
+        r#"{"value":[{"sessionId":"s","timestamp":"2026-03-20T09:00:00Z","inputData":"*****"}]}"#;
     let page: ODataPage<Conversation> = serde_json::from_str(body).unwrap();
     assert!(page.value[0].input_data.is_empty());
 }
@@ -121,7 +149,8 @@ fn cognigy_masked_input_data() {
 /// Analytics accept both `id` (v2.4) and `_id` (v2.3) and read custom fields and execution time.
 #[test]
 fn cognigy_analytics_id_variants() {
-    let page: ODataPage<Analytics> = serde_json::from_slice(&fixture("cognigy/Analytics.json")).unwrap();
+    let page: ODataPage<Analytics> =
+        serde_json::from_slice(&fixture("cognigy/Analytics.json")).unwrap();
     assert!(page.value[0].id.is_some());
     assert!(page.value[1].id.is_some(), "_id is read too");
     assert_eq!(page.value[1].custom(1), Some("100000000000"));
@@ -135,11 +164,17 @@ fn cognigy_log_envelopes() {
     let a = parse_log_page(&fixture("cognigy/logs.json")).unwrap();
     assert_eq!(a.items.len(), 2);
     assert_eq!(a.next_cursor.as_deref(), Some("6601f0a1b2c3d4e5f6a7b8c9"));
-    assert_eq!(a.items[0].meta.session_id.as_deref(), Some("a1111111-0000-4000-8000-00000000000a"));
+    assert_eq!(
+        a.items[0].meta.session_id.as_deref(),
+        Some("a1111111-0000-4000-8000-00000000000a")
+    );
     let b = parse_log_page(&fixture("cognigy/logs-v2.0-next.json")).unwrap();
     assert_eq!(b.next_cursor.as_deref(), Some("6601f0a1b2c3d4e5f6a7e003"));
     let c = parse_log_page(&fixture("cognigy/logs-hal.json")).unwrap();
     assert_eq!(c.items.len(), 2);
-    assert!(c.next_cursor.unwrap().contains("next=6601f0a1b2c3d4e5f6a7e005"));
+    assert!(c
+        .next_cursor
+        .unwrap()
+        .contains("next=6601f0a1b2c3d4e5f6a7e005"));
     assert!(parse_log_page(br#"{"total":0}"#).is_err());
 }
