@@ -195,8 +195,7 @@ pub struct LogPatterns {
     pub no_output: Regex,
 }
 
-pub const DEFAULT_SIGNALED: &str =
-    r"handoverToCXone: Signaled CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)";
+pub const DEFAULT_SIGNALED: &str = r"handoverToCXone: Signaled CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)";
 pub const DEFAULT_SIGNAL_ERROR: &str = r"handoverToCXone: Error signaling CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)(?:; error: (?P<error>.*))?";
 pub const DEFAULT_SIGNAL_STATUS: &str = r"Error sending handover signal: (?P<status>\d{3})\b";
 pub const DEFAULT_TIMEOUT_TEXT: &str =
@@ -931,8 +930,8 @@ fn pattern(
     if source.is_empty() {
         return Err(key.invalid("must not be empty (it would match every line)"));
     }
-    let regex = Regex::new(source)
-        .map_err(|e| key.invalid(format!("invalid regular expression: {e}")))?;
+    let regex =
+        Regex::new(source).map_err(|e| key.invalid(format!("invalid regular expression: {e}")))?;
     for group in required_groups {
         if !regex.capture_names().flatten().any(|name| name == *group) {
             return Err(key.invalid(format!("must contain the named group `(?P<{group}>...)`")));
@@ -1001,7 +1000,13 @@ impl SecretSource<'_> {
 }
 
 /// An optional integer in `min..=max`, or `default` when absent.
-fn between(key: &KeyPath, value: Option<i64>, default: u64, min: u64, max: u64) -> Result<u64, Invalid> {
+fn between(
+    key: &KeyPath,
+    value: Option<i64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, Invalid> {
     let Some(value) = value else {
         return Ok(default);
     };
@@ -1012,8 +1017,20 @@ fn between(key: &KeyPath, value: Option<i64>, default: u64, min: u64, max: u64) 
 }
 
 /// [`between`] for `u32` fields; `max` must fit `u32`.
-fn between_u32(key: &KeyPath, value: Option<i64>, default: u32, min: u32, max: u32) -> Result<u32, Invalid> {
-    let v = between(key, value, u64::from(default), u64::from(min), u64::from(max))?;
+fn between_u32(
+    key: &KeyPath,
+    value: Option<i64>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, Invalid> {
+    let v = between(
+        key,
+        value,
+        u64::from(default),
+        u64::from(min),
+        u64::from(max),
+    )?;
     // `v <= max`, a u32, by the check above.
     Ok(u32::try_from(v).unwrap_or(max))
 }
@@ -1093,5 +1110,61 @@ mod tests {
         assert!(p.signaled.is_match(
             "handoverToCXone: Signaled CXone with: 'Escalate' for contactId: 700123456789"
         ));
+    }
+
+    /// Only `custom1`..`custom10` name a custom field; no zero padding, nothing else.
+    #[test]
+    fn custom_field_names() {
+        assert_eq!(parse_custom_field("custom1"), Some(1));
+        assert_eq!(parse_custom_field("custom10"), Some(10));
+        for bad in [
+            "custom0", "custom11", "custom01", "custom", "Custom1", "custom1 ", "custom+1",
+        ] {
+            assert_eq!(parse_custom_field(bad), None, "{bad}");
+        }
+    }
+
+    /// API versions must be `v<digits>.0`.
+    #[test]
+    fn api_versions() {
+        assert!(is_api_version("v30.0"));
+        assert!(is_api_version("v4.0"));
+        for bad in ["30.0", "v30", "v30.1", "v.0", "vx.0", "V30.0", "v30.0 "] {
+            assert!(!is_api_version(bad), "{bad}");
+        }
+    }
+
+    /// Base URLs: http(s) with a host, one trailing slash stripped, no query or credentials.
+    #[test]
+    fn base_urls() {
+        let key = KeyPath::root().key("url");
+        let ok = |v: &str| http_url(&key, v).ok();
+        assert_eq!(
+            ok("https://a.example/v2.4/").as_deref(),
+            Some("https://a.example/v2.4")
+        );
+        assert_eq!(
+            ok("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        for bad in [
+            "ftp://a",
+            "https://",
+            "a.example",
+            "https://a.example/?x=1",
+            "https://u@a",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+    }
+
+    /// Byte offsets become 1-based line and character columns, also after multi-byte text.
+    #[test]
+    fn line_columns() {
+        let text = "a = 1\n# é\nbad";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        assert_eq!(line_column(text, text.len() - 3), (3, 1));
+        assert_eq!(line_column(text, 10), (2, 4));
     }
 }
