@@ -985,6 +985,15 @@ impl SecretSource<'_> {
                 if var.is_empty() {
                     return Err(env_key.invalid("must not be empty"));
                 }
+                // A value that cannot be a variable name is most likely the secret pasted in by
+                // mistake: say so without echoing it.
+                if !is_env_var_name(var) {
+                    return Err(env_key.invalid(
+                        "must be the name of an environment variable (ASCII letters, digits and \
+                         `_`, not starting with a digit), not the secret itself; the value is not \
+                         shown",
+                    ));
+                }
                 let content = (self.env)(var).ok_or_else(|| {
                     env_key.invalid(format!("environment variable `{var}` is not set"))
                 })?;
@@ -1047,6 +1056,15 @@ fn id_list(key: &KeyPath, ids: Option<Vec<i64>>) -> Result<Vec<i64>, Invalid> {
             .invalid(format!("must be a positive CXone id, got {id}")));
     }
     Ok(ids)
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, the portable shell variable name.
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `custom1`..`custom10` -> 1..=10.
@@ -1131,6 +1149,17 @@ mod tests {
         assert!(is_api_version("v4.0"));
         for bad in ["30.0", "v30", "v30.1", "v.0", "vx.0", "V30.0", "v30.0 "] {
             assert!(!is_api_version(bad), "{bad}");
+        }
+    }
+
+    /// Variable names are shell-portable; pasted secrets (with `-`, `/`, `+`, `=`) are not names.
+    #[test]
+    fn env_var_names() {
+        for good in ["CXONE_SECRET", "_x", "a1"] {
+            assert!(is_env_var_name(good), "{good}");
+        }
+        for bad in ["", "1ABC", "k3y-Zx9/q+Yw==", "A B", "Ä"] {
+            assert!(!is_env_var_name(bad), "{bad}");
         }
     }
 

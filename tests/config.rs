@@ -84,6 +84,8 @@ rejected_fixtures! {
     duplicate_tenant => "tests/fixtures/config/duplicate_tenant.toml: tenant[1].name: duplicate tenant name `acme` (also tenant[0])";
     /// Rejected with its key named: the access key secret's environment variable is blank.
     empty_secret_env => "tests/fixtures/config/empty_secret_env.toml: tenant[0] (acme).cxone.access_key_secret_env: environment variable `EMPTY_ACCESS_KEY_SECRET` is empty";
+    /// Rejected without echoing it: the secret itself was put where the variable's name belongs.
+    env_value_not_name => "tests/fixtures/config/env_value_not_name.toml: tenant[0] (acme).cognigy.api_key_env: must be the name of an environment variable (ASCII letters, digits and `_`, not starting with a digit), not the secret itself; the value is not shown";
     /// Rejected with its key named: the client secret file is empty.
     empty_secret_file => "tests/fixtures/config/empty_secret_file.toml: tenant[0] (acme).cxone.client_secret_file: `tests/fixtures/config/secrets/empty` is empty";
     /// Rejected with its key named: state_path is empty.
