@@ -622,17 +622,26 @@ fn validate(raw: RawConfig, secrets: &SecretSource<'_>) -> Result<Config, Invali
             .key("tenant")
             .invalid("at least one [[tenant]] is required"));
     }
-    let mut tenants: Vec<TenantConfig> = Vec::with_capacity(raw.tenant.len());
-    for (index, raw_tenant) in raw.tenant.into_iter().enumerate() {
-        let tenant = validate_tenant(index, raw_tenant, secrets)?;
-        if let Some(first) = tenants.iter().position(|t| t.name == tenant.name) {
+    // Names first, for every tenant: a wrong or duplicate name is reported before any secret
+    // is read.
+    for (index, tenant) in raw.tenant.iter().enumerate() {
+        check_tenant_name(index, &tenant.name)?;
+        if let Some(first) = raw.tenant[..index]
+            .iter()
+            .position(|t| t.name == tenant.name)
+        {
             return Err(KeyPath(format!("tenant[{index}].name")).invalid(format!(
                 "duplicate tenant name `{}` (also tenant[{first}])",
                 tenant.name
             )));
         }
-        tenants.push(tenant);
     }
+    let tenants = raw
+        .tenant
+        .into_iter()
+        .enumerate()
+        .map(|(index, tenant)| validate_tenant(index, tenant, secrets))
+        .collect::<Result<Vec<_>, _>>()?;
 
     Ok(Config {
         state_path,
@@ -646,26 +655,30 @@ fn validate(raw: RawConfig, secrets: &SecretSource<'_>) -> Result<Config, Invali
     })
 }
 
+/// A tenant name is the `tenant` label value: non-empty, `[a-zA-Z0-9_-]+`.
+fn check_tenant_name(index: usize, name: &str) -> Result<(), Invalid> {
+    let key = KeyPath(format!("tenant[{index}].name"));
+    if name.is_empty() {
+        return Err(key.invalid("must not be empty"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(key.invalid(format!(
+            "must contain only ASCII letters, digits, `_` and `-` (it is the `tenant` label \
+             value), got `{name}`"
+        )));
+    }
+    Ok(())
+}
+
+/// One tenant whose name [`check_tenant_name`] accepted.
 fn validate_tenant(
     index: usize,
     raw: RawTenant,
     secrets: &SecretSource<'_>,
 ) -> Result<TenantConfig, Invalid> {
-    let name_key = KeyPath(format!("tenant[{index}].name"));
-    if raw.name.is_empty() {
-        return Err(name_key.invalid("must not be empty"));
-    }
-    if !raw
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(name_key.invalid(format!(
-            "must contain only ASCII letters, digits, `_` and `-` (it is the `tenant` label \
-             value), got `{}`",
-            raw.name
-        )));
-    }
     let tenant_key = KeyPath(format!("tenant[{index}] ({})", raw.name));
     Ok(TenantConfig {
         cxone: validate_cxone(raw.cxone, &tenant_key.key("cxone"), secrets)?,

@@ -80,7 +80,7 @@ rejected_fixtures! {
     bad_url => "tests/fixtures/config/bad_url.toml: tenant[0] (acme).cognigy.api_base_url: must start with http:// or https://, got `ftp://api-app.cognigy.ai`";
     /// Rejected with its key named: client_secret has both a file and an env source.
     both_secret_sources => "tests/fixtures/config/both_secret_sources.toml: tenant[0] (acme).cxone.client_secret: set exactly one of `client_secret_file` and `client_secret_env`, not both";
-    /// Rejected with its key named: two tenants share one name.
+    /// Rejected with its key named: two tenants share one name, reported before any secret is read.
     duplicate_tenant => "tests/fixtures/config/duplicate_tenant.toml: tenant[1].name: duplicate tenant name `acme` (also tenant[0])";
     /// Rejected with its key named: the access key secret's environment variable is blank.
     empty_secret_env => "tests/fixtures/config/empty_secret_env.toml: tenant[0] (acme).cxone.access_key_secret_env: environment variable `EMPTY_ACCESS_KEY_SECRET` is empty";
