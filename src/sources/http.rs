@@ -609,6 +609,11 @@ impl HttpLayer {
         &self.settings
     }
 
+    /// The observer, for accounting a client does itself (a re-authentication retry).
+    pub fn observer(&self) -> &dyn RequestObserver {
+        self.observer.as_ref()
+    }
+
     /// Sends `request`, retrying it when it is retryable, and returns the 2xx answer or the
     /// final error. Every attempt is reported to the observer, every retry too.
     pub async fn send(&self, request: &HttpRequest) -> Result<HttpResponse, SourceError> {
