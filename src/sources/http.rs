@@ -644,9 +644,7 @@ impl HttpLayer {
                 if let Some(delay) = backoff.next() {
                     // Jitter may push the backoff past the cap; `Retry-After` replaces the
                     // backoff but is capped too, so a hostile header cannot stall a cycle.
-                    let wait = retry_after
-                        .unwrap_or(delay)
-                        .min(self.settings.max_backoff);
+                    let wait = retry_after.unwrap_or(delay).min(self.settings.max_backoff);
                     tracing::debug!(
                         source = %self.source,
                         endpoint = %request.endpoint,
@@ -877,7 +875,10 @@ mod tests {
     fn redact_text_hides_api_keys() {
         let text = "bad request for /Sessions?apikey=s3cret&x=1 (api_key=abc)";
         let redacted = redact_text(text);
-        assert!(!redacted.contains("s3cret") && !redacted.contains("abc"), "{redacted}");
+        assert!(
+            !redacted.contains("s3cret") && !redacted.contains("abc"),
+            "{redacted}"
+        );
         assert!(redacted.contains("x=1"));
     }
 
@@ -897,7 +898,10 @@ mod tests {
     #[test]
     fn query_string_keeps_dollar_names() {
         let q = query_string(&[
-            ("$filter", "timestamp gt '2026-01-01T00:00:00.000Z'".to_owned()),
+            (
+                "$filter",
+                "timestamp gt '2026-01-01T00:00:00.000Z'".to_owned(),
+            ),
             ("$top", "10".to_owned()),
         ]);
         assert_eq!(

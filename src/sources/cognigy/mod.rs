@@ -225,7 +225,10 @@ impl CognigyClient {
         let mut seen_cursors = HashSet::new();
         loop {
             let mut params = vec![
-                ("limit", self.config.logs_page_size.clamp(1, 100).to_string()),
+                (
+                    "limit",
+                    self.config.logs_page_size.clamp(1, 100).to_string(),
+                ),
                 ("sort", "timestamp:desc".to_owned()),
                 ("type", "error".to_owned()),
                 ("type", "info".to_owned()),
@@ -233,10 +236,12 @@ impl CognigyClient {
             if let Some(next) = &cursor {
                 params.push(("next", next.clone()));
             }
-            let request =
-                HttpRequest::get(Endpoint::CognigyLogs, format!("{base}?{}", query_string(&params)))
-                    .accept_json()
-                    .secret_header(HeaderName::from_static("x-api-key"), &self.config.api_key);
+            let request = HttpRequest::get(
+                Endpoint::CognigyLogs,
+                format!("{base}?{}", query_string(&params)),
+            )
+            .accept_json()
+            .secret_header(HeaderName::from_static("x-api-key"), &self.config.api_key);
             let response = self.http.send(&request).await?;
             batch.pages += 1;
             let page = response.parse_with(wire::parse_log_page)?;
@@ -325,11 +330,9 @@ impl CognigyClient {
             if tied > 0 {
                 params.push(("$skip", tied.to_string()));
             }
-            let mut request = HttpRequest::get(
-                collection.endpoint,
-                self.odata_url(collection, &params),
-            )
-            .accept_json();
+            let mut request =
+                HttpRequest::get(collection.endpoint, self.odata_url(collection, &params))
+                    .accept_json();
             if self.config.end_of_keyset_500 {
                 // A 500 here means "nothing past the filter" (api/cognigy.md §2.2): do not retry it.
                 request = request.final_status(500);
@@ -413,11 +416,9 @@ impl CognigyClient {
             if skip > 0 {
                 params.push(("$skip", skip.to_string()));
             }
-            let request = HttpRequest::get(
-                collection.endpoint,
-                self.odata_url(collection, &params),
-            )
-            .accept_json();
+            let request =
+                HttpRequest::get(collection.endpoint, self.odata_url(collection, &params))
+                    .accept_json();
             let page: ODataPage<T> = self.http.send(&request).await?.json()?;
             batch.pages += 1;
             let received = page.value.len();

@@ -11,8 +11,8 @@ pub mod wire;
 
 use crate::config::{ClientAuth, CxoneConfig};
 use crate::sources::http::{
-    percent_encode, query_string, Endpoint, HttpLayer, HttpRequest, HttpResponse,
-    RequestObserver, RetryCause, Source, SourceError,
+    percent_encode, query_string, Endpoint, HttpLayer, HttpRequest, HttpResponse, RequestObserver,
+    RetryCause, Source, SourceError,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::SecretString;
