@@ -1451,3 +1451,66 @@ async fn cxone_token_form_is_url_encoded() {
         .count();
     assert_eq!(matcher_hits, 1);
 }
+
+/// A POST not marked side-effect free is sent once, never retried, even on a 503.
+#[tokio::test]
+async fn non_idempotent_post_is_not_retried() {
+    use handover_exporter::sources::http::{HttpLayer, HttpRequest};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/signal"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let obs = observer();
+    let layer = HttpLayer::new(Source::Cxone, &fast_http(), obs.clone()).unwrap();
+    let request = HttpRequest::post_form(
+        Endpoint::CxoneToken,
+        format!("{}/signal", server.uri()),
+        &[("p1", "Escalate")],
+    );
+    let err = layer.send(&request).await.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(requests_to(&server, "/signal").await.len(), 1);
+    assert_eq!(obs.retries(RetryCause::ServerError), 0);
+    let retried = layer
+        .send(&request.clone().side_effect_free())
+        .await
+        .unwrap_err();
+    assert_eq!(retried.status(), Some(503));
+    assert_eq!(requests_to(&server, "/signal").await.len(), 1 + 4);
+}
+
+/// A 408 is retried with the `request_timeout` cause; other 4xx (403) are final at once.
+#[tokio::test]
+async fn request_timeout_408_is_retried_but_403_is_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(SESSIONS_PATH))
+        .respond_with(ResponseTemplate::new(408))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(SESSIONS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(odata(vec![])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2.4/Analytics"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&server)
+        .await;
+    let obs = observer();
+    let client = CognigyClient::new(&cognigy_config(&server), obs.clone()).unwrap();
+    client.sessions_since(since(), 1).await.unwrap();
+    assert_eq!(obs.retries(RetryCause::RequestTimeout), 1);
+    assert_eq!(
+        obs.count(Endpoint::CognigySessions, CodeClass::ClientError),
+        1
+    );
+    let err = client.analytics_since(since(), 1).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(obs.attempts(Endpoint::CognigyAnalytics), 1);
+}
