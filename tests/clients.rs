@@ -191,8 +191,7 @@ fn observer() -> Arc<CountingObserver> {
 // CXone
 // ---------------------------------------------------------------------------------------------
 
-/// Discovery, Basic-auth password grant, `cxone-configuration` and one page of contacts, with
-/// every documented query parameter and the accounting of each endpoint.
+/// Discovery, Basic-auth grant, host discovery and one contacts page send every documented parameter.
 #[tokio::test]
 async fn cxone_completed_contacts_happy_path() {
     let server = MockServer::start().await;
@@ -249,8 +248,7 @@ async fn cxone_completed_contacts_happy_path() {
     );
 }
 
-/// With `client_auth = Form` the client credentials go in the form and no Basic header is sent;
-/// a configured `api_endpoint` skips `cxone-configuration`.
+/// `ClientAuth::Form` puts client credentials in the form; a configured `api_endpoint` skips discovery.
 #[tokio::test]
 async fn cxone_form_client_auth_and_configured_api_endpoint() {
     let server = MockServer::start().await;
@@ -914,8 +912,7 @@ async fn concurrency_is_bounded() {
 // Cognigy
 // ---------------------------------------------------------------------------------------------
 
-/// A session read sends `$filter`/`$orderby`/`$top` literally with quoted UTC millis and the
-/// `apikey` query parameter, and parses both `id` and `_id`.
+/// Sessions are read with literal `$` names, quoted UTC millis, `apikey`, and both `id` and `_id`.
 #[tokio::test]
 async fn cognigy_sessions_query_is_literal() {
     let server = MockServer::start().await;
@@ -1033,8 +1030,7 @@ fn analytics_json(id: &str, second: u32) -> Value {
     })
 }
 
-/// Keyset paging with records tied on page boundaries (and a whole page sharing one timestamp)
-/// returns every record exactly once.
+/// Keyset paging over ties at page boundaries (even a whole page at one time) returns each record once.
 #[tokio::test]
 async fn cognigy_keyset_ties_are_neither_lost_nor_duplicated() {
     let server = MockServer::start().await;
@@ -1087,8 +1083,7 @@ async fn cognigy_keyset_ties_are_neither_lost_nor_duplicated() {
     assert!(queries[2].contains("$skip=3"), "{queries:?}");
 }
 
-/// A batch cut by `max_pages` holds back the records tied on its last timestamp, so the next
-/// read from `newest` returns them whole.
+/// A `max_pages` cut holds back its last tie group, so resuming from `newest` loses nothing.
 #[tokio::test]
 async fn cognigy_truncated_batch_resumes_without_loss() {
     let server = MockServer::start().await;
@@ -1131,8 +1126,7 @@ async fn cognigy_truncated_batch_resumes_without_loss() {
     assert_eq!(ids, vec!["r2", "r3", "r4", "r5"]);
 }
 
-/// With `end_of_keyset_500`, a 500 past the newest record ends the read (once, not retried);
-/// without it, the 500 is retried and then an error.
+/// A keyset-end 500 is end of data (not retried) when configured, and a retried error when not.
 #[tokio::test]
 async fn cognigy_500_at_end_of_keyset() {
     let server = MockServer::start().await;
@@ -1217,8 +1211,7 @@ async fn cognigy_malformed_page_is_decode_error() {
     assert!(!text.contains(API_KEY), "{text}");
 }
 
-/// Drill-down by session id: `sessionId eq '<id>'` for the session, its conversations (with a
-/// Voice Gateway event in `inputData`) and its analytics.
+/// Drill-down filters `sessionId eq` for the session, its conversations (VG event) and analytics.
 #[tokio::test]
 async fn cognigy_drill_down_by_session() {
     let server = MockServer::start().await;
@@ -1281,8 +1274,7 @@ fn log_json(id: &str, minute: u32, msg: &str) -> Value {
     })
 }
 
-/// Logs page newest first with `nextCursor`, stop at entries older than `after`, and are sent
-/// with `X-API-Key`, `Accept: application/json`, both levels and no body.
+/// Logs page newest first by `nextCursor` to `after`, with `X-API-Key`, JSON `Accept`, both levels, no body.
 #[tokio::test]
 async fn cognigy_logs_next_cursor_paging() {
     let server = MockServer::start().await;
@@ -1341,8 +1333,7 @@ async fn cognigy_logs_next_cursor_paging() {
     assert_eq!(obs.count(Endpoint::CognigyLogs, CodeClass::Success), 2);
 }
 
-/// The v2.0 envelope spelling `next` and the HAL envelope (`_embedded.logEntry`,
-/// `_links.next.href` whose `next` parameter is the cursor) are both followed.
+/// The `next` envelope and the HAL envelope (cursor from `_links.next.href`) are both followed.
 #[tokio::test]
 async fn cognigy_logs_next_and_hal_variants() {
     let server = MockServer::start().await;
