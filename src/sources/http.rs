@@ -348,7 +348,8 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
 #[derive(Clone)]
 struct RequestHeader {
     name: HeaderName,
-    value: String,
+    /// Held as a secret so a credential never sits in a printable field.
+    value: SecretString,
     sensitive: bool,
 }
 
@@ -436,7 +437,7 @@ impl HttpRequest {
     pub fn header(mut self, name: HeaderName, value: impl Into<String>) -> HttpRequest {
         self.headers.push(RequestHeader {
             name,
-            value: value.into(),
+            value: SecretString::from(value.into()),
             sensitive: false,
         });
         self
@@ -446,7 +447,7 @@ impl HttpRequest {
     pub fn secret_header(mut self, name: HeaderName, value: &SecretString) -> HttpRequest {
         self.headers.push(RequestHeader {
             name,
-            value: value.expose_secret().to_owned(),
+            value: value.clone(),
             sensitive: true,
         });
         self
@@ -765,7 +766,7 @@ impl HttpLayer {
             .request(request.method.clone(), url)
             .timeout(self.settings.timeout);
         for header in &request.headers {
-            let mut value = HeaderValue::from_str(&header.value)
+            let mut value = HeaderValue::from_str(header.value.expose_secret())
                 .map_err(|_| format!("header {} has invalid characters", header.name))?;
             value.set_sensitive(header.sensitive);
             builder = builder.header(header.name.clone(), value);
@@ -912,6 +913,26 @@ mod tests {
             percent_decode("timestamp%20gt%20%272026%27+x"),
             "timestamp gt '2026' x"
         );
+    }
+
+    /// A request's `Debug` shows the endpoint, redacted URL and header names, never their values.
+    #[test]
+    fn request_debug_hides_credentials() {
+        let request = HttpRequest::get(Endpoint::CognigyLogs, "https://x/logs?apikey=k3y&limit=1")
+            .bearer(&SecretString::from("t0ken"))
+            .secret_header(
+                HeaderName::from_static("x-api-key"),
+                &SecretString::from("k3y"),
+            );
+        let text = format!("{request:?}");
+        assert!(!text.contains("k3y") && !text.contains("t0ken"), "{text}");
+        assert!(
+            text.contains("x-api-key") && text.contains("logs"),
+            "{text}"
+        );
+        let form =
+            HttpRequest::post_form(Endpoint::CxoneToken, "https://x/t", &[("password", "pw")]);
+        assert!(!format!("{form:?}").contains("pw"));
     }
 
     /// Every error kind is a short snake_case name.
