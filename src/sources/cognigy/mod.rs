@@ -1,3 +1,495 @@
 //! Cognigy.AI: the OData and REST log client (see `wire` for the types it reads).
+//!
+//! [`CognigyClient`] reads the OData v2.4 `Sessions`, `Conversations` and `Analytics` collections
+//! with keyset paging (`$filter=<field> gt '<t>'`, `$orderby` asc, `$top`; the `apikey` query
+//! parameter; `$` names sent literally), and the REST project logs newest first with cursor paging
+//! (`X-API-Key`, `Accept: application/json`), as api/cognigy.md §1.2-1.5 and §2 document them.
+//!
+//! Keyset ties: after the first page, the next page asks for `ge <last timestamp>` and skips the
+//! records at that timestamp it already has (`$skip`), and every record is also de-duplicated by
+//! id, so records sharing the boundary timestamp are neither lost nor repeated, even when a whole
+//! page shares one timestamp. When `max_pages` cuts a batch, its trailing records that share the
+//! last timestamp are held back (and `newest` stays before them) so that the caller's next
+//! `gt newest` read returns them whole.
+//!
+//! It builds requests and parses bodies only: timeouts, retries, rate limits and accounting
+//! belong to the shared [`HttpLayer`]. It does not correlate or judge sessions.
 
 pub mod wire;
+
+use crate::config::{CognigyConfig, DateLiteral};
+use crate::sources::http::{
+    percent_decode, query_string, Endpoint, HttpLayer, HttpRequest, RequestObserver, Source,
+    SourceError,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::HeaderName;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use wire::{Analytics, Conversation, LogEntry, ODataPage, Session};
+
+/// The result of reading one collection since a watermark.
+#[derive(Debug, Clone)]
+pub struct Batch<T> {
+    /// OData: oldest first. Logs: newest first.
+    pub records: Vec<T>,
+    /// The newest timestamp among `records` (the caller's next watermark).
+    pub newest: Option<DateTime<Utc>>,
+    /// Requests that returned a page (including an empty one).
+    pub pages: u32,
+    /// `max_pages` was reached while more data may follow.
+    pub truncated: bool,
+    /// The read ended on Cognigy's HTTP 500 under a keyset filter, taken as end of data.
+    pub ended_on_500: bool,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            records: Vec::new(),
+            newest: None,
+            pages: 0,
+            truncated: false,
+            ended_on_500: false,
+        }
+    }
+}
+
+/// An OData record that can be paged by a timestamp keyset.
+pub trait KeysetRecord: DeserializeOwned {
+    /// The record's keyset timestamp (`startedAt` or `timestamp`).
+    fn keyset_time(&self) -> DateTime<Utc>;
+    /// A unique id for de-duplication (`id`/`_id`), if the record has one.
+    fn record_id(&self) -> Option<&str>;
+}
+
+impl KeysetRecord for Session {
+    fn keyset_time(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+    fn record_id(&self) -> Option<&str> {
+        // A session is one record per `sessionId`, so that is an id too.
+        self.id
+            .as_deref()
+            .or(Some(self.session_id.as_str()).filter(|s| !s.is_empty()))
+    }
+}
+
+impl KeysetRecord for Conversation {
+    fn keyset_time(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+    fn record_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+impl KeysetRecord for Analytics {
+    fn keyset_time(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+    fn record_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+/// One OData collection with its keyset field.
+#[derive(Debug, Clone, Copy)]
+struct Collection {
+    name: &'static str,
+    field: &'static str,
+    endpoint: Endpoint,
+}
+
+const SESSIONS: Collection = Collection {
+    name: "Sessions",
+    field: "startedAt",
+    endpoint: Endpoint::CognigySessions,
+};
+const CONVERSATIONS: Collection = Collection {
+    name: "Conversations",
+    field: "timestamp",
+    endpoint: Endpoint::CognigyConversations,
+};
+const ANALYTICS: Collection = Collection {
+    name: "Analytics",
+    field: "timestamp",
+    endpoint: Endpoint::CognigyAnalytics,
+};
+
+/// The Cognigy OData and REST log client of one tenant.
+pub struct CognigyClient {
+    http: HttpLayer,
+    config: CognigyConfig,
+    keyset_500_ends: AtomicU64,
+}
+
+impl std::fmt::Debug for CognigyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CognigyClient")
+            .field("odata_base_url", &self.config.odata_base_url)
+            .field("api_base_url", &self.config.api_base_url)
+            .field("project_id", &self.config.project_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CognigyClient {
+    /// A client for one tenant; no request is made until the first call.
+    pub fn new(
+        config: &CognigyConfig,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<CognigyClient, SourceError> {
+        Ok(CognigyClient {
+            http: HttpLayer::new(Source::Cognigy, &config.http, observer)?,
+            config: config.clone(),
+            keyset_500_ends: AtomicU64::new(0),
+        })
+    }
+
+    /// How many keyset reads have ended on an HTTP 500 taken as end of data.
+    pub fn keyset_500_ends(&self) -> u64 {
+        self.keyset_500_ends.load(Ordering::Relaxed)
+    }
+
+    /// Sessions that started after `after`, oldest first.
+    pub async fn sessions_since(
+        &self,
+        after: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Batch<Session>, SourceError> {
+        self.keyset(SESSIONS, after, max_pages).await
+    }
+
+    /// Conversations records stamped after `after`, oldest first.
+    pub async fn conversations_since(
+        &self,
+        after: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Batch<Conversation>, SourceError> {
+        self.keyset(CONVERSATIONS, after, max_pages).await
+    }
+
+    /// Analytics records stamped after `after`, oldest first.
+    pub async fn analytics_since(
+        &self,
+        after: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Batch<Analytics>, SourceError> {
+        self.keyset(ANALYTICS, after, max_pages).await
+    }
+
+    /// The `Sessions` record of one session, if OData has it yet.
+    pub async fn session(&self, session_id: &str) -> Result<Option<Session>, SourceError> {
+        let batch: Batch<Session> = self.by_session(SESSIONS, session_id, 1).await?;
+        Ok(batch.records.into_iter().next())
+    }
+
+    /// Every `Conversations` record of one session, oldest first.
+    pub async fn conversations_for_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Batch<Conversation>, SourceError> {
+        self.by_session(CONVERSATIONS, session_id, self.config.max_pages)
+            .await
+    }
+
+    /// Every `Analytics` record of one session, oldest first.
+    pub async fn analytics_for_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Batch<Analytics>, SourceError> {
+        self.by_session(ANALYTICS, session_id, self.config.max_pages)
+            .await
+    }
+
+    /// Project log entries (levels `error` and `info`) stamped at or after `after`, newest
+    /// first. Entries at exactly `after` are returned again (de-duplicate by `_id`): losing a
+    /// handover line is worse than reading it twice. When `truncated`, entries between `after`
+    /// and the oldest returned one were not read.
+    pub async fn logs_since(
+        &self,
+        after: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Batch<LogEntry>, SourceError> {
+        let max_pages = max_pages.max(1);
+        let base = format!(
+            "{}/new/v2.0/projects/{}/logs",
+            self.config.api_base_url.trim_end_matches('/'),
+            crate::sources::http::percent_encode(&self.config.project_id)
+        );
+        let mut batch = Batch::default();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = HashSet::new();
+        loop {
+            let mut params = vec![
+                (
+                    "limit",
+                    self.config.logs_page_size.clamp(1, 100).to_string(),
+                ),
+                ("sort", "timestamp:desc".to_owned()),
+                ("type", "error".to_owned()),
+                ("type", "info".to_owned()),
+            ];
+            if let Some(next) = &cursor {
+                params.push(("next", next.clone()));
+            }
+            let request = HttpRequest::get(
+                Endpoint::CognigyLogs,
+                format!("{base}?{}", query_string(&params)),
+            )
+            .accept_json()
+            .secret_header(HeaderName::from_static("x-api-key"), &self.config.api_key);
+            let response = self.http.send(&request).await?;
+            batch.pages += 1;
+            let page = response.parse_with(wire::parse_log_page)?;
+            let mut reached_after = false;
+            for entry in page.items {
+                if entry.timestamp < after {
+                    reached_after = true;
+                    continue;
+                }
+                batch.newest = batch.newest.max(Some(entry.timestamp));
+                batch.records.push(entry);
+            }
+            let next = page.next_cursor.map(|c| cursor_value(&c));
+            let next = match next {
+                Some(Ok(next)) => next,
+                Some(Err(message)) => return Err(response.decode_error(message)),
+                None => None,
+            };
+            let Some(next) = next else { break };
+            if reached_after {
+                break;
+            }
+            if !seen_cursors.insert(next.clone()) {
+                return Err(SourceError::PageCap {
+                    endpoint: Endpoint::CognigyLogs,
+                    message: "the server returned a cursor it had already returned".to_owned(),
+                });
+            }
+            if batch.pages >= max_pages {
+                batch.truncated = true;
+                break;
+            }
+            cursor = Some(next);
+        }
+        Ok(batch)
+    }
+
+    /// The OData URL of one page.
+    fn odata_url(&self, collection: Collection, params: &[(&str, String)]) -> String {
+        use secrecy::ExposeSecret;
+        let mut all = params.to_vec();
+        all.push(("apikey", self.config.api_key.expose_secret().to_owned()));
+        format!(
+            "{}/{}?{}",
+            self.config.odata_base_url.trim_end_matches('/'),
+            collection.name,
+            query_string(&all)
+        )
+    }
+
+    /// A date-time literal for `$filter`, quoted or bare per config, UTC millis with `Z`.
+    fn literal(&self, t: DateTime<Utc>) -> String {
+        let text = t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        match self.config.date_literal {
+            DateLiteral::Quoted => format!("'{text}'"),
+            DateLiteral::Bare => text,
+        }
+    }
+
+    /// Keyset paging over one collection (see the module doc for how ties are handled).
+    async fn keyset<T: KeysetRecord>(
+        &self,
+        collection: Collection,
+        after: DateTime<Utc>,
+        max_pages: u32,
+    ) -> Result<Batch<T>, SourceError> {
+        let top = self.config.odata_page_size.max(1);
+        let max_pages = max_pages.max(1);
+        let mut batch: Batch<T> = Batch::default();
+        // The boundary: `gt after` first, then `ge <last timestamp>` skipping the `tied` records
+        // at that timestamp already held.
+        let mut boundary = after;
+        let mut inclusive = false;
+        let mut tied: u64 = 0;
+        let mut seen: HashSet<String> = HashSet::new();
+        loop {
+            let op = if inclusive { "ge" } else { "gt" };
+            let mut params = vec![
+                (
+                    "$filter",
+                    format!("{} {op} {}", collection.field, self.literal(boundary)),
+                ),
+                ("$orderby", format!("{} asc", collection.field)),
+                ("$top", top.to_string()),
+            ];
+            if tied > 0 {
+                params.push(("$skip", tied.to_string()));
+            }
+            let mut request =
+                HttpRequest::get(collection.endpoint, self.odata_url(collection, &params))
+                    .accept_json();
+            if self.config.end_of_keyset_500 {
+                // A 500 here means "nothing past the filter" (api/cognigy.md §2.2): do not retry it.
+                request = request.final_status(500);
+            }
+            let response = match self.http.send(&request).await {
+                Err(SourceError::HttpStatus { status: 500, .. })
+                    if self.config.end_of_keyset_500 =>
+                {
+                    self.keyset_500_ends.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        endpoint = %collection.endpoint,
+                        pages = batch.pages,
+                        "HTTP 500 under a keyset filter taken as end of data"
+                    );
+                    batch.ended_on_500 = true;
+                    break;
+                }
+                other => other?,
+            };
+            batch.pages += 1;
+            let page: ODataPage<T> = response.json()?;
+            let received = page.value.len();
+            let mut fresh = 0usize;
+            for record in page.value {
+                let t = record.keyset_time();
+                if t == boundary && inclusive {
+                    tied += 1;
+                } else if t > boundary || !inclusive {
+                    boundary = t;
+                    tied = 1;
+                }
+                inclusive = true;
+                if let Some(id) = record.record_id() {
+                    if !seen.insert(id.to_owned()) {
+                        continue;
+                    }
+                }
+                fresh += 1;
+                batch.records.push(record);
+            }
+            if received < top as usize {
+                break;
+            }
+            if fresh == 0 {
+                return Err(SourceError::PageCap {
+                    endpoint: collection.endpoint,
+                    message: format!(
+                        "a full page of {} brought no new records (unstable ordering?)",
+                        collection.name
+                    ),
+                });
+            }
+            if batch.pages >= max_pages {
+                batch.truncated = true;
+                hold_back_last_tie(&mut batch.records);
+                break;
+            }
+        }
+        batch.newest = batch.records.iter().map(KeysetRecord::keyset_time).max();
+        Ok(batch)
+    }
+
+    /// All records of one session (`$filter=sessionId eq '<id>'`), oldest first, `$skip` paging.
+    async fn by_session<T: KeysetRecord>(
+        &self,
+        collection: Collection,
+        session_id: &str,
+        max_pages: u32,
+    ) -> Result<Batch<T>, SourceError> {
+        let top = self.config.odata_page_size.max(1);
+        let max_pages = max_pages.max(1);
+        let filter = format!("sessionId eq '{}'", session_id.replace('\'', "''"));
+        let mut batch: Batch<T> = Batch::default();
+        loop {
+            let mut params = vec![
+                ("$filter", filter.clone()),
+                ("$orderby", format!("{} asc", collection.field)),
+                ("$top", top.to_string()),
+            ];
+            let skip = batch.records.len();
+            if skip > 0 {
+                params.push(("$skip", skip.to_string()));
+            }
+            let request =
+                HttpRequest::get(collection.endpoint, self.odata_url(collection, &params))
+                    .accept_json();
+            let page: ODataPage<T> = self.http.send(&request).await?.json()?;
+            batch.pages += 1;
+            let received = page.value.len();
+            batch.records.extend(page.value);
+            if received < top as usize {
+                break;
+            }
+            if batch.pages >= max_pages {
+                batch.truncated = true;
+                break;
+            }
+        }
+        batch.newest = batch.records.iter().map(KeysetRecord::keyset_time).max();
+        Ok(batch)
+    }
+}
+
+/// Drops the trailing records that share the last timestamp, unless every record shares it, so
+/// a caller resuming with `gt newest` reads that tie group whole.
+fn hold_back_last_tie<T: KeysetRecord>(records: &mut Vec<T>) {
+    let Some(last) = records.last().map(KeysetRecord::keyset_time) else {
+        return;
+    };
+    let keep = records
+        .iter()
+        .rposition(|r| r.keyset_time() != last)
+        .map(|i| i + 1);
+    match keep {
+        Some(keep) => records.truncate(keep),
+        None => tracing::warn!(
+            "a whole truncated batch shares one timestamp; records at it may be skipped next read"
+        ),
+    }
+}
+
+/// The cursor to send as `next=`: the value itself, or the `next` query parameter of a HAL
+/// `_links.next.href` (never the href itself: it could point to another host).
+fn cursor_value(raw: &str) -> Result<Option<String>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let is_href = raw.contains('?') || raw.starts_with("http://") || raw.starts_with("https://");
+    if !is_href {
+        return Ok(Some(raw.to_owned()));
+    }
+    let query = raw.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "next")
+        .map(|(_, value)| Some(percent_decode(value)).filter(|v| !v.is_empty()))
+        .ok_or_else(|| "the HAL `_links.next.href` has no `next` cursor parameter".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain cursors pass through; HAL hrefs give their `next` parameter; a bare href is an error.
+    #[test]
+    fn cursor_values() {
+        assert_eq!(
+            cursor_value("65f0c1d2e3a4b5c6d7e8f901"),
+            Ok(Some("65f0c1d2e3a4b5c6d7e8f901".into()))
+        );
+        assert_eq!(
+            cursor_value("/new/v2.0/projects/p/logs?limit=2&next=abc%3D&type=error"),
+            Ok(Some("abc=".into()))
+        );
+        assert!(cursor_value("https://x/logs?limit=2").is_err());
+        assert_eq!(cursor_value(""), Ok(None));
+    }
+}
