@@ -25,3 +25,4 @@ pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
 pub mod sources;
+pub mod store;
