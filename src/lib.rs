@@ -24,5 +24,6 @@ pub mod config;
 pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
+pub mod metrics;
 pub mod sources;
 pub mod store;
