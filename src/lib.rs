@@ -25,5 +25,6 @@ pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
 pub mod metrics;
+pub mod server;
 pub mod sources;
 pub mod store;
