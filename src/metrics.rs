@@ -457,6 +457,16 @@ impl Metrics {
             .set(unix_seconds(at));
     }
 
+    /// Sets `up` of a source directly (1 when `up`, else 0).
+    pub fn set_up(&self, tenant: &str, source: PollSource, up: bool) {
+        self.up
+            .get_or_create(&PollLabels {
+                tenant: tenant.to_owned(),
+                source,
+            })
+            .set(i64::from(up));
+    }
+
     /// Records a failed poll of a source: counts it and sets `up` to 0.
     pub fn poll_failed(&self, tenant: &str, source: PollSource) {
         let p = PollLabels {
@@ -779,6 +789,10 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in {text}");
         }
+        m.set_up("acme", PollSource::Cxone, false);
+        assert!(m
+            .encode()
+            .contains(r#"handover_up{tenant="acme",source="cxone"} 0"#));
     }
 
     /// FAMILIES and the exposition list the same families, with the same types and labels.

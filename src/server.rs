@@ -6,18 +6,27 @@
 //! Handlers only read: metrics are encoded from memory, store reads run on the blocking pool so
 //! the async runtime never waits on SQLite, and readiness is fed by the pipeline through
 //! [`Readiness`]. Responses never carry secrets (nothing here holds one). This module does not
-//! poll, diagnose or write the store, and it does not do TLS or authentication.
+//! poll, diagnose or write the store. [`WebConfig`] reads `--web.config.file` (the Prometheus
+//! exporter-toolkit format): bcrypt `basic_auth_users` are enforced on every route; TLS
+//! (`tls_server_config`) is not implemented and is refused with a clear error rather than
+//! silently served in plain text.
 
 use crate::diagnosis::{Failure, Outcome, Reason};
 use crate::metrics::{Metrics, PollSource};
 use crate::store::{DiagnosisFilter, Store, StoreError};
-use axum::extract::{Path, Query, State};
-use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;
@@ -89,6 +98,163 @@ impl Readiness {
     }
 }
 
+/// What is wrong with a `--web.config.file`.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read web config file {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("web config file {path} is invalid: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    #[serde(default)]
+    tls_server_config: Option<serde_norway::Value>,
+    #[serde(default)]
+    http_server_config: Option<serde_norway::Value>,
+    #[serde(default)]
+    basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+/// The parsed `--web.config.file`: user names and their bcrypt hashes.
+pub struct WebConfig {
+    basic_auth_users: BTreeMap<String, SecretString>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hashes stay out of Debug output; the user names are not secret.
+        f.debug_struct("WebConfig")
+            .field("users", &self.basic_auth_users.keys())
+            .finish()
+    }
+}
+
+impl WebConfig {
+    /// Reads and validates a web config file.
+    pub fn load(path: &std::path::Path) -> Result<WebConfig, WebConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        WebConfig::parse(&text).map_err(|message| WebConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses the YAML text of a web config file.
+    pub fn parse(text: &str) -> Result<WebConfig, String> {
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig {
+                tls_server_config: None,
+                http_server_config: None,
+                basic_auth_users: None,
+            }
+        } else {
+            serde_norway::from_str(text).map_err(|e| e.to_string())?
+        };
+        let present = |v: &Option<serde_norway::Value>| {
+            v.as_ref()
+                .is_some_and(|v| !v.is_null() && v.as_mapping().map_or(true, |m| !m.is_empty()))
+        };
+        if present(&raw.tls_server_config) {
+            return Err(
+                "tls_server_config: TLS is not supported by this build; terminate TLS in a \
+                        proxy in front of the exporter"
+                    .to_owned(),
+            );
+        }
+        if present(&raw.http_server_config) {
+            return Err("http_server_config: not supported by this build".to_owned());
+        }
+        let mut users = BTreeMap::new();
+        for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+            if user.is_empty() || user.contains(':') {
+                return Err(format!("basic_auth_users: invalid user name {user:?}"));
+            }
+            // Validate the hash's form now, so a typo fails at start-up, not at the first scrape.
+            if bcrypt::verify("", &hash).is_err() {
+                return Err(format!(
+                    "basic_auth_users.{user}: the value is not a bcrypt hash"
+                ));
+            }
+            users.insert(user, SecretString::from(hash));
+        }
+        Ok(WebConfig {
+            basic_auth_users: users,
+        })
+    }
+
+    /// Whether any route needs authentication.
+    pub fn requires_auth(&self) -> bool {
+        !self.basic_auth_users.is_empty()
+    }
+
+    /// Whether the `user`/`password` pair is valid (bcrypt; slow by design, call off the runtime).
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        self.basic_auth_users
+            .get(user)
+            .is_some_and(|hash| bcrypt::verify(password, hash.expose_secret()).unwrap_or(false))
+    }
+}
+
+/// Rejects requests without valid basic-auth credentials when users are configured.
+async fn require_basic_auth(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(config) = state.web_config.clone().filter(|c| c.requires_auth()) else {
+        return next.run(request).await;
+    };
+    let credentials = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        });
+    let valid = match credentials {
+        Some((user, password)) => {
+            tokio::task::spawn_blocking(move || config.verify(&user, &password))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if valid {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"handover-exporter\""),
+            )],
+            "unauthorized\n",
+        )
+            .into_response()
+    }
+}
+
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -97,6 +263,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Where the exposition is served (`--web.telemetry-path`, default `/metrics`).
     pub telemetry_path: String,
+    /// `--web.config.file`, if given: basic-auth users enforced on every route.
+    pub web_config: Option<Arc<WebConfig>>,
 }
 
 /// Builds the router (exposed for embedding; [`serve`] is the usual entry point).
@@ -115,6 +283,10 @@ pub fn router(state: AppState) -> std::io::Result<Router> {
         .route("/readyz", get(readyz))
         .route("/api/v1/diagnoses", get(diagnoses))
         .route("/api/v1/contacts/{id}", get(contact))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_basic_auth,
+        ))
         .with_state(state))
 }
 
@@ -408,6 +580,10 @@ mod tests {
     }
 
     async fn start() -> Running {
+        start_with(None).await
+    }
+
+    async fn start_with(web_config: Option<WebConfig>) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path().join("state.db")).unwrap();
         for (minute, d) in [
@@ -435,6 +611,7 @@ mod tests {
             store: Arc::new(Mutex::new(store)),
             readiness: readiness.clone(),
             telemetry_path: "/metrics".to_owned(),
+            web_config: web_config.map(Arc::new),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -701,6 +878,67 @@ mod tests {
             .is_err());
     }
 
+    /// With basic_auth_users configured, every route needs a valid user and password.
+    #[tokio::test]
+    async fn basic_auth_guards_every_route() {
+        // Cost 4 keeps the test fast; the check is the same bcrypt verification.
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let config =
+            WebConfig::parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
+        assert!(
+            !format!("{config:?}").contains(&hash),
+            "hash leaked into Debug"
+        );
+        let server = start_with(Some(config)).await;
+        for path in ["/", "/metrics", "/healthz", "/api/v1/diagnoses"] {
+            let url = format!("{}{path}", server.base);
+            let anonymous = client().get(&url).send().await.unwrap();
+            assert_eq!(anonymous.status(), 401, "{path}");
+            assert_eq!(
+                anonymous.headers()[WWW_AUTHENTICATE.as_str()],
+                "Basic realm=\"handover-exporter\""
+            );
+            let wrong = client()
+                .get(&url)
+                .basic_auth("prometheus", Some("nope"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(wrong.status(), 401, "{path}");
+            let stranger = client()
+                .get(&url)
+                .basic_auth("mallory", Some("s3cret"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(stranger.status(), 401, "{path}");
+            let right = client()
+                .get(&url)
+                .basic_auth("prometheus", Some("s3cret"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(right.status(), 200, "{path}");
+        }
+    }
+
+    /// Web config files with TLS, unknown keys or non-bcrypt values are refused by name.
+    #[test]
+    fn web_config_rejects_what_it_cannot_honour() {
+        let tls = WebConfig::parse("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n")
+            .unwrap_err();
+        assert!(tls.contains("tls_server_config"), "{tls}");
+        let unknown = WebConfig::parse("basic_auth_user:\n  a: b\n").unwrap_err();
+        assert!(unknown.contains("basic_auth_user"), "{unknown}");
+        let plain = WebConfig::parse("basic_auth_users:\n  alice: hunter2\n").unwrap_err();
+        assert!(plain.contains("basic_auth_users.alice"), "{plain}");
+        assert!(!plain.contains("hunter2"), "{plain}");
+        assert!(!WebConfig::parse("").unwrap().requires_auth());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = WebConfig::load(&dir.path().join("web.yml")).unwrap_err();
+        assert!(missing.to_string().contains("web.yml"), "{missing}");
+    }
+
     /// A telemetry path that would shadow the landing page or the API is refused.
     #[test]
     fn bad_telemetry_path_is_refused() {
@@ -709,6 +947,7 @@ mod tests {
             store: Arc::new(Mutex::new(Store::open(":memory:").unwrap())),
             readiness: Arc::new(Readiness::new(&[], Duration::from_secs(60))),
             telemetry_path: "metrics".to_owned(),
+            web_config: None,
         };
         let error = router(state).unwrap_err();
         assert!(
