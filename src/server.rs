@@ -128,6 +128,9 @@ struct RawWebConfig {
 /// The parsed `--web.config.file`: user names and their bcrypt hashes.
 pub struct WebConfig {
     basic_auth_users: BTreeMap<String, SecretString>,
+    /// A hash of the users' highest cost, verified for unknown user names so that the answer
+    /// takes as long as for a known one and does not reveal which names exist.
+    decoy_hash: Option<String>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -190,8 +193,25 @@ impl WebConfig {
             }
             users.insert(user, SecretString::from(hash));
         }
+        let highest_cost = users
+            .values()
+            .filter_map(|h| {
+                h.expose_secret()
+                    .split('$')
+                    .nth(2)
+                    .and_then(|c| c.parse::<u32>().ok())
+            })
+            .max();
+        let decoy_hash = match highest_cost {
+            Some(cost) => Some(
+                bcrypt::hash("handover-exporter decoy", cost)
+                    .map_err(|e| format!("basic_auth_users: cannot prepare bcrypt: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(WebConfig {
             basic_auth_users: users,
+            decoy_hash,
         })
     }
 
@@ -202,9 +222,15 @@ impl WebConfig {
 
     /// Whether the `user`/`password` pair is valid (bcrypt; slow by design, call off the runtime).
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        self.basic_auth_users
-            .get(user)
-            .is_some_and(|hash| bcrypt::verify(password, hash.expose_secret()).unwrap_or(false))
+        match self.basic_auth_users.get(user) {
+            Some(hash) => bcrypt::verify(password, hash.expose_secret()).unwrap_or(false),
+            None => {
+                if let Some(decoy) = &self.decoy_hash {
+                    let _ = bcrypt::verify(password, decoy);
+                }
+                false
+            }
+        }
     }
 }
 

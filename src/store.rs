@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS contacts (
 CREATE INDEX IF NOT EXISTS contacts_by_group ON contacts (tenant, group_id);
 CREATE INDEX IF NOT EXISTS contacts_by_status ON contacts (tenant, status);
 CREATE INDEX IF NOT EXISTS contacts_by_diagnosed_at ON contacts (diagnosed_at);
+CREATE INDEX IF NOT EXISTS contacts_by_id ON contacts (contact_id);
 CREATE TABLE IF NOT EXISTS cognigy_records (
     tenant TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('session', 'conversation', 'analytics', 'log')),
