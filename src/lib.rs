@@ -7,6 +7,9 @@
 //! - [`logline`]: recognises the Cognigy handover extension's log lines.
 //! - [`correlation`]: pure join of contacts and sessions into cases.
 //! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
+//! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
+//! - [`metrics`]: every metric family in one struct, OpenMetrics text.
+//! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //!
@@ -24,6 +27,9 @@ pub mod config;
 pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
+pub mod metrics;
 pub mod replay;
 pub mod report;
+pub mod server;
 pub mod sources;
+pub mod store;

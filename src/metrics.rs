@@ -1,0 +1,840 @@
+//! Every metric family of DESIGN §6 in one struct, [`Metrics`], encoded as OpenMetrics text.
+//!
+//! Label values come only from the crate's label enums (encoded through their snake_case
+//! `as_str()`) and from configured tenant names; every known label combination is created at 0
+//! when [`Metrics::new`] runs. The diagnosis counters are seeded from the store's persistent
+//! totals at start-up ([`Metrics::load_totals`]) and then incremented only for diagnoses the store
+//! reported as newly recorded, so they continue across restarts and never double. This module
+//! does not poll, store or serve anything; `/metrics` only encodes what is in memory here.
+
+use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
+use crate::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source};
+use crate::store::TotalRow;
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::CounterWithExemplar;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// Which poller a tenant/source series describes (`source` label of the poll metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PollSource {
+    Cxone,
+    Cognigy,
+}
+
+impl PollSource {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [PollSource] = &[PollSource::Cxone, PollSource::Cognigy];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollSource::Cxone => "cxone",
+            PollSource::Cognigy => "cognigy",
+        }
+    }
+}
+
+impl std::fmt::Display for PollSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! label_value_by_as_str {
+    ($($ty:ty),+) => {$(
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+label_value_by_as_str!(
+    Outcome, Failure, Reason, Source, Endpoint, CodeClass, RetryCause, PollSource
+);
+
+/// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    ("handover_contacts_total", "counter", "tenant,outcome"),
+    (
+        "handover_failures_total",
+        "counter",
+        "tenant,failure,reason",
+    ),
+    ("handover_escalations_total", "counter", "tenant"),
+    ("handover_signal_to_queue_seconds", "histogram", "tenant"),
+    ("handover_queue_wait_seconds", "histogram", "tenant"),
+    ("handover_bot_turn_seconds", "histogram", "tenant"),
+    ("handover_pending_contacts", "gauge", "tenant"),
+    ("handover_up", "gauge", "tenant,source"),
+    (
+        "handover_last_poll_success_timestamp_seconds",
+        "gauge",
+        "tenant,source",
+    ),
+    (
+        "handover_watermark_timestamp_seconds",
+        "gauge",
+        "tenant,source",
+    ),
+    ("handover_polls_total", "counter", "tenant,source"),
+    ("handover_poll_failures_total", "counter", "tenant,source"),
+    (
+        "handover_api_requests_total",
+        "counter",
+        "source,endpoint,code",
+    ),
+    (
+        "handover_api_request_duration_seconds",
+        "histogram",
+        "source,endpoint",
+    ),
+    ("handover_api_retries_total", "counter", "source,cause"),
+    ("handover_build_info", "info", "version,revision"),
+];
+
+/// Seconds from the bot's escalation to queue entry: sub-second to minutes.
+const SIGNAL_TO_QUEUE_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0];
+/// Seconds a caller waits in the agent queue: seconds to half an hour.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+/// Seconds one bot turn takes: the default bot turn timeout is 10 s.
+const BOT_TURN_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0];
+/// Seconds one API request takes: the HTTP layer's timeouts are tens of seconds.
+const API_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    tenant: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    tenant: String,
+    failure: Failure,
+    reason: Reason,
+}
+
+/// The exemplar of a failure: the contact to drill into.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContactExemplar {
+    contact_id: i64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollLabels {
+    tenant: String,
+    source: PollSource,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    source: Source,
+    endpoint: Endpoint,
+    code: CodeClass,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    source: Source,
+    endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    source: Source,
+    cause: RetryCause,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+type TimestampGauge = Gauge<f64, AtomicU64>;
+
+fn signal_to_queue_histogram() -> Histogram {
+    Histogram::new(SIGNAL_TO_QUEUE_BUCKETS.iter().copied())
+}
+fn queue_wait_histogram() -> Histogram {
+    Histogram::new(QUEUE_WAIT_BUCKETS.iter().copied())
+}
+fn bot_turn_histogram() -> Histogram {
+    Histogram::new(BOT_TURN_BUCKETS.iter().copied())
+}
+fn api_duration_histogram() -> Histogram {
+    Histogram::new(API_DURATION_BUCKETS.iter().copied())
+}
+
+fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+/// The registry and every family of DESIGN §6.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    contacts: Family<OutcomeLabels, Counter>,
+    failures: Family<FailureLabels, CounterWithExemplar<ContactExemplar>>,
+    escalations: Family<TenantLabels, Counter>,
+    signal_to_queue: HistogramFamily<TenantLabels>,
+    queue_wait: HistogramFamily<TenantLabels>,
+    bot_turn: HistogramFamily<TenantLabels>,
+    pending: Family<TenantLabels, Gauge>,
+    up: Family<PollLabels, Gauge>,
+    last_poll_success: Family<PollLabels, TimestampGauge>,
+    watermark: Family<PollLabels, TimestampGauge>,
+    polls: Family<PollLabels, Counter>,
+    poll_failures: Family<PollLabels, Counter>,
+    api_requests: Family<RequestLabels, Counter>,
+    api_duration: HistogramFamily<EndpointLabels>,
+    api_retries: Family<RetryLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every family and creates every known label combination at 0 for `tenants`.
+    pub fn new(tenants: &[String], revision: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("handover");
+        let m = Metrics {
+            registry: Registry::default(),
+            contacts: Family::default(),
+            failures: Family::default(),
+            escalations: Family::default(),
+            signal_to_queue: Family::new_with_constructor(signal_to_queue_histogram),
+            queue_wait: Family::new_with_constructor(queue_wait_histogram),
+            bot_turn: Family::new_with_constructor(bot_turn_histogram),
+            pending: Family::default(),
+            up: Family::default(),
+            last_poll_success: Family::default(),
+            watermark: Family::default(),
+            polls: Family::default(),
+            poll_failures: Family::default(),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(api_duration_histogram),
+            api_retries: Family::default(),
+        };
+        registry.register(
+            "contacts",
+            "Bot contacts diagnosed, by outcome",
+            m.contacts.clone(),
+        );
+        registry.register(
+            "failures",
+            "Failed handovers by failure class and reason; exemplar: the contact id",
+            m.failures.clone(),
+        );
+        registry.register(
+            "escalations",
+            "Bot contacts that escalated to an agent",
+            m.escalations.clone(),
+        );
+        registry.register(
+            "signal_to_queue_seconds",
+            "Seconds from the bot's escalation to the contact entering the agent queue",
+            m.signal_to_queue.clone(),
+        );
+        registry.register(
+            "queue_wait_seconds",
+            "Seconds a handed-over caller waited in the agent queue",
+            m.queue_wait.clone(),
+        );
+        registry.register(
+            "bot_turn_seconds",
+            "Seconds the bot spent on one caller input (Cognigy executionTime)",
+            m.bot_turn.clone(),
+        );
+        registry.register(
+            "pending_contacts",
+            "Contacts read but not yet diagnosed (waiting for data)",
+            m.pending.clone(),
+        );
+        registry.register(
+            "up",
+            "Whether the last poll of the source succeeded (1) or not (0)",
+            m.up.clone(),
+        );
+        registry.register(
+            "last_poll_success_timestamp_seconds",
+            "Unix time of the last successful poll of the source",
+            m.last_poll_success.clone(),
+        );
+        registry.register(
+            "watermark_timestamp_seconds",
+            "Unix time up to which the source has been read",
+            m.watermark.clone(),
+        );
+        registry.register("polls", "Poll cycles of the source", m.polls.clone());
+        registry.register(
+            "poll_failures",
+            "Poll cycles of the source that failed",
+            m.poll_failures.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "HTTP attempts by endpoint and result class",
+            m.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Seconds one HTTP attempt took",
+            m.api_duration.clone(),
+        );
+        registry.register(
+            "api_retries",
+            "HTTP attempts retried, by cause",
+            m.api_retries.clone(),
+        );
+        registry.register(
+            "build",
+            "Version and revision of this build",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: revision.to_owned(),
+            }),
+        );
+
+        for tenant in tenants {
+            let t = TenantLabels {
+                tenant: tenant.clone(),
+            };
+            for outcome in Outcome::ALL {
+                let _ = m.contacts.get_or_create(&OutcomeLabels {
+                    tenant: tenant.clone(),
+                    outcome: *outcome,
+                });
+            }
+            for reason in Reason::ALL {
+                if let Some(failure) = reason.failure() {
+                    let _ = m.failures.get_or_create(&FailureLabels {
+                        tenant: tenant.clone(),
+                        failure,
+                        reason: *reason,
+                    });
+                }
+            }
+            let _ = m.escalations.get_or_create(&t);
+            let _ = m.signal_to_queue.get_or_create(&t);
+            let _ = m.queue_wait.get_or_create(&t);
+            let _ = m.bot_turn.get_or_create(&t);
+            let _ = m.pending.get_or_create(&t);
+            for source in PollSource::ALL {
+                let p = PollLabels {
+                    tenant: tenant.clone(),
+                    source: *source,
+                };
+                let _ = m.up.get_or_create(&p);
+                let _ = m.last_poll_success.get_or_create(&p);
+                let _ = m.watermark.get_or_create(&p);
+                let _ = m.polls.get_or_create(&p);
+                let _ = m.poll_failures.get_or_create(&p);
+            }
+        }
+        for endpoint in Endpoint::ALL {
+            let source = endpoint.source();
+            for code in CodeClass::ALL {
+                let _ = m.api_requests.get_or_create(&RequestLabels {
+                    source,
+                    endpoint: *endpoint,
+                    code: *code,
+                });
+            }
+            let _ = m.api_duration.get_or_create(&EndpointLabels {
+                source,
+                endpoint: *endpoint,
+            });
+        }
+        for source in Source::ALL {
+            for cause in RetryCause::ALL {
+                let _ = m.api_retries.get_or_create(&RetryLabels {
+                    source: *source,
+                    cause: *cause,
+                });
+            }
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// Counts one newly recorded diagnosis (call only for those the store returned as new).
+    pub fn record_diagnosis(&self, tenant: &str, diagnosis: &Diagnosis) {
+        let tenant = tenant.to_owned();
+        self.contacts
+            .get_or_create(&OutcomeLabels {
+                tenant: tenant.clone(),
+                outcome: diagnosis.outcome,
+            })
+            .inc();
+        if let Some(failure) = diagnosis.failure {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    tenant: tenant.clone(),
+                    failure,
+                    reason: diagnosis.reason,
+                })
+                .inc_by(
+                    1,
+                    Some(ContactExemplar {
+                        contact_id: diagnosis.contact_id,
+                    }),
+                    None,
+                );
+        }
+        let t = TenantLabels { tenant };
+        let evidence = &diagnosis.evidence;
+        if evidence.escalated_at.is_some() {
+            self.escalations.get_or_create(&t).inc();
+        }
+        if let Some(seconds) = evidence.signal_to_queue_seconds {
+            self.signal_to_queue.get_or_create(&t).observe(seconds);
+        }
+        if let Some(seconds) = evidence.queue_wait_seconds {
+            self.queue_wait.get_or_create(&t).observe(seconds);
+        }
+        for seconds in &evidence.bot_turn_seconds {
+            self.bot_turn.get_or_create(&t).observe(*seconds);
+        }
+    }
+
+    /// Adds the store's persistent totals to the outcome and failure counters; call once at
+    /// start-up, before any [`Metrics::record_diagnosis`].
+    pub fn load_totals(&self, rows: &[TotalRow]) {
+        for row in rows {
+            self.contacts
+                .get_or_create(&OutcomeLabels {
+                    tenant: row.tenant.clone(),
+                    outcome: row.outcome,
+                })
+                .inc_by(row.count);
+            if let Some(failure) = row.failure {
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        tenant: row.tenant.clone(),
+                        failure,
+                        reason: row.reason,
+                    })
+                    .inc_by(row.count, None, None);
+            }
+        }
+    }
+
+    /// Sets the number of pending contacts of a tenant.
+    pub fn set_pending(&self, tenant: &str, count: u64) {
+        let value = i64::try_from(count).unwrap_or(i64::MAX);
+        self.pending
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(value);
+    }
+
+    /// Records a successful poll of a source at `at`: counts it, sets `up` to 1 and the
+    /// last-success timestamp.
+    pub fn poll_succeeded(&self, tenant: &str, source: PollSource, at: DateTime<Utc>) {
+        let p = PollLabels {
+            tenant: tenant.to_owned(),
+            source,
+        };
+        self.polls.get_or_create(&p).inc();
+        self.up.get_or_create(&p).set(1);
+        self.last_poll_success
+            .get_or_create(&p)
+            .set(unix_seconds(at));
+    }
+
+    /// Sets `up` of a source directly (1 when `up`, else 0).
+    pub fn set_up(&self, tenant: &str, source: PollSource, up: bool) {
+        self.up
+            .get_or_create(&PollLabels {
+                tenant: tenant.to_owned(),
+                source,
+            })
+            .set(i64::from(up));
+    }
+
+    /// Records a failed poll of a source: counts it and sets `up` to 0.
+    pub fn poll_failed(&self, tenant: &str, source: PollSource) {
+        let p = PollLabels {
+            tenant: tenant.to_owned(),
+            source,
+        };
+        self.polls.get_or_create(&p).inc();
+        self.poll_failures.get_or_create(&p).inc();
+        self.up.get_or_create(&p).set(0);
+    }
+
+    /// Sets how far a source has been read.
+    pub fn set_watermark(&self, tenant: &str, source: PollSource, at: DateTime<Utc>) {
+        self.watermark
+            .get_or_create(&PollLabels {
+                tenant: tenant.to_owned(),
+                source,
+            })
+            .set(unix_seconds(at));
+    }
+
+    /// The OpenMetrics text exposition of every family (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            // Writing to a String cannot fail; an encoder error means an invalid label value.
+            tracing::error!(%error, "encoding metrics failed");
+            let _ = writeln!(text, "# encoding failed\n# EOF");
+        }
+        text
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn observe_request(&self, endpoint: Endpoint, code: CodeClass, elapsed: Duration) {
+        let source = endpoint.source();
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                source,
+                endpoint,
+                code,
+            })
+            .inc();
+        self.api_duration
+            .get_or_create(&EndpointLabels { source, endpoint })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn observe_retry(&self, source: Source, cause: RetryCause) {
+        self.api_retries
+            .get_or_create(&RetryLabels { source, cause })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::Evidence;
+    use chrono::TimeZone;
+
+    fn tenants() -> Vec<String> {
+        vec!["acme".to_owned()]
+    }
+
+    fn diagnosis(id: i64, reason: Reason) -> Diagnosis {
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+        Diagnosis {
+            contact_id: id,
+            outcome: reason.outcome(),
+            failure: reason.failure(),
+            reason,
+            rule: reason.rule(),
+            summary: String::new(),
+            evidence: Evidence {
+                contact_ids: vec![id],
+                bot_entry: true,
+                session_id: None,
+                match_kind: None,
+                carried_contact_id: None,
+                contact_started_at: start,
+                contact_ended_at: start,
+                escalated_at: Some(start),
+                queued_at: None,
+                queue_skill_id: None,
+                signal_to_queue_seconds: Some(3.0),
+                queue_wait_seconds: Some(42.0),
+                bot_turn_seconds: vec![0.3, 12.0],
+                decided_by: vec![],
+                timeline: vec![],
+            },
+        }
+    }
+
+    /// The sample lines of `text` whose name starts with `prefix` (then `{` or a space), sorted,
+    /// because a family's series come out in hash order.
+    fn lines(text: &str, prefix: &str) -> Vec<String> {
+        let mut out: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn expected(block: &str) -> Vec<String> {
+        let mut out: Vec<String> = block
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// After one failed diagnosis the outcome and failure counters read exactly so, with the
+    /// contact id as the failure's exemplar.
+    #[test]
+    fn failed_diagnosis_exposition() {
+        let m = Metrics::new(&tenants(), "abc123");
+        m.record_diagnosis("acme", &diagnosis(1001, Reason::SignalRejected));
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE handover_contacts counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE handover_failures counter\n"),
+            "{text}"
+        );
+        assert_eq!(
+            lines(&text, "handover_contacts_total"),
+            expected(
+                r#"
+                handover_contacts_total{tenant="acme",outcome="contained"} 0
+                handover_contacts_total{tenant="acme",outcome="handed_over"} 0
+                handover_contacts_total{tenant="acme",outcome="abandoned"} 0
+                handover_contacts_total{tenant="acme",outcome="failed"} 1
+                handover_contacts_total{tenant="acme",outcome="undetermined"} 0
+                "#
+            )
+        );
+        assert_eq!(
+            lines(&text, "handover_failures_total"),
+            expected(
+                r#"
+                handover_failures_total{tenant="acme",failure="missing_context",reason="no_bot_session"} 0
+                handover_failures_total{tenant="acme",failure="invalid_handover",reason="invalid_action"} 0
+                handover_failures_total{tenant="acme",failure="missing_context",reason="no_contact_id"} 0
+                handover_failures_total{tenant="acme",failure="timeout",reason="signal_timeout"} 0
+                handover_failures_total{tenant="acme",failure="timeout",reason="signal_unavailable"} 0
+                handover_failures_total{tenant="acme",failure="invalid_handover",reason="signal_rejected"} 1 # {contact_id="1001"} 1.0
+                handover_failures_total{tenant="acme",failure="invalid_handover",reason="transfer_rejected"} 0
+                handover_failures_total{tenant="acme",failure="timeout",reason="transfer_no_answer"} 0
+                handover_failures_total{tenant="acme",failure="invalid_handover",reason="unknown_skill"} 0
+                handover_failures_total{tenant="acme",failure="timeout",reason="not_queued"} 0
+                handover_failures_total{tenant="acme",failure="timeout",reason="bot_turn_slow"} 0
+                "#
+            )
+        );
+        assert_eq!(
+            lines(&text, "handover_escalations_total"),
+            expected(r#"handover_escalations_total{tenant="acme"} 1"#)
+        );
+        assert_eq!(
+            lines(&text, "handover_bot_turn_seconds_count"),
+            expected(r#"handover_bot_turn_seconds_count{tenant="acme"} 2"#)
+        );
+        assert_eq!(
+            lines(&text, "handover_signal_to_queue_seconds_sum"),
+            expected(r#"handover_signal_to_queue_seconds_sum{tenant="acme"} 3.0"#)
+        );
+        assert!(
+            text.contains(r#"handover_queue_wait_seconds_bucket{le="60.0",tenant="acme"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// At start-up every series exists at 0, with snake_case label values, and build info is set.
+    #[test]
+    fn startup_series_are_all_zero() {
+        let m = Metrics::new(&["acme".to_owned(), "beta".to_owned()], "abc123");
+        let text = m.encode();
+        assert_eq!(
+            lines(&text, "handover_up"),
+            expected(
+                r#"
+                handover_up{tenant="acme",source="cxone"} 0
+                handover_up{tenant="acme",source="cognigy"} 0
+                handover_up{tenant="beta",source="cxone"} 0
+                handover_up{tenant="beta",source="cognigy"} 0
+                "#
+            )
+        );
+        assert_eq!(
+            lines(&text, "handover_pending_contacts"),
+            expected(
+                r#"
+                handover_pending_contacts{tenant="acme"} 0
+                handover_pending_contacts{tenant="beta"} 0
+                "#
+            )
+        );
+        assert_eq!(
+            lines(&text, "handover_api_retries_total"),
+            expected(
+                r#"
+                handover_api_retries_total{source="cxone",cause="rate_limited"} 0
+                handover_api_retries_total{source="cxone",cause="server_error"} 0
+                handover_api_retries_total{source="cxone",cause="request_timeout"} 0
+                handover_api_retries_total{source="cxone",cause="timeout"} 0
+                handover_api_retries_total{source="cxone",cause="connect"} 0
+                handover_api_retries_total{source="cxone",cause="reauthenticate"} 0
+                handover_api_retries_total{source="cognigy",cause="rate_limited"} 0
+                handover_api_retries_total{source="cognigy",cause="server_error"} 0
+                handover_api_retries_total{source="cognigy",cause="request_timeout"} 0
+                handover_api_retries_total{source="cognigy",cause="timeout"} 0
+                handover_api_retries_total{source="cognigy",cause="connect"} 0
+                handover_api_retries_total{source="cognigy",cause="reauthenticate"} 0
+                "#
+            )
+        );
+        assert_eq!(
+            lines(&text, "handover_contacts_total").len(),
+            2 * Outcome::ALL.len()
+        );
+        assert_eq!(lines(&text, "handover_failures_total").len(), 2 * 11);
+        assert_eq!(
+            lines(&text, "handover_api_requests_total").len(),
+            Endpoint::ALL.len() * CodeClass::ALL.len()
+        );
+        assert!(text.contains(
+            r#"handover_api_requests_total{source="cognigy",endpoint="odata_sessions",code="2xx"} 0"#
+        ));
+        assert!(text.contains(&format!(
+            "handover_build_info{{version=\"{}\",revision=\"abc123\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        // No Rust variant name leaks into a label value.
+        for variant in [
+            "MissingContext",
+            "HandedOver",
+            "Cxone",
+            "CognigySessions",
+            "Success",
+        ] {
+            assert!(
+                !text.contains(&format!("\"{variant}\"")),
+                "{variant} in {text}"
+            );
+        }
+    }
+
+    /// Persistent totals seed the counters once, and a new diagnosis adds to them.
+    #[test]
+    fn totals_seed_counters() {
+        let m = Metrics::new(&tenants(), "abc123");
+        m.load_totals(&[
+            TotalRow {
+                tenant: "acme".into(),
+                outcome: Outcome::Failed,
+                failure: Some(Failure::Timeout),
+                reason: Reason::NotQueued,
+                count: 5,
+            },
+            TotalRow {
+                tenant: "acme".into(),
+                outcome: Outcome::Contained,
+                failure: None,
+                reason: Reason::BotCompleted,
+                count: 7,
+            },
+        ]);
+        m.record_diagnosis("acme", &diagnosis(9, Reason::NotQueued));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"handover_contacts_total{tenant="acme",outcome="failed"} 6"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"handover_contacts_total{tenant="acme",outcome="contained"} 7"#));
+        assert!(text.contains(
+            r#"handover_failures_total{tenant="acme",failure="timeout",reason="not_queued"} 6 # {contact_id="9"} 1.0"#
+        ));
+    }
+
+    /// Poll, watermark, pending and HTTP accounting setters reach their series.
+    #[test]
+    fn poll_and_request_accounting() {
+        let m = Metrics::new(&tenants(), "abc123");
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+        m.poll_succeeded("acme", PollSource::Cxone, at);
+        m.poll_failed("acme", PollSource::Cognigy);
+        m.set_watermark("acme", PollSource::Cxone, at);
+        m.set_pending("acme", 4);
+        m.observe_request(
+            Endpoint::CognigyLogs,
+            CodeClass::TooManyRequests,
+            Duration::from_millis(200),
+        );
+        m.observe_retry(Source::Cognigy, RetryCause::RateLimited);
+        let text = m.encode();
+        for line in [
+            r#"handover_up{tenant="acme",source="cxone"} 1"#,
+            r#"handover_up{tenant="acme",source="cognigy"} 0"#,
+            r#"handover_polls_total{tenant="acme",source="cognigy"} 1"#,
+            r#"handover_poll_failures_total{tenant="acme",source="cognigy"} 1"#,
+            r#"handover_poll_failures_total{tenant="acme",source="cxone"} 0"#,
+            r#"handover_last_poll_success_timestamp_seconds{tenant="acme",source="cxone"} 1772359200.0"#,
+            r#"handover_watermark_timestamp_seconds{tenant="acme",source="cxone"} 1772359200.0"#,
+            r#"handover_pending_contacts{tenant="acme"} 4"#,
+            r#"handover_api_requests_total{source="cognigy",endpoint="logs",code="429"} 1"#,
+            r#"handover_api_request_duration_seconds_count{source="cognigy",endpoint="logs"} 1"#,
+            r#"handover_api_retries_total{source="cognigy",cause="rate_limited"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in {text}");
+        }
+        m.set_up("acme", PollSource::Cxone, false);
+        assert!(m
+            .encode()
+            .contains(r#"handover_up{tenant="acme",source="cxone"} 0"#));
+    }
+
+    /// FAMILIES and the exposition list the same families, with the same types and labels.
+    #[test]
+    fn families_match_exposition() {
+        let text = Metrics::new(&tenants(), "abc123").encode();
+        let mut exposed: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, t)| (n.to_owned(), t.to_owned()))
+            .collect();
+        exposed.sort();
+        let mut listed: Vec<(String, String)> = FAMILIES
+            .iter()
+            .map(|(name, kind, _)| {
+                // OpenMetrics names a counter family without `_total`, an info without `_info`.
+                let family = match *kind {
+                    "counter" => name.strip_suffix("_total").unwrap_or(name),
+                    "info" => name.strip_suffix("_info").unwrap_or(name),
+                    _ => name,
+                };
+                (family.to_owned(), (*kind).to_owned())
+            })
+            .collect();
+        listed.sort();
+        assert_eq!(exposed, listed);
+        for (name, kind, labels) in FAMILIES {
+            let sample = match *kind {
+                "histogram" => format!("{name}_count{{"),
+                _ => format!("{name}{{"),
+            };
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&sample))
+                .unwrap_or_else(|| panic!("no sample of {name} in {text}"));
+            let label_part = &line[sample.len()..line.find('}').unwrap()];
+            let names: Vec<&str> = label_part
+                .split(',')
+                .map(|kv| kv.split('=').next().unwrap())
+                .collect();
+            assert_eq!(names.join(","), *labels, "labels of {name}");
+        }
+    }
+}
