@@ -25,11 +25,14 @@
 
 pub mod config;
 pub mod correlation;
+pub mod daemon;
 pub mod diagnosis;
 pub mod logline;
 pub mod metrics;
+pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod server;
 pub mod sources;
 pub mod store;
+pub mod telemetry;

@@ -2,9 +2,12 @@
 //! subcommand. Everything else lives in the library.
 
 use clap::{Args, Parser, Subcommand};
+use handover_exporter::daemon::{self, ServeOptions};
 use handover_exporter::report::Format;
+use handover_exporter::telemetry::{self, LogFormat, LogLevel};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,16 +57,31 @@ struct ServeArgs {
         default_value = "/metrics"
     )]
     telemetry_path: String,
-    /// Log level: debug, info, warn, error.
-    #[arg(long = "log.level", env = "HANDOVER_LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// Log format: logfmt or json.
+    /// Web configuration file (exporter-toolkit format: `basic_auth_users` with bcrypt hashes).
+    #[arg(long = "web.config.file", env = "HANDOVER_WEB_CONFIG_FILE")]
+    web_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Only log messages with the given severity or above.
+    #[arg(
+        long = "log.level",
+        env = "HANDOVER_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    log_level: LogLevel,
+    /// Output format of log messages.
     #[arg(
         long = "log.format",
         env = "HANDOVER_LOG_FORMAT",
+        value_enum,
         default_value = "logfmt"
     )]
-    log_format: String,
+    log_format: LogFormat,
 }
 
 #[derive(Args, Debug)]
@@ -105,7 +123,61 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
     }
 }
 
-fn serve(_args: ServeArgs) -> ExitCode {
-    eprintln!("error: serve is not available in this build yet");
-    ExitCode::from(2)
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match handover_exporter::config::load(&args.config_file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.config_check {
+        println!(
+            "{}: configuration is valid ({} tenant(s))",
+            args.config_file.display(),
+            config.tenants.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let web_config = match &args.web_config_file {
+        Some(path) => match handover_exporter::server::WebConfig::load(path) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    telemetry::init(args.log.log_level, args.log.log_format);
+    let options = ServeOptions {
+        telemetry_path: args.telemetry_path,
+        web_config,
+    };
+    let address = daemon::listen_address(&args.listen_address);
+    run_async(async move {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))?;
+        tracing::info!(address = %address, "listening");
+        daemon::run(config, listener, options, daemon::shutdown_signal()).await
+    })
+}
+
+/// Runs a future on a multi-threaded runtime; an error is printed and exits 2.
+fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

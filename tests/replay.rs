@@ -25,7 +25,8 @@ fn outcomes(stdout: &str) -> Vec<(i64, String, Option<String>, String)> {
     stdout
         .lines()
         .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON object per line");
             (
                 v["contact_id"].as_i64().expect("contact_id"),
                 v["outcome"].as_str().expect("outcome").to_owned(),
@@ -51,14 +52,39 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn expected() -> Vec<(i64, String, Option<String>, String)> {
     let row = |id: i64, outcome: &str, failure: Option<&str>, reason: &str| {
-        (id, outcome.to_owned(), failure.map(str::to_owned), reason.to_owned())
+        (
+            id,
+            outcome.to_owned(),
+            failure.map(str::to_owned),
+            reason.to_owned(),
+        )
     };
     vec![
-        row(700123456780, "failed", Some("invalid_handover"), "signal_rejected"),
-        row(700200000010, "failed", Some("invalid_handover"), "transfer_rejected"),
+        row(
+            700123456780,
+            "failed",
+            Some("invalid_handover"),
+            "signal_rejected",
+        ),
+        row(
+            700200000010,
+            "failed",
+            Some("invalid_handover"),
+            "transfer_rejected",
+        ),
         row(700300000020, "contained", None, "bot_completed"),
-        row(700400000030, "failed", Some("missing_context"), "no_bot_session"),
-        row(700500000040, "failed", Some("missing_context"), "no_contact_id"),
+        row(
+            700400000030,
+            "failed",
+            Some("missing_context"),
+            "no_bot_session",
+        ),
+        row(
+            700500000040,
+            "failed",
+            Some("missing_context"),
+            "no_contact_id",
+        ),
         row(700600000050, "handed_over", None, "agent_answered"),
         row(700800000070, "failed", Some("timeout"), "bot_turn_slow"),
         row(712345678900, "abandoned", None, "in_queue"),
@@ -70,7 +96,13 @@ fn expected() -> Vec<(i64, String, Option<String>, String)> {
 #[test]
 fn replay_gives_expected_outcome_per_contact() {
     let dir = fixture_dir();
-    let (code, stdout, stderr) = run(&["diagnose", "--replay", dir.to_str().unwrap(), "--format", "json"]);
+    let (code, stdout, stderr) = run(&[
+        "diagnose",
+        "--replay",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 1, "stderr: {stderr}");
     assert_eq!(outcomes(&stdout), expected());
 }
@@ -79,11 +111,22 @@ fn replay_gives_expected_outcome_per_contact() {
 #[test]
 fn replay_json_carries_evidence() {
     let dir = fixture_dir();
-    let (_, stdout, _) = run(&["diagnose", "--replay", dir.to_str().unwrap(), "--format", "json"]);
+    let (_, stdout, _) = run(&[
+        "diagnose",
+        "--replay",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["evidence"]["match_kind"], "custom_field");
-    assert_eq!(first["evidence"]["session_id"], "2f0c9a64-3b1e-4d7a-9a55-7f1c2e3d4b5a");
-    let decided = first["evidence"]["decided_by"][0]["detail"].as_str().unwrap();
+    assert_eq!(
+        first["evidence"]["session_id"],
+        "2f0c9a64-3b1e-4d7a-9a55-7f1c2e3d4b5a"
+    );
+    let decided = first["evidence"]["decided_by"][0]["detail"]
+        .as_str()
+        .unwrap();
     assert!(decided.contains("404: Not Found"), "{decided}");
 }
 
@@ -93,7 +136,10 @@ fn replay_text_report_is_readable() {
     let dir = fixture_dir();
     let (code, stdout, _) = run(&["diagnose", "--replay", dir.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(stdout.contains("contact 712345678900: abandoned / in_queue (rule 10)"), "{stdout}");
+    assert!(
+        stdout.contains("contact 712345678900: abandoned / in_queue (rule 10)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("the caller hung up while waiting in the agent queue"));
     assert!(stdout.contains("matched by sip_header"));
     assert!(stdout.contains("state history:"));
@@ -109,11 +155,18 @@ fn old_generation_fields_give_same_diagnosis() {
         std::fs::remove_file(tmp.path().join("cxone").join(page)).unwrap();
     }
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cxone/contacts-completed-old-generation.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cxone/contacts-completed-old-generation.json"),
         tmp.path().join("cxone/contacts-completed-old.json"),
     )
     .unwrap();
-    let (code, stdout, stderr) = run(&["diagnose", "--replay", tmp.path().to_str().unwrap(), "--format", "json"]);
+    let (code, stdout, stderr) = run(&[
+        "diagnose",
+        "--replay",
+        tmp.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 1, "stderr: {stderr}");
     assert_eq!(outcomes(&stdout), expected());
 }
@@ -126,11 +179,21 @@ fn truncated_file_is_named_and_exits_2() {
     let logs = tmp.path().join("cognigy/logs-001.json");
     let text = std::fs::read_to_string(&logs).unwrap();
     std::fs::write(&logs, &text[..text.len() / 2]).unwrap();
-    let (code, stdout, stderr) = run(&["diagnose", "--replay", tmp.path().to_str().unwrap(), "--format", "json"]);
+    let (code, stdout, stderr) = run(&[
+        "diagnose",
+        "--replay",
+        tmp.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("cognigy/logs-001.json"), "{stderr}");
     assert!(stderr.contains("truncated"), "{stderr}");
-    assert_eq!(outcomes(&stdout).len(), 8, "the other files were still used");
+    assert_eq!(
+        outcomes(&stdout).len(),
+        8,
+        "the other files were still used"
+    );
 }
 
 /// A directory without cxone/ or cognigy/ is an error naming it, exit 2.
@@ -140,7 +203,10 @@ fn not_a_replay_directory_exits_2() {
     let (code, stdout, stderr) = run(&["diagnose", "--replay", tmp.path().to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stdout.is_empty());
-    assert!(stderr.contains("neither a cxone/ nor a cognigy/ folder"), "{stderr}");
+    assert!(
+        stderr.contains("neither a cxone/ nor a cognigy/ folder"),
+        "{stderr}"
+    );
 }
 
 /// A replay where every bot contact succeeded exits 0.
@@ -152,12 +218,19 @@ fn no_failure_exits_0() {
     let keep = [700300000020_i64, 700600000050];
     for page in ["contacts-completed-001.json", "contacts-completed-002.json"] {
         let path = tmp.path().join("cxone").join(page);
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let contacts = v["completedContacts"].as_array_mut().unwrap();
         contacts.retain(|c| keep.contains(&c["masterContactId"].as_i64().unwrap()));
         std::fs::write(&path, v.to_string()).unwrap();
     }
-    let (code, stdout, stderr) = run(&["diagnose", "--replay", tmp.path().to_str().unwrap(), "--format", "json"]);
+    let (code, stdout, stderr) = run(&[
+        "diagnose",
+        "--replay",
+        tmp.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0, "stderr: {stderr}");
     assert_eq!(outcomes(&stdout).len(), 2);
 }
@@ -167,7 +240,11 @@ fn no_failure_exits_0() {
 fn bad_replay_config_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&fixture_dir(), tmp.path());
-    std::fs::write(tmp.path().join("config.toml"), "[rules]\nhandover_deadline = 3\n").unwrap();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "[rules]\nhandover_deadline = 3\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run(&["diagnose", "--replay", tmp.path().to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("config.toml"), "{stderr}");

@@ -1,0 +1,188 @@
+//! The daemon: opens the store, builds the metrics, starts one poll loop per tenant and the HTTP
+//! server, and shuts all of them down cleanly on a signal.
+//!
+//! Each tenant's loop runs on a `tokio::time::interval` whose cycles never overlap (the next tick
+//! is awaited only after a cycle ends) and each cycle has a deadline. A cycle that fails or runs
+//! out of time is logged with a bounded kind and the loop carries on; nothing here exits on a
+//! runtime error. The cycle itself is in `pipeline`.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{Poller, Timing};
+use crate::server::{AppState, Readiness, WebConfig};
+use crate::store::Store;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The git revision this binary was built from.
+pub const REVISION: &str = env!("HANDOVER_REVISION");
+
+/// Serving options that come from flags rather than the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub telemetry_path: String,
+    pub web_config: Option<Arc<WebConfig>>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            telemetry_path: "/metrics".into(),
+            web_config: None,
+        }
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.state_path)
+        .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
+    let tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+    let metrics = Arc::new(Metrics::new(&tenants, REVISION));
+    metrics.load_totals(&store.totals()?);
+    let store = Arc::new(Mutex::new(store));
+    let readiness = Arc::new(Readiness::new(&tenants, config.poll_interval));
+    let timing = Timing::from_config(&config);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = Vec::new();
+    for tenant in &config.tenants {
+        let poller = Poller::new(
+            tenant,
+            timing,
+            store.clone(),
+            metrics.clone(),
+            readiness.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("tenant {}: {e}", tenant.name))?;
+        loops.push(tokio::spawn(poll_loop(
+            poller,
+            config.poll_interval,
+            config.cycle_deadline,
+            stop_rx.clone(),
+        )));
+    }
+
+    let state = AppState {
+        metrics,
+        store,
+        readiness,
+        telemetry_path: options.telemetry_path,
+        web_config: options.web_config,
+    };
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(crate::server::serve(listener, state, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(tenants = tenants.len(), "handover-exporter started");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    server.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One tenant's schedule: a cycle per tick, never two at once, each within `deadline`.
+pub async fn poll_loop(
+    poller: Poller,
+    interval: Duration,
+    deadline: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let started = Instant::now();
+        let cycle = tokio::time::timeout(deadline, poller.run_cycle(chrono::Utc::now()));
+        let outcome = tokio::select! {
+            r = cycle => r,
+            _ = stop.wait_for(|s| *s) => {
+                // Dropping the cycle is safe: nothing is counted before its single commit.
+                tracing::info!(tenant = poller.tenant(), "shutdown: abandoned the running cycle");
+                return;
+            }
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(Ok(r)) => {
+                tracing::info!(
+                    tenant = poller.tenant(),
+                    contacts_read = r.contacts_read,
+                    cognigy_records_read = r.cognigy_records_read,
+                    cases = r.cases,
+                    diagnosed = r.diagnosed,
+                    pending = r.pending,
+                    cxone_ok = r.cxone_ok,
+                    cognigy_ok = r.cognigy_ok,
+                    cxone_ms = r.cxone_ms,
+                    cognigy_ms = r.cognigy_ms,
+                    duration_ms = elapsed_ms,
+                    "cycle"
+                );
+                if r.more {
+                    // A page cap was hit: catch up without waiting a whole interval.
+                    ticker.reset_immediately();
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(tenant = poller.tenant(), kind = e.kind(), error = %e, duration_ms = elapsed_ms, "cycle failed");
+            }
+            Err(_) => {
+                tracing::error!(
+                    tenant = poller.tenant(),
+                    kind = "deadline",
+                    deadline_ms = deadline.as_millis() as u64,
+                    "cycle abandoned at its deadline"
+                );
+            }
+        }
+    }
+}
+
+/// Resolves a Prometheus-style listen address (`:10042` means every interface).
+pub fn listen_address(flag: &str) -> String {
+    if flag.starts_with(':') {
+        format!("0.0.0.0{flag}")
+    } else {
+        flag.to_owned()
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,482 @@
+//! One poll cycle for one tenant: the only place that joins the stages (DESIGN §7).
+//!
+//! A cycle reads CXone completed contacts since the cursor minus the overlap, reads the four
+//! Cognigy windows, loads the still-pending contacts and the Cognigy records they may need from
+//! the store, correlates and diagnoses, and then, in ONE store transaction, upserts what it read,
+//! marks the new diagnoses and advances the cursors. Only after that commit are the counters
+//! incremented, and only for the diagnoses the store reports as newly recorded: a crash at any
+//! point neither loses a contact nor counts one twice. A failing source never stops the others:
+//! its cursor simply does not move. This module does not schedule cycles (see `daemon`).
+
+use crate::config::{Config, Rules, TenantConfig};
+use crate::correlation::{correlate, Inputs};
+use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
+use crate::metrics::{Metrics, PollSource};
+use crate::server::Readiness;
+use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
+use crate::sources::cognigy::CognigyClient;
+use crate::sources::cxone::wire::CompletedContact;
+use crate::sources::cxone::CxoneClient;
+use crate::sources::http::{RequestObserver, SourceError};
+use crate::store::{CycleCommit, Store, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Cursor names in the store.
+const CURSOR_CXONE: &str = "cxone";
+const CURSOR_SESSIONS: &str = "cognigy_sessions";
+const CURSOR_CONVERSATIONS: &str = "cognigy_conversations";
+const CURSOR_ANALYTICS: &str = "cognigy_analytics";
+const CURSOR_LOGS: &str = "cognigy_logs";
+/// Wall-clock time up to which every Cognigy source was read completely.
+const CURSOR_COGNIGY_READ_UNTIL: &str = "cognigy_read_until";
+
+/// Timing settings of a cycle, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub overlap: Duration,
+    pub settle: Duration,
+    pub initial_lookback: Duration,
+    pub retention: Duration,
+}
+
+impl Timing {
+    pub fn from_config(config: &Config) -> Timing {
+        let d = |v: std::time::Duration| Duration::milliseconds(v.as_millis() as i64);
+        Timing {
+            overlap: d(config.overlap),
+            settle: d(config.settle),
+            initial_lookback: d(config.initial_lookback),
+            retention: d(config.retention),
+        }
+    }
+}
+
+/// Why a whole cycle failed (a single source failing is not a cycle failure).
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("state store task failed: {0}")]
+    Task(String),
+}
+
+impl CycleError {
+    /// A bounded error kind for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CycleError::Store(_) => "store",
+            CycleError::Task(_) => "store_task",
+        }
+    }
+}
+
+/// What one cycle did, for the one log line per cycle.
+#[derive(Debug, Default, Clone)]
+pub struct CycleReport {
+    pub contacts_read: usize,
+    pub cognigy_records_read: usize,
+    pub cases: usize,
+    pub diagnosed: usize,
+    pub pending: u64,
+    pub cxone_ok: bool,
+    pub cognigy_ok: bool,
+    /// A source hit its page cap: there is more to read right away.
+    pub more: bool,
+    pub cxone_ms: u64,
+    pub cognigy_ms: u64,
+}
+
+/// Everything one tenant's cycles need.
+pub struct Poller {
+    tenant: String,
+    rules: Rules,
+    cxone: CxoneClient,
+    cognigy: CognigyClient,
+    cxone_max_pages: u32,
+    cognigy_max_pages: u32,
+    timing: Timing,
+    store: Arc<Mutex<Store>>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    last_prune: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What the Cognigy reads of one cycle produced.
+#[derive(Default)]
+struct CognigyRead {
+    sessions: Vec<Session>,
+    conversations: Vec<Conversation>,
+    analytics: Vec<Analytics>,
+    logs: Vec<LogEntry>,
+    cursors: Vec<(&'static str, DateTime<Utc>)>,
+    complete: bool,
+    truncated: bool,
+    ok: bool,
+}
+
+impl Poller {
+    /// Builds the clients of one tenant; they report every request to `metrics`.
+    pub fn new(
+        tenant: &TenantConfig,
+        timing: Timing,
+        store: Arc<Mutex<Store>>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Result<Poller, SourceError> {
+        let observer: Arc<dyn RequestObserver> = metrics.clone();
+        Ok(Poller {
+            tenant: tenant.name.clone(),
+            rules: tenant.rules.clone(),
+            cxone: CxoneClient::new(&tenant.cxone, observer.clone())?,
+            cognigy: CognigyClient::new(&tenant.cognigy, observer)?,
+            cxone_max_pages: tenant.cxone.max_pages,
+            cognigy_max_pages: tenant.cognigy.max_pages,
+            timing,
+            store,
+            metrics,
+            readiness,
+            last_prune: Mutex::new(None),
+        })
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Runs one cycle at wall-clock time `now`.
+    pub async fn run_cycle(&self, now: DateTime<Utc>) -> Result<CycleReport, CycleError> {
+        let mut report = CycleReport::default();
+        let cursors = self
+            .with_store(|store, tenant| {
+                let names = [
+                    CURSOR_CXONE,
+                    CURSOR_SESSIONS,
+                    CURSOR_CONVERSATIONS,
+                    CURSOR_ANALYTICS,
+                    CURSOR_LOGS,
+                    CURSOR_COGNIGY_READ_UNTIL,
+                ];
+                let mut out = HashMap::new();
+                for name in names {
+                    if let Some(c) = store.cursor(tenant, name)? {
+                        out.insert(name, c.watermark);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let start_of_history = now - self.timing.initial_lookback;
+
+        // CXone and Cognigy are read concurrently; each has its own rate limit.
+        let cxone_since = cursors
+            .get(CURSOR_CXONE)
+            .map(|w| *w - self.timing.overlap)
+            .unwrap_or(start_of_history);
+        let cxone_started = std::time::Instant::now();
+        let cognigy_started = std::time::Instant::now();
+        let (cxone_result, cognigy) = tokio::join!(
+            async {
+                let r = self
+                    .cxone
+                    .completed_contacts(cxone_since, self.cxone_max_pages)
+                    .await;
+                (r, cxone_started.elapsed())
+            },
+            async {
+                let r = self.read_cognigy(now, &cursors, start_of_history).await;
+                (r, cognigy_started.elapsed())
+            }
+        );
+        let (cxone_result, cxone_elapsed) = cxone_result;
+        let (cognigy, cognigy_elapsed) = cognigy;
+        report.cxone_ms = cxone_elapsed.as_millis() as u64;
+        report.cognigy_ms = cognigy_elapsed.as_millis() as u64;
+
+        let mut cursor_updates: Vec<(&'static str, DateTime<Utc>, String)> = Vec::new();
+        let mut cxone_watermark = None;
+        let new_contacts = match cxone_result {
+            Ok(batch) => {
+                report.cxone_ok = true;
+                report.more |= batch.truncated;
+                let newest_update = batch
+                    .contacts
+                    .iter()
+                    .filter_map(|c| c.last_update_time)
+                    .max();
+                let watermark = if batch.truncated {
+                    newest_update.unwrap_or(cxone_since + self.timing.overlap)
+                } else {
+                    batch.last_poll_time.unwrap_or(now).min(now)
+                };
+                let previous = cursors.get(CURSOR_CXONE).copied();
+                let watermark = previous.map_or(watermark, |p| p.max(watermark));
+                cursor_updates.push((CURSOR_CXONE, watermark, String::new()));
+                cxone_watermark = Some(watermark);
+                batch.contacts
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, source = "cxone", kind = e.kind(), error = %e, "poll failed");
+                Vec::new()
+            }
+        };
+        report.contacts_read = new_contacts.len();
+        report.cognigy_ok = cognigy.ok;
+        report.more |= cognigy.truncated;
+        for (name, at) in &cognigy.cursors {
+            cursor_updates.push((name, *at, String::new()));
+        }
+        let read_until = if cognigy.complete {
+            cursor_updates.push((CURSOR_COGNIGY_READ_UNTIL, now, String::new()));
+            now
+        } else {
+            cursors
+                .get(CURSOR_COGNIGY_READ_UNTIL)
+                .copied()
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
+        report.cognigy_records_read = cognigy.sessions.len()
+            + cognigy.conversations.len()
+            + cognigy.analytics.len()
+            + cognigy.logs.len();
+
+        // Load what earlier cycles left pending, with the Cognigy records it may need.
+        let earliest_new = new_contacts.iter().map(|c| c.contact_start_date).min();
+        let stored = self
+            .with_store(move |store, tenant| {
+                let pending = store.pending(tenant)?;
+                let earliest = pending
+                    .iter()
+                    .map(|c| c.contact_start_date)
+                    .chain(earliest_new)
+                    .min();
+                let cognigy = match earliest {
+                    Some(t) => Some(store.cognigy_since(tenant, t - Duration::hours(1))?),
+                    None => None,
+                };
+                Ok((pending, cognigy))
+            })
+            .await?;
+        let (pending, stored_cognigy) = stored;
+
+        let contacts = merge_contacts(pending, &new_contacts);
+        let mut sessions = cognigy.sessions.clone();
+        let mut conversations = cognigy.conversations.clone();
+        let mut analytics = cognigy.analytics.clone();
+        let mut logs = cognigy.logs.clone();
+        if let Some(set) = stored_cognigy {
+            sessions.extend(set.sessions);
+            conversations.extend(set.conversations);
+            analytics.extend(set.analytics);
+            logs.extend(set.logs);
+        }
+
+        let horizon = Horizon {
+            now,
+            cognigy_read_until: read_until,
+            settle_seconds: self.timing.settle.num_seconds(),
+        };
+        let inputs = Inputs {
+            contacts: &contacts,
+            sessions: &sessions,
+            conversations: &conversations,
+            analytics: &analytics,
+            logs: &logs,
+        };
+        let cases = correlate(inputs, &self.rules);
+        report.cases = cases.len();
+        let diagnoses: Vec<Diagnosis> = cases
+            .iter()
+            .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
+                Verdict::Diagnosed(d) => Some(*d),
+                Verdict::Pending { .. } => None,
+            })
+            .collect();
+
+        // One transaction: records, diagnoses, cursors.
+        let prune_before = self.prune_due(now).then(|| now - self.timing.retention);
+        let (recorded, pending_count) = self
+            .with_store(move |store, tenant| {
+                let cursor_refs: Vec<(&str, DateTime<Utc>, String)> = cursor_updates
+                    .iter()
+                    .map(|(n, w, d)| (*n, *w, d.clone()))
+                    .collect();
+                let recorded = store.commit_cycle(
+                    tenant,
+                    CycleCommit {
+                        now,
+                        contacts: &new_contacts,
+                        sessions: &cognigy.sessions,
+                        conversations: &cognigy.conversations,
+                        analytics: &cognigy.analytics,
+                        logs: &cognigy.logs,
+                        diagnoses: &diagnoses,
+                        cursors: &cursor_refs,
+                    },
+                )?;
+                if let Some(before) = prune_before {
+                    let pruned = store.prune(before)?;
+                    tracing::debug!(tenant, pruned, "pruned rows past retention");
+                }
+                Ok((recorded, store.pending_count(tenant)?))
+            })
+            .await?;
+        if prune_before.is_some() {
+            self.mark_pruned(now);
+        }
+
+        // Only now, after the commit, do the counters move.
+        for d in &recorded {
+            self.metrics.record_diagnosis(&self.tenant, d);
+        }
+        report.diagnosed = recorded.len();
+        report.pending = pending_count;
+        self.metrics.set_pending(&self.tenant, pending_count);
+        self.publish_source(PollSource::Cxone, report.cxone_ok, now);
+        self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
+        if let Some(w) = cxone_watermark {
+            self.metrics
+                .set_watermark(&self.tenant, PollSource::Cxone, w);
+        }
+        if read_until > DateTime::<Utc>::UNIX_EPOCH {
+            self.metrics
+                .set_watermark(&self.tenant, PollSource::Cognigy, read_until);
+        }
+        Ok(report)
+    }
+
+    fn publish_source(&self, source: PollSource, ok: bool, now: DateTime<Utc>) {
+        if ok {
+            self.metrics.poll_succeeded(&self.tenant, source, now);
+            self.readiness.mark_success(&self.tenant, source);
+        } else {
+            self.metrics.poll_failed(&self.tenant, source);
+        }
+    }
+
+    /// Reads the four Cognigy windows. Each collection re-reads `cognigy_lag + overlap` back from
+    /// the present, because OData records appear only after their session ends.
+    async fn read_cognigy(
+        &self,
+        now: DateTime<Utc>,
+        cursors: &HashMap<&'static str, DateTime<Utc>>,
+        start_of_history: DateTime<Utc>,
+    ) -> CognigyRead {
+        let window = Duration::seconds(self.rules.cognigy_lag_seconds as i64) + self.timing.overlap;
+        let since = |name: &str| cursors.get(name).copied().unwrap_or(start_of_history);
+        let pages = self.cognigy_max_pages;
+        let (sessions, conversations, analytics, logs) = tokio::join!(
+            self.cognigy.sessions_since(since(CURSOR_SESSIONS), pages),
+            self.cognigy
+                .conversations_since(since(CURSOR_CONVERSATIONS), pages),
+            self.cognigy.analytics_since(since(CURSOR_ANALYTICS), pages),
+            self.cognigy.logs_since(since(CURSOR_LOGS), pages),
+        );
+        let mut read = CognigyRead {
+            complete: true,
+            ok: true,
+            ..CognigyRead::default()
+        };
+        let next_cursor = |name: &'static str,
+                           result: Result<(bool, Option<DateTime<Utc>>), &SourceError>,
+                           read: &mut CognigyRead| {
+            match result {
+                Ok((truncated, newest)) => {
+                    let cursor = if truncated {
+                        read.truncated = true;
+                        read.complete = false;
+                        newest.unwrap_or_else(|| since(name))
+                    } else {
+                        now - window
+                    };
+                    read.cursors.push((name, cursor));
+                }
+                Err(e) => {
+                    read.ok = false;
+                    read.complete = false;
+                    tracing::warn!(tenant = %self.tenant, source = "cognigy", collection = name, kind = e.kind(), error = %e, "poll failed");
+                }
+            }
+        };
+        match sessions {
+            Ok(b) => {
+                next_cursor(CURSOR_SESSIONS, Ok((b.truncated, b.newest)), &mut read);
+                read.sessions = b.records;
+            }
+            Err(e) => next_cursor(CURSOR_SESSIONS, Err(&e), &mut read),
+        }
+        match conversations {
+            Ok(b) => {
+                next_cursor(CURSOR_CONVERSATIONS, Ok((b.truncated, b.newest)), &mut read);
+                read.conversations = b.records;
+            }
+            Err(e) => next_cursor(CURSOR_CONVERSATIONS, Err(&e), &mut read),
+        }
+        match analytics {
+            Ok(b) => {
+                next_cursor(CURSOR_ANALYTICS, Ok((b.truncated, b.newest)), &mut read);
+                read.analytics = b.records;
+            }
+            Err(e) => next_cursor(CURSOR_ANALYTICS, Err(&e), &mut read),
+        }
+        match logs {
+            Ok(b) => {
+                next_cursor(CURSOR_LOGS, Ok((b.truncated, b.newest)), &mut read);
+                read.logs = b.records;
+            }
+            Err(e) => next_cursor(CURSOR_LOGS, Err(&e), &mut read),
+        }
+        read
+    }
+
+    /// Runs `f` on the store off the async runtime.
+    async fn with_store<T, F>(&self, f: F) -> Result<T, CycleError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store, &str) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        let tenant = self.tenant.clone();
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock means another thread panicked mid-transaction; SQLite rolled it
+            // back, so the connection is still consistent and can be used.
+            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard, &tenant)
+        })
+        .await
+        .map_err(|e| CycleError::Task(e.to_string()))?
+        .map_err(CycleError::from)
+    }
+
+    fn prune_due(&self, now: DateTime<Utc>) -> bool {
+        let last = self.last_prune.lock().map(|g| *g).unwrap_or(None);
+        last.is_none_or(|t| now - t >= Duration::hours(1))
+    }
+
+    fn mark_pruned(&self, now: DateTime<Utc>) {
+        if let Ok(mut g) = self.last_prune.lock() {
+            *g = Some(now);
+        }
+    }
+}
+
+/// Pending contacts from the store plus this cycle's reads; the newer record of a contact wins.
+fn merge_contacts(
+    pending: Vec<CompletedContact>,
+    new: &[CompletedContact],
+) -> Vec<CompletedContact> {
+    let mut by_id: HashMap<i64, CompletedContact> =
+        pending.into_iter().map(|c| (c.contact_id, c)).collect();
+    for c in new {
+        match by_id.get(&c.contact_id) {
+            Some(old) if old.last_update_time > c.last_update_time => {}
+            _ => {
+                by_id.insert(c.contact_id, c.clone());
+            }
+        }
+    }
+    let mut out: Vec<CompletedContact> = by_id.into_values().collect();
+    out.sort_by_key(|c| c.contact_id);
+    out
+}
