@@ -9,7 +9,7 @@
 //!
 //! This module only reads and checks configuration; it opens no connection and does not decide
 //! what the settings mean for polling or diagnosis. The reference for every key is
-//! `docs/configuration.md`.
+//! the README's Configuration section.
 
 use regex::Regex;
 use secrecy::SecretString;
