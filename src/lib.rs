@@ -24,4 +24,5 @@ pub mod config;
 pub mod correlation;
 pub mod diagnosis;
 pub mod logline;
+pub mod simulator;
 pub mod sources;
