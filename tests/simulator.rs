@@ -10,19 +10,32 @@ use handover_exporter::correlation::{correlate, Inputs};
 use handover_exporter::diagnosis::{diagnose, Horizon, Reason, Verdict};
 use handover_exporter::simulator::world::GENERATED_REASONS;
 use handover_exporter::simulator::{
-    dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions, World, WorldSpec,
+    dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions,
+    World, WorldSpec,
 };
-use handover_exporter::sources::cognigy::wire::{parse_log_page, Analytics, Conversation, LogEntry, ODataPage, Session};
-use handover_exporter::sources::cxone::wire::{parse_completed_page, CompletedContact, SingleContactEnvelope, StateHistory};
+use handover_exporter::sources::cognigy::wire::{
+    parse_log_page, Analytics, Conversation, LogEntry, ODataPage, Session,
+};
+use handover_exporter::sources::cxone::wire::{
+    parse_completed_page, CompletedContact, SingleContactEnvelope, StateHistory,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn finite(calls: usize) -> SimulatorOptions {
-    SimulatorOptions { seed: 7, calls: Some(calls), rate_per_day: None, backlog_hours: 1.0, ..SimulatorOptions::default() }
+    SimulatorOptions {
+        seed: 7,
+        calls: Some(calls),
+        rate_per_day: None,
+        backlog_hours: 1.0,
+        ..SimulatorOptions::default()
+    }
 }
 
 async fn start(options: SimulatorOptions) -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     spawn(listener, options).await.expect("simulator starts")
 }
 
@@ -35,17 +48,29 @@ async fn token(client: &reqwest::Client, base: &str) -> String {
     let resp = client
         .post(format!("{base}/auth/token"))
         .basic_auth(&c.client_id, Some(&c.client_secret))
-        .form(&[("grant_type", "password"), ("username", &c.access_key_id), ("password", &c.access_key_secret)])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &c.access_key_id),
+            ("password", &c.access_key_secret),
+        ])
         .send()
         .await
         .expect("token request");
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("token json");
-    body["access_token"].as_str().expect("access_token").to_owned()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }
 
 async fn set_faults(client: &reqwest::Client, base: &str, faults: &Faults) {
-    let resp = client.post(format!("{base}/_sim/faults")).json(faults).send().await.expect("faults");
+    let resp = client
+        .post(format!("{base}/_sim/faults"))
+        .json(faults)
+        .send()
+        .await
+        .expect("faults");
     assert_eq!(resp.status(), 200);
 }
 
@@ -53,12 +78,20 @@ fn completed_url(base: &str) -> String {
     format!("{base}/inContactAPI/services/v30.0/contacts/completed")
 }
 
-async fn all_contacts(client: &reqwest::Client, base: &str, bearer: &str, top: usize) -> Vec<CompletedContact> {
+async fn all_contacts(
+    client: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+    top: usize,
+) -> Vec<CompletedContact> {
     let mut out = Vec::new();
     let mut skip = 0;
     loop {
         let resp = client
-            .get(format!("{}?orderBy=lastUpdateTime%20asc&mediaTypeId=4&top={top}&skip={skip}", completed_url(base)))
+            .get(format!(
+                "{}?orderBy=lastUpdateTime%20asc&mediaTypeId=4&top={top}&skip={skip}",
+                completed_url(base)
+            ))
             .bearer_auth(bearer)
             .send()
             .await
@@ -79,11 +112,16 @@ async fn all_contacts(client: &reqwest::Client, base: &str, bearer: &str, top: u
     out
 }
 
-async fn odata_all<T: serde::de::DeserializeOwned>(client: &reqwest::Client, base: &str, collection: &str) -> Vec<T> {
+async fn odata_all<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    base: &str,
+    collection: &str,
+) -> Vec<T> {
     let url = format!("{base}/odata/v2.4/{collection}?apikey={}", creds().api_key);
     let resp = client.get(url).send().await.expect("odata");
     assert_eq!(resp.status(), 200);
-    let page: ODataPage<T> = serde_json::from_slice(&resp.bytes().await.expect("body")).expect("odata page parses");
+    let page: ODataPage<T> =
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("odata page parses");
     page.value
 }
 
@@ -122,14 +160,31 @@ async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let c = creds();
-    let oidc: Value = client.get(format!("{base}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let oidc: Value = client
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(oidc["issuer"], json!(base));
     assert_eq!(oidc["token_endpoint"], json!(format!("{base}/auth/token")));
 
     let basic = client
         .post(format!("{base}/auth/token"))
-        .header("Authorization", format!("Basic {}", STANDARD.encode(format!("{}:{}", c.client_id, c.client_secret))))
-        .form(&[("grant_type", "password"), ("username", &c.access_key_id), ("password", &c.access_key_secret)])
+        .header(
+            "Authorization",
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", c.client_id, c.client_secret))
+            ),
+        )
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &c.access_key_id),
+            ("password", &c.access_key_secret),
+        ])
         .send()
         .await
         .unwrap();
@@ -139,7 +194,12 @@ async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
     assert_eq!(body["expires_in"], 3600);
     assert!(body["refresh_token"].is_string());
     let id_token = body["id_token"].as_str().unwrap();
-    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(id_token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(payload["iss"], json!(base));
     assert_eq!(payload["tenantId"], json!(c.tenant_id));
 
@@ -160,7 +220,11 @@ async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
     let bad_client = client
         .post(format!("{base}/auth/token"))
         .basic_auth(&c.client_id, Some("wrong"))
-        .form(&[("grant_type", "password"), ("username", &c.access_key_id), ("password", &c.access_key_secret)])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &c.access_key_id),
+            ("password", &c.access_key_secret),
+        ])
         .send()
         .await
         .unwrap();
@@ -168,14 +232,21 @@ async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
     let bad_key = client
         .post(format!("{base}/auth/token"))
         .basic_auth(&c.client_id, Some(&c.client_secret))
-        .form(&[("grant_type", "password"), ("username", &c.access_key_id), ("password", "wrong")])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &c.access_key_id),
+            ("password", "wrong"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(bad_key.status(), 401);
 
     let cfg: Value = client
-        .get(format!("{base}/.well-known/cxone-configuration?tenantId={}", c.tenant_id))
+        .get(format!(
+            "{base}/.well-known/cxone-configuration?tenantId={}",
+            c.tenant_id
+        ))
         .send()
         .await
         .unwrap()
@@ -196,7 +267,10 @@ async fn completed_contacts_page_and_answer_204_when_empty() {
     let bearer = token(&client, &base).await;
     let paged = all_contacts(&client, &base, &bearer, 7).await;
     let whole = all_contacts(&client, &base, &bearer, 10_000).await;
-    assert!(paged.len() > 40, "bot calls have two or three contacts each");
+    assert!(
+        paged.len() > 40,
+        "bot calls have two or three contacts each"
+    );
     assert_eq!(paged, whole);
     let ids: BTreeSet<i64> = paged.iter().map(|c| c.contact_id).collect();
     assert_eq!(ids.len(), paged.len(), "no contact twice across pages");
@@ -220,12 +294,17 @@ async fn completed_contacts_page_and_answer_204_when_empty() {
         .json()
         .await
         .unwrap();
-    assert!(capped["_links"]["self"].as_str().unwrap().contains("top=10000"));
+    assert!(capped["_links"]["self"]
+        .as_str()
+        .unwrap()
+        .contains("top=10000"));
     assert_eq!(capped["totalRecords"], json!(paged.len()));
     assert!(capped["lastPollTime"].is_string() && capped["businessUnitId"].is_number());
 
     let lower = client
-        .get(format!("{base}/incontactapi/services/v30.0/contacts/completed?top=1"))
+        .get(format!(
+            "{base}/incontactapi/services/v30.0/contacts/completed?top=1"
+        ))
         .bearer_auth(&bearer)
         .send()
         .await
@@ -233,7 +312,12 @@ async fn completed_contacts_page_and_answer_204_when_empty() {
     assert_eq!(lower.status(), 200);
     let unauth = client.get(completed_url(&base)).send().await.unwrap();
     assert_eq!(unauth.status(), 401);
-    let bad = client.get(completed_url(&base)).bearer_auth("not-a-token").send().await.unwrap();
+    let bad = client
+        .get(completed_url(&base))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
 }
 
@@ -248,20 +332,46 @@ async fn per_contact_endpoints_and_signal() {
     let contacts = all_contacts(&client, &base, &bearer, 100).await;
     let id = contacts[0].contact_id;
     let api = format!("{base}/inContactAPI/services/v30.0");
-    let single = client.get(format!("{api}/contacts/{id}")).bearer_auth(&bearer).send().await.unwrap();
+    let single = client
+        .get(format!("{api}/contacts/{id}"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(single.status(), 200);
-    let env: SingleContactEnvelope = serde_json::from_slice(&single.bytes().await.unwrap()).unwrap();
+    let env: SingleContactEnvelope =
+        serde_json::from_slice(&single.bytes().await.unwrap()).unwrap();
     assert_eq!(env.contact.contact_id, id);
-    let missing = client.get(format!("{api}/contacts/1")).bearer_auth(&bearer).send().await.unwrap();
+    let missing = client
+        .get(format!("{api}/contacts/1"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     for path in ["state-history", "statehistory"] {
-        let resp = client.get(format!("{api}/contacts/{id}/{path}")).bearer_auth(&bearer).send().await.unwrap();
+        let resp = client
+            .get(format!("{api}/contacts/{id}/{path}"))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let h: StateHistory = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-        assert_eq!(h.contact_state_history.last().unwrap().contact_state_name, "Released");
+        assert_eq!(
+            h.contact_state_history.last().unwrap().contact_state_name,
+            "Released"
+        );
     }
-    let custom: Value =
-        client.get(format!("{api}/contacts/{id}/custom-data")).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
+    let custom: Value = client
+        .get(format!("{api}/contacts/{id}/custom-data"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(custom["contactCustomData"].is_array());
     let signal = client
         .post(format!("{api}/interactions/{id}/signal"))
@@ -282,8 +392,24 @@ async fn old_cxone_field_names_parse_to_the_same_contacts() {
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
     let modern = all_contacts(&client, &base, &bearer, 1000).await;
-    set_faults(&client, &base, &Faults { old_cxone_fields: true, ..Faults::default() }).await;
-    let raw: Value = client.get(completed_url(&base)).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            old_cxone_fields: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let raw: Value = client
+        .get(completed_url(&base))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let first = &raw["completedContacts"][0];
     assert!(first.get("contactStart").is_some() && first.get("contactStartDate").is_none());
     assert!(first.get("fromAddr").is_some() && first.get("mediaType").is_some());
@@ -303,7 +429,10 @@ async fn odata_keyset_with_quoted_and_bare_literals_and_500_at_end() {
     let key = creds().api_key;
     let all: Vec<Session> = odata_all(&client, &base, "Sessions").await;
     assert!(all.len() >= 20);
-    let mid = all[all.len() / 2].started_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let mid = all[all.len() / 2]
+        .started_at
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
     let quoted: Value = client
         .get(format!("{base}/odata/v2.4/Sessions?$filter=startedAt gt '{mid}'&$orderby=startedAt asc&apikey={key}"))
         .send()
@@ -321,7 +450,10 @@ async fn odata_keyset_with_quoted_and_bare_literals_and_500_at_end() {
         .await
         .unwrap();
     assert_eq!(quoted["value"], bare["value"]);
-    assert!(quoted["@odata.context"].as_str().unwrap().ends_with("$metadata#Sessions"));
+    assert!(quoted["@odata.context"]
+        .as_str()
+        .unwrap()
+        .ends_with("$metadata#Sessions"));
     let n = quoted["value"].as_array().unwrap().len();
     assert!(n > 0 && n < all.len());
 
@@ -335,36 +467,65 @@ async fn odata_keyset_with_quoted_and_bare_literals_and_500_at_end() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        let page: ODataPage<Session> = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        let page: ODataPage<Session> =
+            serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         if page.value.is_empty() {
             break;
         }
-        cursor = page.value.last().unwrap().started_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        cursor = page
+            .value
+            .last()
+            .unwrap()
+            .started_at
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
         seen.extend(page.value.into_iter().map(|s| s.session_id));
     }
     let expected: Vec<String> = all.iter().map(|s| s.session_id.clone()).collect();
     assert_eq!(seen, expected);
 
-    set_faults(&client, &base, &Faults { keyset_end_500: true, ..Faults::default() }).await;
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            keyset_end_500: true,
+            ..Faults::default()
+        },
+    )
+    .await;
     let end = client
-        .get(format!("{base}/odata/v2.4/Sessions?$filter=startedAt gt '{cursor}'&$top=4&apikey={key}"))
+        .get(format!(
+            "{base}/odata/v2.4/Sessions?$filter=startedAt gt '{cursor}'&$top=4&apikey={key}"
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(end.status(), 500);
     let not_end = client
-        .get(format!("{base}/odata/v2.4/Sessions?$filter=startedAt gt '{mid}'&$top=4&apikey={key}"))
+        .get(format!(
+            "{base}/odata/v2.4/Sessions?$filter=startedAt gt '{mid}'&$top=4&apikey={key}"
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(not_end.status(), 200);
     let by_session = client
-        .get(format!("{base}/odata/v2.4/Conversations?$filter=sessionId eq '{}'&apikey={key}", all[0].session_id))
+        .get(format!(
+            "{base}/odata/v2.4/Conversations?$filter=sessionId eq '{}'&apikey={key}",
+            all[0].session_id
+        ))
         .send()
         .await
         .unwrap();
-    let convs: ODataPage<Conversation> = serde_json::from_slice(&by_session.bytes().await.unwrap()).unwrap();
-    assert!(!convs.value.is_empty() && convs.value.iter().all(|c| c.session_id == all[0].session_id));
+    let convs: ODataPage<Conversation> =
+        serde_json::from_slice(&by_session.bytes().await.unwrap()).unwrap();
+    assert!(
+        !convs.value.is_empty()
+            && convs
+                .value
+                .iter()
+                .all(|c| c.session_id == all[0].session_id)
+    );
 }
 
 /// Only a literal `$top` is an OData option: `%24top` is rejected; a missing `apikey` is a 401.
@@ -374,16 +535,33 @@ async fn odata_rejects_encoded_options_and_missing_key() {
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let key = creds().api_key;
-    let literal: Value =
-        client.get(format!("{base}/odata/v2.4/Analytics?$top=2&apikey={key}")).send().await.unwrap().json().await.unwrap();
+    let literal: Value = client
+        .get(format!("{base}/odata/v2.4/Analytics?$top=2&apikey={key}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(literal["value"].as_array().unwrap().len(), 2);
-    let encoded = client.get(format!("{base}/odata/v2.4/Analytics?%24top=2&apikey={key}")).send().await.unwrap();
+    let encoded = client
+        .get(format!("{base}/odata/v2.4/Analytics?%24top=2&apikey={key}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(encoded.status(), 400);
-    let nokey = client.get(format!("{base}/odata/v2.4/Analytics?$top=2")).send().await.unwrap();
+    let nokey = client
+        .get(format!("{base}/odata/v2.4/Analytics?$top=2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(nokey.status(), 401);
     let record = &literal["value"][0];
     assert!(record["id"].is_string() && record.get("_id").is_none());
-    assert!(record["inputData"].is_string(), "inputData is a JSON string");
+    assert!(
+        record["inputData"].is_string(),
+        "inputData is a JSON string"
+    );
 }
 
 /// REST logs page by cursor without loss or repeats, cap `limit` at 100, honour `type` filters,
@@ -398,7 +576,10 @@ async fn logs_cursor_paging_levels_hal_and_auth() {
     let big = all_logs(&client, &base, 500).await;
     assert!(small.len() > 14, "several pages of logs");
     assert_eq!(small, big);
-    assert!(small.windows(2).all(|w| w[0].timestamp >= w[1].timestamp), "timestamp:desc");
+    assert!(
+        small.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
+        "timestamp:desc"
+    );
     let url = format!("{base}/new/v2.1/projects/{}/logs", c.project_id);
     let errors: Value = client
         .get(format!("{url}?type=error&limit=100"))
@@ -423,7 +604,12 @@ async fn logs_cursor_paging_levels_hal_and_auth() {
     let hal: Value = hal.json().await.unwrap();
     assert_eq!(hal["_embedded"]["logEntry"].as_array().unwrap().len(), 3);
     assert!(hal["_links"]["next"]["href"].is_string());
-    let unauth = client.get(url).header("Accept", "application/json").send().await.unwrap();
+    let unauth = client
+        .get(url)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauth.status(), 401);
 }
 
@@ -443,38 +629,125 @@ async fn every_fault_flag_is_observable() {
         (RetryAfter::None, None),
         (RetryAfter::HttpDate(5), Some("GMT".to_owned())),
     ] {
-        set_faults(&client, &base, &Faults { rate_limit_429: 1, retry_after: mode, ..Faults::default() }).await;
+        set_faults(
+            &client,
+            &base,
+            &Faults {
+                rate_limit_429: 1,
+                retry_after: mode,
+                ..Faults::default()
+            },
+        )
+        .await;
         let resp = client.get(&odata).send().await.unwrap();
         assert_eq!(resp.status(), 429);
-        let header = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let header = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         match check {
             Some(expected) => assert!(header.unwrap().contains(&expected)),
             None => assert!(header.is_none()),
         }
     }
-    set_faults(&client, &base, &Faults { server_error_burst: 2, ..Faults::default() }).await;
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            server_error_burst: 2,
+            ..Faults::default()
+        },
+    )
+    .await;
     assert_eq!(client.get(&odata).send().await.unwrap().status(), 503);
     assert_eq!(client.get(&odata).send().await.unwrap().status(), 503);
     assert_eq!(client.get(&odata).send().await.unwrap().status(), 200);
 
-    set_faults(&client, &base, &Faults { slow_ms: 400, ..Faults::default() }).await;
-    let slow = client.get(&odata).timeout(std::time::Duration::from_millis(100)).send().await;
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            slow_ms: 400,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let slow = client
+        .get(&odata)
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
     assert!(slow.is_err_and(|e| e.is_timeout()));
 
-    set_faults(&client, &base, &Faults { truncated_pages: 1, ..Faults::default() }).await;
-    let cut = client.get(completed_url(&base)).bearer_auth(&bearer).send().await.unwrap().bytes().await.unwrap();
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            truncated_pages: 1,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let cut = client
+        .get(completed_url(&base))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(parse_completed_page(&cut).is_err());
-    assert!(parse_completed_page(&client.get(completed_url(&base)).bearer_auth(&bearer).send().await.unwrap().bytes().await.unwrap()).is_ok());
-    set_faults(&client, &base, &Faults { malformed_pages: 1, ..Faults::default() }).await;
-    let bad = client.get(&odata).send().await.unwrap().bytes().await.unwrap();
+    assert!(parse_completed_page(
+        &client
+            .get(completed_url(&base))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    )
+    .is_ok());
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            malformed_pages: 1,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let bad = client
+        .get(&odata)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(serde_json::from_slice::<Value>(&bad).is_err());
 
-    set_faults(&client, &base, &Faults { token_ttl_seconds: Some(2), odata_underscore_id: true, ..Faults::default() }).await;
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            token_ttl_seconds: Some(2),
+            odata_underscore_id: true,
+            ..Faults::default()
+        },
+    )
+    .await;
     let c = creds();
     let short: Value = client
         .post(format!("{base}/auth/token"))
         .basic_auth(&c.client_id, Some(&c.client_secret))
-        .form(&[("grant_type", "password"), ("username", &c.access_key_id), ("password", &c.access_key_secret)])
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &c.access_key_id),
+            ("password", &c.access_key_secret),
+        ])
         .send()
         .await
         .unwrap()
@@ -482,16 +755,56 @@ async fn every_fault_flag_is_observable() {
         .await
         .unwrap();
     assert_eq!(short["expires_in"], 2);
-    let ids: Value = client.get(format!("{odata}&$top=1")).send().await.unwrap().json().await.unwrap();
+    let ids: Value = client
+        .get(format!("{odata}&$top=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(ids["value"][0]["_id"].is_string() && ids["value"][0].get("id").is_none());
 
-    set_faults(&client, &base, &Faults { token_dies_after_seconds: Some(1), ..Faults::default() }).await;
+    set_faults(
+        &client,
+        &base,
+        &Faults {
+            token_dies_after_seconds: Some(1),
+            ..Faults::default()
+        },
+    )
+    .await;
     let dying = token(&client, &base).await;
-    assert_eq!(client.get(completed_url(&base)).bearer_auth(&dying).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(completed_url(&base))
+            .bearer_auth(&dying)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    assert_eq!(client.get(completed_url(&base)).bearer_auth(&dying).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(completed_url(&base))
+            .bearer_auth(&dying)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
-    let stats: Value = client.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = client
+        .get(format!("{base}/_sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(stats["requests"]["/odata/v2.4/Sessions"].as_u64().unwrap() >= 8);
     assert!(stats["requests"]["/auth/token"].as_u64().unwrap() >= 3);
 }
@@ -507,7 +820,10 @@ fn world_is_deterministic_per_seed() {
     assert_eq!(a, b);
     assert_ne!(a.contacts, c.contacts);
     let streamed = {
-        let mut w = World::new(WorldSpec { calls: None, ..spec(1) });
+        let mut w = World::new(WorldSpec {
+            calls: None,
+            ..spec(1)
+        });
         w.extend_until(now);
         w
     };
@@ -515,7 +831,10 @@ fn world_is_deterministic_per_seed() {
     let n = streamed.calls.len().min(finite.calls.len());
     assert!(n > 10);
     for (x, y) in streamed.calls.iter().zip(&finite.calls).take(n) {
-        assert_eq!((x.master_contact_id, &x.truth), (y.master_contact_id, &y.truth));
+        assert_eq!(
+            (x.master_contact_id, &x.truth),
+            (y.master_contact_id, &y.truth)
+        );
     }
 }
 
@@ -524,25 +843,41 @@ fn world_is_deterministic_per_seed() {
 #[test]
 fn world_covers_every_reason_and_match_kind() {
     let now = Utc::now();
-    let world = World::new(WorldSpec::finite(3, 200, Duration::hours(1), Duration::seconds(60), now));
+    let world = World::new(WorldSpec::finite(
+        3,
+        200,
+        Duration::hours(1),
+        Duration::seconds(60),
+        now,
+    ));
     let truth = handover_exporter::simulator::Truth::of(&world, now);
     let reasons: BTreeSet<Reason> = truth.contacts.iter().map(|c| c.reason).collect();
     let expected: BTreeSet<Reason> = GENERATED_REASONS.iter().copied().collect();
     assert_eq!(reasons, expected);
     assert!(!reasons.contains(&Reason::SourceUnavailable));
     for kind in ["custom_field", "sip_header", "caller_time", "none"] {
-        assert!(truth.totals.match_kind.get(kind).copied().unwrap_or(0) > 0, "{kind}");
+        assert!(
+            truth.totals.match_kind.get(kind).copied().unwrap_or(0) > 0,
+            "{kind}"
+        );
     }
     assert!(truth.totals.non_bot_contacts > 0);
     let contained = truth.totals.outcome["contained"] + truth.totals.outcome["handed_over"];
-    assert!(contained * 2 > truth.totals.contacts as u64, "mostly contained or handed over");
+    assert!(
+        contained * 2 > truth.totals.contacts as u64,
+        "mostly contained or handed over"
+    );
 }
 
 /// Everything served reads with the crate's wire types, and the crate's own correlation and
 /// diagnosis, run on those records, reach exactly the simulator's ground truth for every contact.
 #[tokio::test]
 async fn served_bodies_parse_and_diagnosis_matches_truth() {
-    let sim = start(SimulatorOptions { seed: 11, ..finite(150) }).await;
+    let sim = start(SimulatorOptions {
+        seed: 11,
+        ..finite(150)
+    })
+    .await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
@@ -551,18 +886,42 @@ async fn served_bodies_parse_and_diagnosis_matches_truth() {
     let conversations: Vec<Conversation> = odata_all(&client, &base, "Conversations").await;
     let analytics: Vec<Analytics> = odata_all(&client, &base, "Analytics").await;
     let logs = all_logs(&client, &base, 100).await;
-    let truth: Value = client.get(format!("{base}/_sim/truth")).send().await.unwrap().json().await.unwrap();
+    let truth: Value = client
+        .get(format!("{base}/_sim/truth"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let expected: BTreeMap<i64, (String, String)> = truth["contacts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["contact_id"].as_i64().unwrap(), (c["reason"].as_str().unwrap().to_owned(), c["match"].as_str().unwrap().to_owned())))
+        .map(|c| {
+            (
+                c["contact_id"].as_i64().unwrap(),
+                (
+                    c["reason"].as_str().unwrap().to_owned(),
+                    c["match"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
         .collect();
-    assert_eq!(expected.len(), truth["totals"]["contacts"].as_u64().unwrap() as usize);
+    assert_eq!(
+        expected.len(),
+        truth["totals"]["contacts"].as_u64().unwrap() as usize
+    );
     assert!(expected.len() > 100);
 
     let rules = sim_rules();
-    let inputs = Inputs { contacts: &contacts, sessions: &sessions, conversations: &conversations, analytics: &analytics, logs: &logs };
+    let inputs = Inputs {
+        contacts: &contacts,
+        sessions: &sessions,
+        conversations: &conversations,
+        analytics: &analytics,
+        logs: &logs,
+    };
     let cases = correlate(inputs, &rules);
     let mut got: BTreeMap<i64, (String, String)> = BTreeMap::new();
     for case in &cases {
@@ -571,9 +930,20 @@ async fn served_bodies_parse_and_diagnosis_matches_truth() {
             got.insert(d.contact_id, (d.reason.as_str().to_owned(), m.to_owned()));
         }
     }
-    let mismatches: Vec<_> = expected.iter().filter(|(id, want)| got.get(id) != Some(want)).map(|(id, want)| (id, want, got.get(id))).collect();
-    assert!(mismatches.is_empty(), "diagnosis disagrees with truth: {mismatches:?}");
-    assert_eq!(got.len(), expected.len(), "non-bot contacts must not be diagnosed");
+    let mismatches: Vec<_> = expected
+        .iter()
+        .filter(|(id, want)| got.get(id) != Some(want))
+        .map(|(id, want)| (id, want, got.get(id)))
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "diagnosis disagrees with truth: {mismatches:?}"
+    );
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "non-bot contacts must not be diagnosed"
+    );
 }
 
 /// `dump_replay` writes the replay layout of DESIGN §8 whose files parse with the wire types,
@@ -581,43 +951,79 @@ async fn served_bodies_parse_and_diagnosis_matches_truth() {
 #[test]
 fn dump_writes_a_replay_directory_that_parses() {
     let now = Utc::now();
-    let world = World::new(WorldSpec::finite(5, 60, Duration::hours(1), Duration::seconds(60), now));
+    let world = World::new(WorldSpec::finite(
+        5,
+        60,
+        Duration::hours(1),
+        Duration::seconds(60),
+        now,
+    ));
     let dir = tempfile::tempdir().unwrap();
     let truth = dump_replay(&world, dir.path(), now).unwrap();
-    let read = |rel: &str| std::fs::read(dir.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let read =
+        |rel: &str| std::fs::read(dir.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let page = parse_completed_page(&read("cxone/contacts-completed-001.json")).unwrap();
     let want: usize = world.calls.iter().map(|c| c.contacts.len()).sum();
     assert_eq!(page.completed_contacts.len(), want);
     let s: ODataPage<Session> = serde_json::from_slice(&read("cognigy/Sessions-001.json")).unwrap();
-    let c: ODataPage<Conversation> = serde_json::from_slice(&read("cognigy/Conversations-001.json")).unwrap();
-    let a: ODataPage<Analytics> = serde_json::from_slice(&read("cognigy/Analytics-001.json")).unwrap();
+    let c: ODataPage<Conversation> =
+        serde_json::from_slice(&read("cognigy/Conversations-001.json")).unwrap();
+    let a: ODataPage<Analytics> =
+        serde_json::from_slice(&read("cognigy/Analytics-001.json")).unwrap();
     assert!(!s.value.is_empty() && c.value.len() > s.value.len() && !a.value.is_empty());
     let logs = parse_log_page(&read("cognigy/logs-001.json")).unwrap();
     assert!(!logs.items.is_empty());
-    let config: toml::Table = toml::from_str(&String::from_utf8(read("config.toml")).unwrap()).unwrap();
+    let config: toml::Table =
+        toml::from_str(&String::from_utf8(read("config.toml")).unwrap()).unwrap();
     let rules = config["rules"].as_table().unwrap();
     assert_eq!(rules["contact_id_field"].as_str(), Some("custom1"));
     assert_eq!(rules["handover_deadline_seconds"].as_integer(), Some(15));
     let dumped: Value = serde_json::from_slice(&read("truth.json")).unwrap();
     assert_eq!(dumped, serde_json::to_value(&truth).unwrap());
-    assert_eq!(truth.contacts.len(), world.calls.iter().filter(|c| c.truth.is_some()).count());
+    assert_eq!(
+        truth.contacts.len(),
+        world.calls.iter().filter(|c| c.truth.is_some()).count()
+    );
 }
 
 /// A streaming world shows only calls that have ended, and `?until=` narrows the truth.
 #[tokio::test]
 async fn streaming_truth_grows_with_time_and_honours_until() {
-    let options = SimulatorOptions { calls: None, rate_per_day: Some(8640.0), backlog_hours: 0.5, ..SimulatorOptions::default() };
+    let options = SimulatorOptions {
+        calls: None,
+        rate_per_day: Some(8640.0),
+        backlog_hours: 0.5,
+        ..SimulatorOptions::default()
+    };
     let sim = start(options).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
-    let now: Value = client.get(format!("{base}/_sim/truth")).send().await.unwrap().json().await.unwrap();
+    let now: Value = client
+        .get(format!("{base}/_sim/truth"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let n = now["totals"]["contacts"].as_u64().unwrap();
     assert!(n > 50, "backlog of half an hour at one call per 10 s: {n}");
     let early = (Utc::now() - Duration::minutes(15)).format("%Y-%m-%dT%H:%M:%SZ");
-    let before: Value = client.get(format!("{base}/_sim/truth?until={early}")).send().await.unwrap().json().await.unwrap();
+    let before: Value = client
+        .get(format!("{base}/_sim/truth?until={early}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let m = before["totals"]["contacts"].as_u64().unwrap();
     assert!(m < n && m > 0);
-    let bad = client.get(format!("{base}/_sim/truth?until=yesterday")).send().await.unwrap();
+    let bad = client
+        .get(format!("{base}/_sim/truth?until=yesterday"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     sim.stop().await.unwrap();
 }

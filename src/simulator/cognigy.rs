@@ -25,7 +25,10 @@ pub const LOG_RETENTION_HOURS: i64 = 24;
 
 fn odata_error(status: StatusCode, message: &str) -> (Response, PageKind) {
     (
-        json_response(status, &json!({"error": {"code": status.as_u16().to_string(), "message": message}})),
+        json_response(
+            status,
+            &json!({"error": {"code": status.as_u16().to_string(), "message": message}}),
+        ),
         PageKind::Other,
     )
 }
@@ -60,7 +63,12 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     if req.method != Method::GET {
         return odata_error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is supported");
     }
-    let segments: Vec<&str> = req.path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
     let (version, name, count_only) = match segments.as_slice() {
         ["odata", v, c] => (*v, *c, false),
         ["odata", v, c, "$count"] => (*v, *c, true),
@@ -75,9 +83,19 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         "Sessions" => Collection::Sessions,
         "Conversations" => Collection::Conversations,
         "Analytics" => Collection::Analytics,
-        "Steps" | "ExecutedSteps" | "LiveAgentEscalations" | "Goals" | "GoalSteps" | "GoalStepMetrics"
+        "Steps"
+        | "ExecutedSteps"
+        | "LiveAgentEscalations"
+        | "Goals"
+        | "GoalSteps"
+        | "GoalStepMetrics"
         | "GoalEvents" => Collection::Unsimulated,
-        _ => return odata_error(StatusCode::NOT_FOUND, &format!("Resource not found for the segment '{name}'")),
+        _ => {
+            return odata_error(
+                StatusCode::NOT_FOUND,
+                &format!("Resource not found for the segment '{name}'"),
+            )
+        }
     };
     let key = req.param("apikey").or_else(|| req.header("apikey"));
     if key != Some(state.credentials.api_key.as_str()) {
@@ -91,8 +109,16 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
                 &format!("The query parameter '{k}' is not supported. Query options must start with a literal '$'."),
             );
         }
-        if k.starts_with('$') && !matches!(k.as_str(), "$filter" | "$orderby" | "$top" | "$skip" | "$select" | "$count") {
-            return odata_error(StatusCode::BAD_REQUEST, &format!("The query parameter '{k}' is not supported."));
+        if k.starts_with('$')
+            && !matches!(
+                k.as_str(),
+                "$filter" | "$orderby" | "$top" | "$skip" | "$select" | "$count"
+            )
+        {
+            return odata_error(
+                StatusCode::BAD_REQUEST,
+                &format!("The query parameter '{k}' is not supported."),
+            );
         }
     }
 
@@ -114,7 +140,11 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             .map(|r| with_id(r, underscore_id))
             .collect()
     };
-    let time_field = if collection == Collection::Sessions { "startedAt" } else { "timestamp" };
+    let time_field = if collection == Collection::Sessions {
+        "startedAt"
+    } else {
+        "timestamp"
+    };
 
     let filter = match req.param("$filter").map(parse_filter).transpose() {
         Ok(f) => f.unwrap_or_default(),
@@ -125,7 +155,10 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             if !known_field(collection, &clause.field) {
                 return odata_error(
                     StatusCode::BAD_REQUEST,
-                    &format!("Could not find a property named '{}' on type 'Cognigy.{name}'.", clause.field),
+                    &format!(
+                        "Could not find a property named '{}' on type 'Cognigy.{name}'.",
+                        clause.field
+                    ),
                 );
             }
         }
@@ -141,7 +174,12 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         let desc = match words.next().map(str::to_ascii_lowercase).as_deref() {
             None | Some("asc") => false,
             Some("desc") => true,
-            Some(other) => return odata_error(StatusCode::BAD_REQUEST, &format!("Invalid $orderby direction '{other}'")),
+            Some(other) => {
+                return odata_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid $orderby direction '{other}'"),
+                )
+            }
         };
         keys.push((field, desc));
     }
@@ -158,21 +196,33 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     let total = records.len();
     if count_only {
         let mut resp = (StatusCode::OK, total.to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return (resp, PageKind::Other);
     }
     let parse_usize = |k: &str| -> Result<Option<usize>, String> {
-        req.param(k).map(|v| v.trim().parse::<usize>().map_err(|_| format!("Invalid value for {k}: '{v}'"))).transpose()
+        req.param(k)
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("Invalid value for {k}: '{v}'"))
+            })
+            .transpose()
     };
     let (top, skip) = match (parse_usize("$top"), parse_usize("$skip")) {
         (Ok(t), Ok(s)) => (t, s.unwrap_or(0)),
         (Err(e), _) | (_, Err(e)) => return odata_error(StatusCode::BAD_REQUEST, &e),
     };
-    let mut page: Vec<Map<String, Value>> = records.into_iter().skip(skip).take(top.unwrap_or(usize::MAX)).collect();
+    let mut page: Vec<Map<String, Value>> = records
+        .into_iter()
+        .skip(skip)
+        .take(top.unwrap_or(usize::MAX))
+        .collect();
 
-    let keyset = filter
-        .iter()
-        .any(|c| matches!(c.op.as_str(), "gt" | "ge") && (c.field == time_field || c.field == "id" || c.field == "_id"));
+    let keyset = filter.iter().any(|c| {
+        matches!(c.op.as_str(), "gt" | "ge")
+            && (c.field == time_field || c.field == "id" || c.field == "_id")
+    });
     if page.is_empty() && keyset && state.faults().keyset_end_500 {
         return odata_error(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.");
     }
@@ -186,17 +236,24 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         "@odata.context": format!("{}/odata/{version}/$metadata#{name}", state.base_url),
         "value": page
     });
-    if req.param("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+    if req
+        .param("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
         body["@odata.count"] = json!(total);
     }
     let mut resp = json_response(StatusCode::OK, &body);
-    resp.headers_mut().insert("OData-Version", HeaderValue::from_static("4.0"));
+    resp.headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
     (resp, PageKind::Data)
 }
 
 fn with_id(record: &ODataRecord, underscore: bool) -> Map<String, Value> {
     let mut out = Map::new();
-    out.insert(if underscore { "_id" } else { "id" }.to_owned(), Value::String(record.id.clone()));
+    out.insert(
+        if underscore { "_id" } else { "id" }.to_owned(),
+        Value::String(record.id.clone()),
+    );
     for (k, v) in &record.json {
         out.insert(k.clone(), v.clone());
     }
@@ -205,15 +262,57 @@ fn with_id(record: &ODataRecord, underscore: bool) -> Map<String, Value> {
 
 fn known_field(collection: Collection, field: &str) -> bool {
     const SESSIONS: &[&str] = &[
-        "id", "_id", "goals", "stepPath", "stepsCount", "handoverEscalations", "startedAt", "userId", "sessionId",
-        "localeReferenceId", "localeName", "endpointReferenceId", "endpointName", "projectName", "projectId",
-        "organisationId", "snapshotId", "snapshotName", "endpointUrlToken", "rating", "ratingComment",
+        "id",
+        "_id",
+        "goals",
+        "stepPath",
+        "stepsCount",
+        "handoverEscalations",
+        "startedAt",
+        "userId",
+        "sessionId",
+        "localeReferenceId",
+        "localeName",
+        "endpointReferenceId",
+        "endpointName",
+        "projectName",
+        "projectId",
+        "organisationId",
+        "snapshotId",
+        "snapshotName",
+        "endpointUrlToken",
+        "rating",
+        "ratingComment",
     ];
     const CONVERSATIONS: &[&str] = &[
-        "id", "_id", "projectId", "projectName", "inputId", "sessionId", "contactId", "organisation", "inputText",
-        "inputData", "type", "source", "timestamp", "flowName", "flowParentId", "channel", "inHandoverRequest",
-        "inHandoverConversation", "outputId", "inputAttachments", "reference", "localeReferenceId",
-        "endpointUrlToken", "endpointName", "snapshotId", "snapshotName", "rating", "ratingComment",
+        "id",
+        "_id",
+        "projectId",
+        "projectName",
+        "inputId",
+        "sessionId",
+        "contactId",
+        "organisation",
+        "inputText",
+        "inputData",
+        "type",
+        "source",
+        "timestamp",
+        "flowName",
+        "flowParentId",
+        "channel",
+        "inHandoverRequest",
+        "inHandoverConversation",
+        "outputId",
+        "inputAttachments",
+        "reference",
+        "localeReferenceId",
+        "endpointUrlToken",
+        "endpointName",
+        "snapshotId",
+        "snapshotName",
+        "rating",
+        "ratingComment",
     ];
     match collection {
         Collection::Sessions => SESSIONS.contains(&field),
@@ -221,13 +320,43 @@ fn known_field(collection: Collection, field: &str) -> bool {
         Collection::Analytics => {
             field == "id"
                 || field == "_id"
-                || (field.starts_with("custom") && field[6..].parse::<u8>().is_ok_and(|n| (1..=10).contains(&n)))
+                || (field.starts_with("custom")
+                    && field[6..]
+                        .parse::<u8>()
+                        .is_ok_and(|n| (1..=10).contains(&n)))
                 || [
-                    "organisation", "projectId", "flowReferenceId", "entrypoint", "ip", "contactId", "sessionId",
-                    "inputId", "inputText", "inputData", "state", "mode", "userType", "channel", "flowLanguage",
-                    "intent", "intentFlow", "intentScore", "completedGoalsList", "foundSlots", "foundSlotDetails",
-                    "understood", "timestamp", "executionTime", "execution", "localeReferenceId", "localeName",
-                    "endpointUrlToken", "endpointName", "rating", "ratingComment", "snapshotName",
+                    "organisation",
+                    "projectId",
+                    "flowReferenceId",
+                    "entrypoint",
+                    "ip",
+                    "contactId",
+                    "sessionId",
+                    "inputId",
+                    "inputText",
+                    "inputData",
+                    "state",
+                    "mode",
+                    "userType",
+                    "channel",
+                    "flowLanguage",
+                    "intent",
+                    "intentFlow",
+                    "intentScore",
+                    "completedGoalsList",
+                    "foundSlots",
+                    "foundSlotDetails",
+                    "understood",
+                    "timestamp",
+                    "executionTime",
+                    "execution",
+                    "localeReferenceId",
+                    "localeName",
+                    "endpointUrlToken",
+                    "endpointName",
+                    "rating",
+                    "ratingComment",
+                    "snapshotName",
                 ]
                 .contains(&field)
         }
@@ -255,9 +384,13 @@ fn parse_filter(text: &str) -> Result<Vec<Clause>, String> {
     let mut clauses = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
-        let (field, after) = rest.split_once(char::is_whitespace).ok_or_else(|| format!("Syntax error in $filter at '{rest}'"))?;
+        let (field, after) = rest
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{rest}'"))?;
         let after = after.trim_start();
-        let (op, after) = after.split_once(char::is_whitespace).ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
+        let (op, after) = after
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
         let op = op.to_ascii_lowercase();
         if !matches!(op.as_str(), "eq" | "ne" | "gt" | "ge" | "lt" | "le") {
             return Err(format!("Unsupported operator '{op}' in $filter"));
@@ -289,14 +422,22 @@ fn parse_filter(text: &str) -> Result<Vec<Clause>, String> {
         if field.starts_with('(') || field.contains('(') {
             return Err(format!("Unsupported expression '{field}' in $filter"));
         }
-        clauses.push(Clause { field: field.to_owned(), op, literal });
+        clauses.push(Clause {
+            field: field.to_owned(),
+            op,
+            literal,
+        });
         let after = after.trim_start();
         if after.is_empty() {
             break;
         }
-        let (joiner, next) = after.split_once(char::is_whitespace).ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
+        let (joiner, next) = after
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
         if !joiner.eq_ignore_ascii_case("and") {
-            return Err(format!("Unsupported operator '{joiner}' in $filter (only 'and' is supported)"));
+            return Err(format!(
+                "Unsupported operator '{joiner}' in $filter (only 'and' is supported)"
+            ));
         }
         rest = next.trim_start();
     }
@@ -307,7 +448,9 @@ fn parse_filter(text: &str) -> Result<Vec<Clause>, String> {
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text.trim()).ok().map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 impl Clause {
@@ -322,9 +465,10 @@ impl Clause {
             (Value::String(s), _) if parse_time(s).is_some() && parse_time(text).is_some() => {
                 parse_time(s).zip(parse_time(text)).map(|(a, b)| a.cmp(&b))
             }
-            (Value::Number(n), Literal::Bare(b)) => {
-                n.as_f64().zip(b.parse::<f64>().ok()).and_then(|(a, b)| a.partial_cmp(&b))
-            }
+            (Value::Number(n), Literal::Bare(b)) => n
+                .as_f64()
+                .zip(b.parse::<f64>().ok())
+                .and_then(|(a, b)| a.partial_cmp(&b)),
             (Value::Bool(v), Literal::Bare(b)) => match b.as_str() {
                 "true" => Some(v.cmp(&true)),
                 "false" => Some(v.cmp(&false)),
@@ -353,9 +497,11 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
             (Some(p), Some(q)) => p.cmp(&q),
             _ => x.cmp(y),
         },
-        (Some(Value::Number(x)), Some(Value::Number(y))) => {
-            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal)
-        }
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         (None | Some(Value::Null), None | Some(Value::Null)) => Ordering::Equal,
         (None | Some(Value::Null), _) => Ordering::Less,
@@ -366,31 +512,64 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 
 /// Serves `/new/v2.0|v2.1/projects/{projectId}/logs`.
 pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
-    let segments: Vec<&str> = req.path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
     let instance = req.path.trim_start_matches("/new");
     let project = match segments.as_slice() {
         ["new", "v2.0" | "v2.1", "projects", project, "logs"] => *project,
         _ => return rest_error(StatusCode::NOT_FOUND, "Route not found", 1002, instance),
     };
     if req.method != Method::GET {
-        return rest_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", 405, instance);
+        return rest_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            405,
+            instance,
+        );
     }
     let key = req.header("x-api-key").or_else(|| req.param("api_key"));
     if key != Some(state.credentials.api_key.as_str()) {
         return rest_error(StatusCode::UNAUTHORIZED, "Unauthorized", 401, instance);
     }
     if project != state.credentials.project_id {
-        return rest_error(StatusCode::NOT_FOUND, &format!("Project {project} not found"), 1002, instance);
+        return rest_error(
+            StatusCode::NOT_FOUND,
+            &format!("Project {project} not found"),
+            1002,
+            instance,
+        );
     }
     let limit = match req.param("limit").map(|l| l.trim().parse::<usize>()) {
         None => 25,
         Some(Ok(n)) if n >= 1 => n.min(MAX_LOG_LIMIT),
-        Some(_) => return rest_error(StatusCode::BAD_REQUEST, "limit must be an integer between 1 and 100", 1005, instance),
+        Some(_) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                "limit must be an integer between 1 and 100",
+                1005,
+                instance,
+            )
+        }
     };
-    let descending = match req.param("sort").map(|s| s.replace(' ', "").to_ascii_lowercase()).as_deref() {
+    let descending = match req
+        .param("sort")
+        .map(|s| s.replace(' ', "").to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("timestamp:desc") | Some("-timestamp") => true,
         Some("timestamp:asc") | Some("timestamp") => false,
-        Some(other) => return rest_error(StatusCode::BAD_REQUEST, &format!("Invalid sort '{other}'"), 1005, instance),
+        Some(other) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid sort '{other}'"),
+                1005,
+                instance,
+            )
+        }
     };
     let levels = req.params("type");
     let text_filter = req.param("filter").map(str::to_ascii_lowercase);
@@ -405,8 +584,18 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
             .filter(|l| levels.is_empty() || levels.contains(&l.level))
             .filter(|l| {
                 text_filter.as_deref().map_or(true, |f| {
-                    let msg = l.json.get("msg").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-                    let trace = l.json.get("traceId").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                    let msg = l
+                        .json
+                        .get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let trace = l
+                        .json
+                        .get("traceId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
                     msg.contains(f) || l.level.contains(f) || trace.contains(f)
                 })
             })
@@ -422,30 +611,53 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let cursor_key = |cursor: &str| all_keys.iter().find(|(_, id)| id == cursor).cloned();
     let after = |e: &LogRecord, k: &(DateTime<Utc>, String)| {
         let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
-        if descending { o == Ordering::Less } else { o == Ordering::Greater }
+        if descending {
+            o == Ordering::Less
+        } else {
+            o == Ordering::Greater
+        }
     };
-    let (page, has_before, has_after): (Vec<LogRecord>, bool, bool) = if let Some(cursor) = req.param("next") {
-        let Some(k) = cursor_key(cursor) else {
-            return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
+    let (page, has_before, has_after): (Vec<LogRecord>, bool, bool) =
+        if let Some(cursor) = req.param("next") {
+            let Some(k) = cursor_key(cursor) else {
+                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
+            };
+            let rest: Vec<LogRecord> = entries.iter().filter(|e| after(e, &k)).cloned().collect();
+            let more = rest.len() > limit;
+            (rest.into_iter().take(limit).collect(), true, more)
+        } else if let Some(cursor) = req.param("previous") {
+            let Some(k) = cursor_key(cursor) else {
+                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
+            };
+            let before: Vec<LogRecord> = entries
+                .iter()
+                .filter(|e| !after(e, &k) && (e.timestamp, &e.id) != (k.0, &k.1))
+                .cloned()
+                .collect();
+            let start = before.len().saturating_sub(limit);
+            (before[start..].to_vec(), start > 0, true)
+        } else {
+            let skip = req
+                .param("skip")
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(0);
+            let more = entries.len() > skip + limit;
+            (
+                entries.iter().skip(skip).take(limit).cloned().collect(),
+                skip > 0,
+                more,
+            )
         };
-        let rest: Vec<LogRecord> = entries.iter().filter(|e| after(e, &k)).cloned().collect();
-        let more = rest.len() > limit;
-        (rest.into_iter().take(limit).collect(), true, more)
-    } else if let Some(cursor) = req.param("previous") {
-        let Some(k) = cursor_key(cursor) else {
-            return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
-        };
-        let before: Vec<LogRecord> =
-            entries.iter().filter(|e| !after(e, &k) && (e.timestamp, &e.id) != (k.0, &k.1)).cloned().collect();
-        let start = before.len().saturating_sub(limit);
-        (before[start..].to_vec(), start > 0, true)
+    let next_cursor = if has_after {
+        page.last().map(|e| e.id.clone())
     } else {
-        let skip = req.param("skip").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
-        let more = entries.len() > skip + limit;
-        (entries.iter().skip(skip).take(limit).cloned().collect(), skip > 0, more)
+        None
     };
-    let next_cursor = if has_after { page.last().map(|e| e.id.clone()) } else { None };
-    let previous_cursor = if has_before { page.first().map(|e| e.id.clone()) } else { None };
+    let previous_cursor = if has_before {
+        page.first().map(|e| e.id.clone())
+    } else {
+        None
+    };
     let items: Vec<Value> = page.iter().map(|e| e.json.clone()).collect();
 
     let accept = req.header("accept").unwrap_or("").to_ascii_lowercase();
@@ -453,7 +665,9 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let hal = accept.contains("application/hal+json") || accept.is_empty();
     let body = if hal {
         let link = |param: &str, c: &Option<String>| match c {
-            Some(c) => json!({"href": format!("{}{}?limit={limit}&{param}={c}", state.base_url, req.path)}),
+            Some(c) => {
+                json!({"href": format!("{}{}?limit={limit}&{param}={c}", state.base_url, req.path)})
+            }
             None => Value::Null,
         };
         json!({
@@ -470,7 +684,10 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     };
     let mut resp = json_response(StatusCode::OK, &body);
     if hal {
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/hal+json; charset=utf-8"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/hal+json; charset=utf-8"),
+        );
     }
     (resp, PageKind::Data)
 }

@@ -81,14 +81,24 @@ pub fn handle(state: &SimState, req: &ApiRequest, lower: &str) -> (Response, Pag
 
 fn token(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let form = super::parse_query(&String::from_utf8_lossy(&req.body));
-    let field = |k: &str| form.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
+    let field = |k: &str| {
+        form.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
     // Client credentials: HTTP Basic (NICE's code) or form fields (client_secret_post).
     let basic = req
         .header("authorization")
-        .and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")))
+        .and_then(|h| {
+            h.strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+        })
         .and_then(|b| STANDARD.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split_once(':').map(|(a, b)| (super::percent_decode(a), super::percent_decode(b))));
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(a, b)| (super::percent_decode(a), super::percent_decode(b)))
+        });
     let client = basic.or_else(|| Some((field("client_id")?, field("client_secret")?)));
     let creds = &state.credentials;
     match client {
@@ -140,13 +150,17 @@ fn token(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"
     });
     let mut resp = json_response(StatusCode::OK, &body);
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     (resp, PageKind::Other)
 }
 
 fn authorized(state: &SimState, req: &ApiRequest) -> bool {
     req.header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .is_some_and(|t| state.token_valid(t.trim(), req.now))
 }
 
@@ -170,7 +184,9 @@ fn reporting(state: &SimState, req: &ApiRequest, lower: &str) -> (Response, Page
     match (segments.as_slice(), &req.method) {
         (["contacts", "completed"], &Method::GET) => completed(state, req),
         (["contacts", id], &Method::GET) => single(state, req, id),
-        (["contacts", id, "state-history" | "statehistory"], &Method::GET) => state_history(state, req, id),
+        (["contacts", id, "state-history" | "statehistory"], &Method::GET) => {
+            state_history(state, req, id)
+        }
         (["contacts", id, "custom-data"], &Method::GET) => custom_data(state, req, id),
         (["interactions", id, "signal"], &Method::POST) => {
             if id.parse::<i64>().is_err() {
@@ -182,23 +198,23 @@ fn reporting(state: &SimState, req: &ApiRequest, lower: &str) -> (Response, Page
     }
 }
 
-fn parse_date(req: &ApiRequest, key: &str) -> Result<Option<DateTime<Utc>>, (Response, PageKind)> {
+fn parse_date(req: &ApiRequest, key: &str) -> Result<Option<DateTime<Utc>>, String> {
     match req.param(key) {
         None | Some("") => Ok(None),
         Some(text) => DateTime::parse_from_rfc3339(text.trim())
             .map(|d| Some(d.with_timezone(&Utc)))
-            .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("Invalid {key}"))),
+            .map_err(|_| format!("Invalid {key}")),
     }
 }
 
-fn parse_number(req: &ApiRequest, key: &str) -> Result<Option<i64>, (Response, PageKind)> {
+fn parse_number(req: &ApiRequest, key: &str) -> Result<Option<i64>, String> {
     match req.param(key) {
         None | Some("") => Ok(None),
         Some(text) => text
             .trim()
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("Invalid {key}"))),
+            .map_err(|_| format!("Invalid {key}")),
     }
 }
 
@@ -243,23 +259,42 @@ fn visible_contacts(state: &SimState, now: DateTime<Utc>) -> Vec<ContactRecord> 
 }
 
 fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
-    let (updated_since, start, end) = match (parse_date(req, "updatedSince"), parse_date(req, "startDate"), parse_date(req, "endDate")) {
+    let (updated_since, start, end) = match (
+        parse_date(req, "updatedSince"),
+        parse_date(req, "startDate"),
+        parse_date(req, "endDate"),
+    ) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, &e)
+        }
     };
-    let (top, skip, media, skill) = match (parse_number(req, "top"), parse_number(req, "skip"), parse_number(req, "mediaTypeId"), parse_number(req, "skillId")) {
+    let (top, skip, media, skill) = match (
+        parse_number(req, "top"),
+        parse_number(req, "skip"),
+        parse_number(req, "mediaTypeId"),
+        parse_number(req, "skillId"),
+    ) {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, &e)
+        }
     };
     let top = top.map_or(MAX_TOP, |t| (t.max(1) as usize).min(MAX_TOP));
     let skip = skip.unwrap_or(0).max(0) as usize;
-    let descending = req.param("orderBy").is_some_and(|o| o.to_ascii_lowercase().contains("desc"));
+    let descending = req
+        .param("orderBy")
+        .is_some_and(|o| o.to_ascii_lowercase().contains("desc"));
     let mut contacts: Vec<ContactRecord> = visible_contacts(state, req.now)
         .into_iter()
         .filter(|c| updated_since.map_or(true, |t| c.last_update_time >= t))
         .filter(|c| start.map_or(true, |t| c.started_at >= t))
         .filter(|c| end.map_or(true, |t| c.started_at < t))
-        .filter(|c| media.map_or(true, |m| c.json.get("mediaTypeId").and_then(Value::as_i64) == Some(m)))
+        .filter(|c| {
+            media.map_or(true, |m| {
+                c.json.get("mediaTypeId").and_then(Value::as_i64) == Some(m)
+            })
+        })
         .filter(|c| skill.map_or(true, |s| s == c.skill_id))
         .collect();
     contacts.sort_by_key(|c| (c.last_update_time, c.contact_id));
@@ -301,7 +336,9 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
 
 fn find_contact(state: &SimState, req: &ApiRequest, id: &str) -> Option<ContactRecord> {
     let id: i64 = id.parse().ok()?;
-    visible_contacts(state, req.now).into_iter().find(|c| c.contact_id == id)
+    visible_contacts(state, req.now)
+        .into_iter()
+        .find(|c| c.contact_id == id)
 }
 
 fn single(state: &SimState, req: &ApiRequest, id: &str) -> (Response, PageKind) {
@@ -326,7 +363,13 @@ fn state_history(state: &SimState, req: &ApiRequest, id: &str) -> (Response, Pag
     let agent = num("agentSeconds");
     let agent_id = num("agentId");
     let total = num("totalDurationSeconds");
-    let mut states = vec![("PreQueue", 1, 0, pre.max(if queue == 0 { total } else { 0 }), 0)];
+    let mut states = vec![(
+        "PreQueue",
+        1,
+        0,
+        pre.max(if queue == 0 { total } else { 0 }),
+        0,
+    )];
     let mut at = pre;
     if queue > 0 {
         states.push(("InQueue", 2, at, queue, 0));
@@ -356,14 +399,19 @@ fn state_history(state: &SimState, req: &ApiRequest, id: &str) -> (Response, Pag
             })
         })
         .collect();
-    (json_response(StatusCode::OK, &json!({"contactStateHistory": items})), PageKind::Data)
+    (
+        json_response(StatusCode::OK, &json!({"contactStateHistory": items})),
+        PageKind::Data,
+    )
 }
 
 fn custom_data(state: &SimState, req: &ApiRequest, id: &str) -> (Response, PageKind) {
     let Some(c) = find_contact(state, req, id) else {
         return error(StatusCode::NOT_FOUND, "Contact not found");
     };
-    let items = if c.json.get("pointOfContactId").and_then(Value::as_i64) == Some(super::world::BOT_ENTRY_POC) {
+    let items = if c.json.get("pointOfContactId").and_then(Value::as_i64)
+        == Some(super::world::BOT_ENTRY_POC)
+    {
         json!([
             {"name": "BotName", "value": "Claims Voicebot"},
             {"name": "EntryPoint", "value": "Customer Line"}
@@ -371,5 +419,8 @@ fn custom_data(state: &SimState, req: &ApiRequest, id: &str) -> (Response, PageK
     } else {
         json!([])
     };
-    (json_response(StatusCode::OK, &json!({"contactCustomData": items})), PageKind::Data)
+    (
+        json_response(StatusCode::OK, &json!({"contactCustomData": items})),
+        PageKind::Data,
+    )
 }

@@ -95,7 +95,9 @@ impl FromStr for RetryAfter {
         if t.eq_ignore_ascii_case("none") || t.is_empty() {
             return Ok(RetryAfter::None);
         }
-        let date = t.strip_prefix("date:").or_else(|| t.strip_prefix("http-date:"));
+        let date = t
+            .strip_prefix("date:")
+            .or_else(|| t.strip_prefix("http-date:"));
         match date {
             Some(n) => n.parse().map(RetryAfter::HttpDate),
             None => t.parse().map(RetryAfter::Seconds),
@@ -173,9 +175,16 @@ impl SimulatorOptions {
         let lag = Duration::seconds(self.cognigy_lag_seconds as i64);
         let mut spec = match self.calls {
             Some(n) => WorldSpec::finite(self.seed, n, window.max(Duration::minutes(1)), lag, now),
-            None => WorldSpec::streaming(self.seed, self.rate_per_day.unwrap_or(2880.0), window, lag, now),
+            None => WorldSpec::streaming(
+                self.seed,
+                self.rate_per_day.unwrap_or(2880.0),
+                window,
+                lag,
+                now,
+            ),
         };
-        spec.rules.cognigy_lag_seconds = spec.rules.cognigy_lag_seconds.max(self.cognigy_lag_seconds);
+        spec.rules.cognigy_lag_seconds =
+            spec.rules.cognigy_lag_seconds.max(self.cognigy_lag_seconds);
         spec
     }
 }
@@ -206,7 +215,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SimState {
     /// A simulator state over `world`.
-    pub fn new(base_url: String, world: World, faults: Faults, credentials: SimCredentials) -> SimState {
+    pub fn new(
+        base_url: String,
+        world: World,
+        faults: Faults,
+        credentials: SimCredentials,
+    ) -> SimState {
         SimState {
             base_url: base_url.trim_end_matches('/').to_owned(),
             credentials,
@@ -257,14 +271,21 @@ impl SimState {
             "iss": self.base_url, "jti": format!("sim-at-{n}"), "iat": now.timestamp(),
             "exp": now.timestamp() + ttl as i64, "tenantId": self.credentials.tenant_id,
         }));
-        tokens.insert(access.clone(), IssuedToken { dies_at: now + Duration::seconds(life as i64) });
+        tokens.insert(
+            access.clone(),
+            IssuedToken {
+                dies_at: now + Duration::seconds(life as i64),
+            },
+        );
         let refresh = format!("sim-rt-{n}-{}", now.timestamp_millis());
         lock(&self.refresh_tokens).insert(refresh.clone(), ());
         (access, refresh, ttl)
     }
 
     fn token_valid(&self, token: &str, now: DateTime<Utc>) -> bool {
-        lock(&self.tokens).get(token).is_some_and(|t| t.dies_at > now)
+        lock(&self.tokens)
+            .get(token)
+            .is_some_and(|t| t.dies_at > now)
     }
 
     fn take_refresh_token(&self, token: &str) -> bool {
@@ -303,15 +324,29 @@ impl Drop for SimHandle {
 }
 
 /// Builds the state for `listener` and `options`.
-pub fn build_state(listener: &tokio::net::TcpListener, options: &SimulatorOptions) -> anyhow::Result<Arc<SimState>> {
+pub fn build_state(
+    listener: &tokio::net::TcpListener,
+    options: &SimulatorOptions,
+) -> anyhow::Result<Arc<SimState>> {
     let addr = listener.local_addr()?;
-    let base_url = options.public_base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = options
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let world = World::new(options.world_spec(Utc::now()));
-    Ok(Arc::new(SimState::new(base_url, world, options.faults.clone(), options.credentials.clone())))
+    Ok(Arc::new(SimState::new(
+        base_url,
+        world,
+        options.faults.clone(),
+        options.credentials.clone(),
+    )))
 }
 
 /// Starts the simulator on `listener` in a background task.
-pub async fn spawn(listener: tokio::net::TcpListener, options: SimulatorOptions) -> anyhow::Result<SimHandle> {
+pub async fn spawn(
+    listener: tokio::net::TcpListener,
+    options: SimulatorOptions,
+) -> anyhow::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let state = build_state(&listener, &options)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -324,7 +359,13 @@ pub async fn spawn(listener: tokio::net::TcpListener, options: SimulatorOptions)
             .await
             .map_err(anyhow::Error::from)
     });
-    Ok(SimHandle { base_url: state.base_url.clone(), addr, state, shutdown: Some(tx), task: Some(task) })
+    Ok(SimHandle {
+        base_url: state.base_url.clone(),
+        addr,
+        state,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
 }
 
 /// Serves the simulator on `listener` until `shutdown` completes.
@@ -335,7 +376,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = build_state(&listener, &options)?;
     tracing::info!(url = %state.base_url, seed = options.seed, "simulator listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -358,12 +401,19 @@ pub struct ApiRequest {
 impl ApiRequest {
     /// The first value of a query parameter (key compared literally, value percent-decoded).
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of a repeatable query parameter.
     pub fn params(&self, key: &str) -> Vec<&str> {
-        self.query.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -392,7 +442,9 @@ pub fn percent_decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -412,7 +464,10 @@ pub fn percent_decode(text: &str) -> String {
 /// A JSON answer.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
     let mut resp = (status, value.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     resp
 }
 
@@ -482,7 +537,10 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
     }
 
     let lower = req.path.to_ascii_lowercase();
-    let (resp, kind) = if lower.starts_with("/.well-known/") || lower == "/auth/token" || lower.starts_with("/incontactapi/") {
+    let (resp, kind) = if lower.starts_with("/.well-known/")
+        || lower == "/auth/token"
+        || lower.starts_with("/incontactapi/")
+    {
         cxone::handle(&state, &req, &lower)
     } else if lower.starts_with("/odata/") {
         cognigy::handle_odata(&state, &req)
@@ -490,7 +548,10 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
         cognigy::handle_rest(&state, &req)
     } else {
         (
-            json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "Not Found", "path": req.path})),
+            json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "Not Found", "path": req.path}),
+            ),
             PageKind::Other,
         )
     };
@@ -517,7 +578,9 @@ async fn damage_page(state: &SimState, resp: Response) -> Response {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let damaged: Vec<u8> = if malform {
         b"<html><body>502 Bad Gateway</body></html>{\"value\": [".to_vec()
     } else {

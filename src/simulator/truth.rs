@@ -56,7 +56,11 @@ pub struct Truth {
 impl Truth {
     /// The truth of every call whose contacts are all visible in CXone at `until`.
     pub fn of(world: &World, until: DateTime<Utc>) -> Truth {
-        let visible: Vec<&Call> = world.calls.iter().filter(|c| c.visible_at <= until).collect();
+        let visible: Vec<&Call> = world
+            .calls
+            .iter()
+            .filter(|c| c.visible_at <= until)
+            .collect();
         Truth::of_calls(&visible, until)
     }
 
@@ -74,12 +78,21 @@ impl Truth {
                 continue;
             };
             let reason = truth.reason;
-            *totals.outcome.entry(reason.outcome().as_str().to_owned()).or_default() += 1;
+            *totals
+                .outcome
+                .entry(reason.outcome().as_str().to_owned())
+                .or_default() += 1;
             if let Some(f) = reason.failure() {
-                *totals.failure_reason.entry(format!("{}/{}", f.as_str(), reason.as_str())).or_default() += 1;
+                *totals
+                    .failure_reason
+                    .entry(format!("{}/{}", f.as_str(), reason.as_str()))
+                    .or_default() += 1;
             }
             *totals.reason.entry(reason.as_str().to_owned()).or_default() += 1;
-            *totals.match_kind.entry(truth.matched.as_str().to_owned()).or_default() += 1;
+            *totals
+                .match_kind
+                .entry(truth.matched.as_str().to_owned())
+                .or_default() += 1;
             contacts.push(TruthContact {
                 contact_id: call.master_contact_id,
                 outcome: reason.outcome(),
@@ -91,7 +104,11 @@ impl Truth {
             });
         }
         totals.contacts = contacts.len();
-        Truth { until: iso(until), contacts, totals }
+        Truth {
+            until: iso(until),
+            contacts,
+            totals,
+        }
     }
 }
 
@@ -104,29 +121,47 @@ pub fn control(state: &SimState, req: &ApiRequest) -> Response {
                 Some(t) => match DateTime::parse_from_rfc3339(t.trim()) {
                     Ok(d) => d.with_timezone(&Utc).min(req.now),
                     Err(_) => {
-                        return json_response(StatusCode::BAD_REQUEST, &json!({"error": "until must be an RFC 3339 time"}))
+                        return json_response(
+                            StatusCode::BAD_REQUEST,
+                            &json!({"error": "until must be an RFC 3339 time"}),
+                        )
                     }
                 },
             };
             let truth = state.truth(until);
-            json_response(StatusCode::OK, &serde_json::to_value(truth).unwrap_or(Value::Null))
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(truth).unwrap_or(Value::Null),
+            )
         }
         ("/_sim/stats", &Method::GET) => {
             let stats = state.stats();
             let total: u64 = stats.values().sum();
             json_response(StatusCode::OK, &json!({"requests": stats, "total": total}))
         }
-        ("/_sim/faults", &Method::GET) => {
-            json_response(StatusCode::OK, &serde_json::to_value(state.faults()).unwrap_or(Value::Null))
-        }
-        ("/_sim/faults", &Method::POST | &Method::PUT) => match serde_json::from_slice::<Faults>(&req.body) {
-            Ok(f) => {
-                state.set_faults(f.clone());
-                json_response(StatusCode::OK, &serde_json::to_value(f).unwrap_or(Value::Null))
+        ("/_sim/faults", &Method::GET) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(state.faults()).unwrap_or(Value::Null),
+        ),
+        ("/_sim/faults", &Method::POST | &Method::PUT) => {
+            match serde_json::from_slice::<Faults>(&req.body) {
+                Ok(f) => {
+                    state.set_faults(f.clone());
+                    json_response(
+                        StatusCode::OK,
+                        &serde_json::to_value(f).unwrap_or(Value::Null),
+                    )
+                }
+                Err(e) => json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("invalid faults: {e}")}),
+                ),
             }
-            Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("invalid faults: {e}")})),
-        },
-        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "unknown simulator endpoint"})),
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "unknown simulator endpoint"}),
+        ),
     }
 }
 
@@ -134,22 +169,37 @@ pub fn control(state: &SimState, req: &ApiRequest) -> Response {
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
     #[error("cannot write replay file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot encode replay file {path}: {source}")]
-    Encode { path: String, source: serde_json::Error },
+    Encode {
+        path: String,
+        source: serde_json::Error,
+    },
 }
 
 fn write_json(dir: &Path, rel: &str, value: &Value) -> Result<(), DumpError> {
     let path = dir.join(rel);
-    let text = serde_json::to_string_pretty(value).map_err(|source| DumpError::Encode { path: path.display().to_string(), source })?;
+    let text = serde_json::to_string_pretty(value).map_err(|source| DumpError::Encode {
+        path: path.display().to_string(),
+        source,
+    })?;
     write_text(&path, &text)
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), DumpError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| DumpError::Write { path: parent.display().to_string(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| DumpError::Write {
+            path: parent.display().to_string(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).map_err(|source| DumpError::Write { path: path.display().to_string(), source })
+    std::fs::write(path, text).map_err(|source| DumpError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Contacts per `cxone/contacts-completed-NNN.json` page of a dump.
@@ -163,14 +213,24 @@ pub const DUMP_LOG_PAGE: usize = 100;
 /// bodies in pages, `config.toml` with the world's `[rules]`, and `truth.json`. In a replay the
 /// data is final, so Cognigy lag does not hide anything here.
 pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Truth, DumpError> {
-    let calls: Vec<&Call> = world.calls.iter().filter(|c| c.visible_at <= until).collect();
+    let calls: Vec<&Call> = world
+        .calls
+        .iter()
+        .filter(|c| c.visible_at <= until)
+        .collect();
     let base = "http://simulator.invalid/inContactAPI/services/v30.0/contacts/completed";
-    let mut contacts: Vec<&super::world::ContactRecord> = calls.iter().flat_map(|c| c.contacts.iter()).collect();
+    let mut contacts: Vec<&super::world::ContactRecord> =
+        calls.iter().flat_map(|c| c.contacts.iter()).collect();
     contacts.sort_by_key(|c| (c.last_update_time, c.contact_id));
     let total = contacts.len();
     for (n, chunk) in contacts.chunks(DUMP_CONTACT_PAGE).enumerate() {
         let skip = n * DUMP_CONTACT_PAGE;
-        let next = (skip + chunk.len() < total).then(|| format!("{base}?skip={}&top={DUMP_CONTACT_PAGE}", skip + DUMP_CONTACT_PAGE));
+        let next = (skip + chunk.len() < total).then(|| {
+            format!(
+                "{base}?skip={}&top={DUMP_CONTACT_PAGE}",
+                skip + DUMP_CONTACT_PAGE
+            )
+        });
         let body = json!({
             "_links": { "self": format!("{base}?skip={skip}&top={DUMP_CONTACT_PAGE}"), "next": next, "previous": null },
             "businessUnitId": super::world::BUSINESS_UNIT_ID,
@@ -178,13 +238,27 @@ pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Tr
             "totalRecords": total,
             "completedContacts": chunk.iter().map(|c| Value::Object(c.json.clone())).collect::<Vec<_>>()
         });
-        write_json(dir, &format!("cxone/contacts-completed-{:03}.json", n + 1), &body)?;
+        write_json(
+            dir,
+            &format!("cxone/contacts-completed-{:03}.json", n + 1),
+            &body,
+        )?;
     }
-    let sessions: Vec<&super::world::SessionRecords> = calls.iter().filter_map(|c| c.session.as_ref()).collect();
+    let sessions: Vec<&super::world::SessionRecords> =
+        calls.iter().filter_map(|c| c.session.as_ref()).collect();
     let collections: [(&str, Vec<&super::world::ODataRecord>); 3] = [
         ("Sessions", sessions.iter().map(|s| &s.session).collect()),
-        ("Conversations", sessions.iter().flat_map(|s| s.conversations.iter()).collect()),
-        ("Analytics", sessions.iter().flat_map(|s| s.analytics.iter()).collect()),
+        (
+            "Conversations",
+            sessions
+                .iter()
+                .flat_map(|s| s.conversations.iter())
+                .collect(),
+        ),
+        (
+            "Analytics",
+            sessions.iter().flat_map(|s| s.analytics.iter()).collect(),
+        ),
     ];
     for (name, records) in collections {
         let values: Vec<Value> = records
@@ -196,7 +270,11 @@ pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Tr
                 Value::Object(m)
             })
             .collect();
-        let pages: Vec<&[Value]> = if values.is_empty() { vec![&[][..]] } else { values.chunks(DUMP_ODATA_PAGE).collect() };
+        let pages: Vec<&[Value]> = if values.is_empty() {
+            vec![&[][..]]
+        } else {
+            values.chunks(DUMP_ODATA_PAGE).collect()
+        };
         for (n, chunk) in pages.into_iter().enumerate() {
             let body = json!({
                 "@odata.context": format!("http://simulator.invalid/odata/v2.4/$metadata#{name}"),
@@ -205,15 +283,30 @@ pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Tr
             write_json(dir, &format!("cognigy/{name}-{:03}.json", n + 1), &body)?;
         }
     }
-    let mut logs: Vec<&super::world::LogRecord> =
-        calls.iter().flat_map(|c| c.logs.iter()).filter(|l| l.timestamp <= until).collect();
+    let mut logs: Vec<&super::world::LogRecord> = calls
+        .iter()
+        .flat_map(|c| c.logs.iter())
+        .filter(|l| l.timestamp <= until)
+        .collect();
     logs.sort_by(|a, b| (b.timestamp, &b.id).cmp(&(a.timestamp, &a.id)));
     let log_total = logs.len();
-    let log_pages: Vec<&[&super::world::LogRecord]> = if logs.is_empty() { vec![&[][..]] } else { logs.chunks(DUMP_LOG_PAGE).collect() };
+    let log_pages: Vec<&[&super::world::LogRecord]> = if logs.is_empty() {
+        vec![&[][..]]
+    } else {
+        logs.chunks(DUMP_LOG_PAGE).collect()
+    };
     let page_count = log_pages.len();
     for (n, chunk) in log_pages.into_iter().enumerate() {
-        let next = if n + 1 < page_count { chunk.last().map(|l| l.id.clone()) } else { None };
-        let previous = if n > 0 { chunk.first().map(|l| l.id.clone()) } else { None };
+        let next = if n + 1 < page_count {
+            chunk.last().map(|l| l.id.clone())
+        } else {
+            None
+        };
+        let previous = if n > 0 {
+            chunk.first().map(|l| l.id.clone())
+        } else {
+            None
+        };
         let body = json!({
             "items": chunk.iter().map(|l| l.json.clone()).collect::<Vec<_>>(),
             "total": log_total,
@@ -223,9 +316,18 @@ pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Tr
         write_json(dir, &format!("cognigy/logs-{:03}.json", n + 1), &body)?;
     }
     let mut rules = world.spec.rules.clone();
-    rules.cognigy_lag_seconds = rules.cognigy_lag_seconds.max(world.spec.cognigy_lag.num_seconds().max(0) as u64);
+    rules.cognigy_lag_seconds = rules
+        .cognigy_lag_seconds
+        .max(world.spec.cognigy_lag.num_seconds().max(0) as u64);
     write_text(&dir.join("config.toml"), &rules.to_toml_table())?;
     let truth = Truth::of_calls(&calls, until);
-    write_json(dir, "truth.json", &serde_json::to_value(&truth).map_err(|source| DumpError::Encode { path: "truth.json".into(), source })?)?;
+    write_json(
+        dir,
+        "truth.json",
+        &serde_json::to_value(&truth).map_err(|source| DumpError::Encode {
+            path: "truth.json".into(),
+            source,
+        })?,
+    )?;
     Ok(truth)
 }

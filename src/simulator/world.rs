@@ -187,17 +187,40 @@ pub struct WorldSpec {
 impl WorldSpec {
     /// `calls` calls spread over `window` ending early enough that, at `now`, every call has ended
     /// and its Cognigy records are visible.
-    pub fn finite(seed: u64, calls: usize, window: Duration, cognigy_lag: Duration, now: DateTime<Utc>) -> WorldSpec {
+    pub fn finite(
+        seed: u64,
+        calls: usize,
+        window: Duration,
+        cognigy_lag: Duration,
+        now: DateTime<Utc>,
+    ) -> WorldSpec {
         let calls = calls.max(1);
         // The longest generated call lasts well under 20 minutes.
         let origin = now - cognigy_lag - Duration::minutes(20) - window;
         let interval = Duration::milliseconds((window.num_milliseconds() / calls as i64).max(1000));
-        WorldSpec { seed, origin, interval, calls: Some(calls), cognigy_lag, rules: SimRules::default() }
+        WorldSpec {
+            seed,
+            origin,
+            interval,
+            calls: Some(calls),
+            cognigy_lag,
+            rules: SimRules::default(),
+        }
     }
 
     /// Calls at `rate_per_day`, starting `backlog` before `now` and continuing in real time.
-    pub fn streaming(seed: u64, rate_per_day: f64, backlog: Duration, cognigy_lag: Duration, now: DateTime<Utc>) -> WorldSpec {
-        let rate = if rate_per_day.is_finite() && rate_per_day > 0.0 { rate_per_day } else { 1440.0 };
+    pub fn streaming(
+        seed: u64,
+        rate_per_day: f64,
+        backlog: Duration,
+        cognigy_lag: Duration,
+        now: DateTime<Utc>,
+    ) -> WorldSpec {
+        let rate = if rate_per_day.is_finite() && rate_per_day > 0.0 {
+            rate_per_day
+        } else {
+            1440.0
+        };
         let interval_ms = ((86_400_000.0 / rate) as i64).max(50);
         WorldSpec {
             seed,
@@ -281,7 +304,10 @@ pub struct World {
 impl World {
     /// A world; a finite one is generated completely at once.
     pub fn new(spec: WorldSpec) -> World {
-        let mut world = World { spec, calls: Vec::new() };
+        let mut world = World {
+            spec,
+            calls: Vec::new(),
+        };
         if let Some(n) = world.spec.calls {
             while world.calls.len() < n {
                 world.push_next();
@@ -305,12 +331,15 @@ impl World {
     }
 
     fn slot_start(&self, index: usize) -> DateTime<Utc> {
-        self.spec.origin + Duration::milliseconds(self.spec.interval.num_milliseconds() * index as i64)
+        self.spec.origin
+            + Duration::milliseconds(self.spec.interval.num_milliseconds() * index as i64)
     }
 
     fn push_next(&mut self) {
         let index = self.calls.len();
-        let mut rng = StdRng::seed_from_u64(self.spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = StdRng::seed_from_u64(
+            self.spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let half = (self.spec.interval.num_milliseconds() / 2).max(1);
         let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
         let call = generate_call(index, start, &mut rng, &self.spec);
@@ -346,12 +375,24 @@ fn pick_path(reason: Reason, index: usize, rng: &mut StdRng) -> MatchPath {
         NoContactId => MatchPath::CallerTime,
         // Not escalated: any path works.
         BotCompleted | BotTurnSlow | InvalidAction => {
-            let pick = if index < GENERATED_REASONS.len() { index % 3 } else { rng.random_range(0..3) };
-            [MatchPath::CustomField, MatchPath::SipHeader, MatchPath::CallerTime][pick]
+            let pick = if index < GENERATED_REASONS.len() {
+                index % 3
+            } else {
+                rng.random_range(0..3)
+            };
+            [
+                MatchPath::CustomField,
+                MatchPath::SipHeader,
+                MatchPath::CallerTime,
+            ][pick]
         }
         // Escalated: a caller/time match would make it `no_contact_id`, so a carried id is needed.
         _ => {
-            let pick = if index < GENERATED_REASONS.len() { index % 2 } else { rng.random_range(0..2) };
+            let pick = if index < GENERATED_REASONS.len() {
+                index % 2
+            } else {
+                rng.random_range(0..2)
+            };
             [MatchPath::CustomField, MatchPath::SipHeader][pick]
         }
     }
@@ -367,16 +408,29 @@ fn ms(n: i64) -> Duration {
 }
 
 fn hex_id(rng: &mut StdRng, len: usize) -> String {
-    (0..len).map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0')).collect()
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect()
 }
 
 fn uuid(rng: &mut StdRng) -> String {
-    format!("{}-{}-4{}-a{}-{}", hex_id(rng, 8), hex_id(rng, 4), hex_id(rng, 3), hex_id(rng, 3), hex_id(rng, 12))
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        hex_id(rng, 8),
+        hex_id(rng, 4),
+        hex_id(rng, 3),
+        hex_id(rng, 3),
+        hex_id(rng, 12)
+    )
 }
 
 /// A 24-hex-digit Mongo-style id: creation seconds, then a per-call counter.
 fn object_id(t: DateTime<Utc>, index: usize, k: usize) -> String {
-    format!("{:08x}{:016x}", t.timestamp().max(0) as u32, (index as u64) * 256 + k as u64)
+    format!(
+        "{:08x}{:016x}",
+        t.timestamp().max(0) as u32,
+        (index as u64) * 256 + k as u64
+    )
 }
 
 struct Queueing {
@@ -405,7 +459,13 @@ fn contact_json(
 ) -> Map<String, Value> {
     let total = (end - start).num_seconds().max(1);
     let (in_queue, agent_id, agent_seconds, abandoned, abandon_seconds) = match queue {
-        Some(q) => (q.wait_seconds, q.agent_id, q.agent_seconds, q.abandoned, if q.abandoned { q.wait_seconds } else { 0 }),
+        Some(q) => (
+            q.wait_seconds,
+            q.agent_id,
+            q.agent_seconds,
+            q.abandoned,
+            if q.abandoned { q.wait_seconds } else { 0 },
+        ),
         None => (0, 0, 0, false, 0),
     };
     let value = json!({
@@ -498,10 +558,19 @@ struct SessionBuilder<'a> {
 }
 
 impl SessionBuilder<'_> {
-    fn conversation(&mut self, t: DateTime<Utc>, kind: &str, source: &str, text: &str, input_data: Option<Value>) {
+    fn conversation(
+        &mut self,
+        t: DateTime<Utc>,
+        kind: &str,
+        source: &str,
+        text: &str,
+        input_data: Option<Value>,
+    ) {
         let k = self.conversations.len();
         let input_id = uuid(self.rng);
-        let data = input_data.map(|v| v.to_string()).unwrap_or_else(|| "{}".to_owned());
+        let data = input_data
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "{}".to_owned());
         self.conversations.push(ODataRecord {
             id: object_id(t, self.index, 100 + k),
             json: object(json!({
@@ -535,7 +604,13 @@ impl SessionBuilder<'_> {
         });
     }
 
-    fn analytics(&mut self, t: DateTime<Utc>, text: &str, execution_ms: i64, custom1: Option<&str>) {
+    fn analytics(
+        &mut self,
+        t: DateTime<Utc>,
+        text: &str,
+        execution_ms: i64,
+        custom1: Option<&str>,
+    ) {
         let k = self.analytics.len();
         let input_id = uuid(self.rng);
         let user_hash = hex_id(self.rng, 32);
@@ -587,7 +662,17 @@ impl SessionBuilder<'_> {
     }
 }
 
-fn log_record(index: usize, k: usize, t: DateTime<Utc>, level: &'static str, msg: String, session_id: &str, user_id: &str, trace: &str) -> LogRecord {
+#[allow(clippy::too_many_arguments)]
+fn log_record(
+    index: usize,
+    k: usize,
+    t: DateTime<Utc>,
+    level: &'static str,
+    msg: String,
+    session_id: &str,
+    user_id: &str,
+    trace: &str,
+) -> LogRecord {
     let id = object_id(t, index, 300 + k);
     LogRecord {
         id: id.clone(),
@@ -608,9 +693,17 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let master = 710_000_000_000 + index as i64 * 4;
     let spawned = master + 1;
     let leg = master + 2;
-    let number = format!("+1{:03}{:07}", 200 + (index / 10_000_000) % 800, index % 10_000_000);
+    let number = format!(
+        "+1{:03}{:07}",
+        200 + (index / 10_000_000) % 800,
+        index % 10_000_000
+    );
     // Some CXone tenants send the ANI without the plus; correlation normalises both sides.
-    let from_address = if rng.random_bool(0.3) { number.trim_start_matches('+').to_owned() } else { number.clone() };
+    let from_address = if rng.random_bool(0.3) {
+        number.trim_start_matches('+').to_owned()
+    } else {
+        number.clone()
+    };
     let Some(reason) = pick_reason(index, rng) else {
         return non_bot_call(index, master, t0, &from_address, rng);
     };
@@ -635,9 +728,15 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
 
     // The first record carries the SIP INVITE (api/cognigy.md §3.4).
     let mut headers = Map::new();
-    headers.insert("From".into(), json!(format!("<sip:{number}@cxone.example>")));
+    headers.insert(
+        "From".into(),
+        json!(format!("<sip:{number}@cxone.example>")),
+    );
     headers.insert("To".into(), json!("<sip:+18005550100@vg.example.net>"));
-    headers.insert("X-CXone".into(), json!(json!({"businessUnit": BUSINESS_UNIT_ID, "flowChannel": "VOICE"}).to_string()));
+    headers.insert(
+        "X-CXone".into(),
+        json!(json!({"businessUnit": BUSINESS_UNIT_ID, "flowChannel": "VOICE"}).to_string()),
+    );
     let custom_id: Option<String> = match path {
         MatchPath::CustomField => Some(master.to_string()),
         _ => None,
@@ -645,10 +744,15 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let header_ids = match (path, reason) {
         (MatchPath::SipHeader, _) => Some((master.to_string(), spawned.to_string())),
         // A well-built flow has both; the custom field wins correlation.
-        (MatchPath::CustomField, _) if b.rng.random_bool(0.5) => Some((master.to_string(), spawned.to_string())),
+        (MatchPath::CustomField, _) if b.rng.random_bool(0.5) => {
+            Some((master.to_string(), spawned.to_string()))
+        }
         (MatchPath::CallerTime, Reason::NoContactId) => {
             if b.rng.random_bool(0.5) {
-                Some((SENTINEL_CONTACT_ID.to_owned(), SENTINEL_CONTACT_ID.to_owned()))
+                Some((
+                    SENTINEL_CONTACT_ID.to_owned(),
+                    SENTINEL_CONTACT_ID.to_owned(),
+                ))
             } else {
                 Some((String::new(), String::new()))
             }
@@ -661,15 +765,28 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     }
     let invite = json!({ "payload": { "sip": { "headers": Value::Object(headers) } } });
     b.conversation(session_start, "input", "user", "", Some(invite));
-    b.conversation(session_start + ms(400), "output", "bot", "Welcome to Claims. How can I help?", None);
+    b.conversation(
+        session_start + ms(400),
+        "output",
+        "bot",
+        "Welcome to Claims. How can I help?",
+        None,
+    );
 
     let turns = b.rng.random_range(1..4);
     let slow_turn = (reason == Reason::BotTurnSlow).then(|| b.rng.random_range(0..turns));
     let mut t = session_start + ms(b.rng.random_range(3000..8000));
-    let escalating = !matches!(reason, Reason::BotCompleted | Reason::BotTurnSlow | Reason::InvalidAction);
+    let escalating = !matches!(
+        reason,
+        Reason::BotCompleted | Reason::BotTurnSlow | Reason::InvalidAction
+    );
     for turn in 0..turns {
         let last = turn + 1 == turns;
-        let text = if last && escalating { "I want to talk to an agent" } else { "What is the status of my claim" };
+        let text = if last && escalating {
+            "I want to talk to an agent"
+        } else {
+            "What is the status of my claim"
+        };
         let exec = if slow_turn == Some(turn) {
             b.rng.random_range(timeout_ms..timeout_ms + 5000)
         } else {
@@ -677,7 +794,11 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         };
         b.conversation(t, "input", "user", text, None);
         b.analytics(t, text, exec, custom_id.as_deref());
-        let reply = if last && escalating { "One moment, I am connecting you." } else { "Your claim is being processed." };
+        let reply = if last && escalating {
+            "One moment, I am connecting you."
+        } else {
+            "Your claim is being processed."
+        };
         b.conversation(t + ms(exec), "output", "bot", reply, None);
         t = t + ms(exec) + ms(b.rng.random_range(4000..12000));
     }
@@ -688,9 +809,19 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let mut escalations = 0;
     let mut session_end = esc + ms(1000);
     let mut log = |k: usize, at: DateTime<Utc>, level: &'static str, msg: String| {
-        logs.push(log_record(index, k, at, level, msg, &session_id, &number, &trace));
+        logs.push(log_record(
+            index,
+            k,
+            at,
+            level,
+            msg,
+            &session_id,
+            &number,
+            &trace,
+        ));
     };
-    let signaled = format!("handoverToCXone: Signaled CXone with: 'Escalate' for contactId: {spawned}");
+    let signaled =
+        format!("handoverToCXone: Signaled CXone with: 'Escalate' for contactId: {spawned}");
     let signal_error = |detail: &str| {
         format!("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: {spawned}; error: {detail}")
     };
@@ -698,13 +829,28 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     match reason {
         BotCompleted | BotTurnSlow => {
             if b.rng.random_bool(0.7) {
-                log(0, esc, "info", format!("handoverToCXone: Signaled CXone with: 'End' for contactId: {spawned}"));
+                log(
+                    0,
+                    esc,
+                    "info",
+                    format!("handoverToCXone: Signaled CXone with: 'End' for contactId: {spawned}"),
+                );
             }
         }
-        InvalidAction => log(0, esc, "error", "handoverToCXone: Missing or invalid Action parameter".to_owned()),
+        InvalidAction => log(
+            0,
+            esc,
+            "error",
+            "handoverToCXone: Missing or invalid Action parameter".to_owned(),
+        ),
         NoContactId => {
             escalations = 1;
-            log(0, esc + ms(200), "info", "handoverToCXone: Done. No output data sent".to_owned());
+            log(
+                0,
+                esc + ms(200),
+                "info",
+                "handoverToCXone: Done. No output data sent".to_owned(),
+            );
         }
         SignalTimeout => {
             escalations = 1;
@@ -741,7 +887,6 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             log(0, esc + ms(300), "info", signaled.clone());
         }
     }
-    drop(log);
     match reason {
         TransferRejected => {
             let refer = b.rng.random_bool(0.5);
@@ -827,10 +972,22 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
                 skill_id: UNKNOWN_SKILL,
                 skill_name: "General_Voice",
                 wait_seconds: b.rng.random_range(5..200),
-                agent_id: if answered { 1_000 + b.rng.random_range(0..500) } else { 0 },
-                agent_seconds: if answered { b.rng.random_range(60..600) } else { 0 },
+                agent_id: if answered {
+                    1_000 + b.rng.random_range(0..500)
+                } else {
+                    0
+                },
+                agent_seconds: if answered {
+                    b.rng.random_range(60..600)
+                } else {
+                    0
+                },
                 abandoned: !answered,
-                end_reason: if answered { "Agent Disconnected" } else { "Contact Hung Up" },
+                end_reason: if answered {
+                    "Agent Disconnected"
+                } else {
+                    "Contact Hung Up"
+                },
             })
         }
         _ => None,
@@ -838,9 +995,21 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let spawned_start = t0 + ms(500);
     let spawned_end = session_end;
     let mut master_end = match reason {
-        BeforeQueue => esc_log + ms(b.rng.random_range(2000..(deadline_s * 1000 - 2000).max(2001))),
-        NotQueued => esc_log + ms(b.rng.random_range((deadline_s * 1000 + 5000)..(deadline_s * 1000 + 180_000))),
-        BotCompleted | BotTurnSlow | InvalidAction => session_end + ms(b.rng.random_range(500..2000)),
+        BeforeQueue => {
+            esc_log
+                + ms(b
+                    .rng
+                    .random_range(2000..(deadline_s * 1000 - 2000).max(2001)))
+        }
+        NotQueued => {
+            esc_log
+                + ms(b
+                    .rng
+                    .random_range((deadline_s * 1000 + 5000)..(deadline_s * 1000 + 180_000)))
+        }
+        BotCompleted | BotTurnSlow | InvalidAction => {
+            session_end + ms(b.rng.random_range(500..2000))
+        }
         NoBotSession => t0 + ms(b.rng.random_range(20_000..90_000)),
         _ => session_end + ms(b.rng.random_range(3000..60_000)),
     };
@@ -849,12 +1018,23 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     }
     let master_poc = (BOT_ENTRY_POC, "Customer Line");
     let mut contacts = Vec::new();
-    let mut push = |id: i64, start: DateTime<Utc>, end: DateTime<Utc>, json: Map<String, Value>, skill: i64, rng: &mut StdRng| {
+    let mut push = |id: i64,
+                    start: DateTime<Utc>,
+                    end: DateTime<Utc>,
+                    json: Map<String, Value>,
+                    skill: i64,
+                    rng: &mut StdRng| {
         let last_update = end + ms(rng.random_range(500..5000));
         let mut json = json;
         json.insert("lastUpdateTime".into(), json!(iso(last_update)));
         json.insert("dateContactWarehoused".into(), json!(iso(last_update)));
-        contacts.push(ContactRecord { contact_id: id, started_at: start, last_update_time: last_update, skill_id: skill, json });
+        contacts.push(ContactRecord {
+            contact_id: id,
+            started_at: start,
+            last_update_time: last_update,
+            skill_id: skill,
+            json,
+        });
     };
     match &queueing {
         Some(q) if b.rng.random_bool(0.5) => {
@@ -863,29 +1043,100 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             let pre_queue = (queue_at - t0).num_seconds().max(1);
             let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
             let end = end.max(spawned_end + ms(500));
-            let json = contact_json(master, master, t0, end, end, &from_address, master_poc, (q.skill_id, q.skill_name), pre_queue, Some(q), q.end_reason);
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                end,
+                end,
+                &from_address,
+                master_poc,
+                (q.skill_id, q.skill_name),
+                pre_queue,
+                Some(q),
+                q.end_reason,
+            );
             push(master, t0, end, json, q.skill_id, b.rng);
         }
         Some(q) => {
             // Queued on a post-handover leg; the master ends when it transfers.
             let leg_start = esc_log + ms(b.rng.random_range(800..3000));
             let end_master = leg_start.max(spawned_end + ms(500));
-            let json = contact_json(master, master, t0, end_master, end_master, &from_address, master_poc, (ENTRY_SKILL, "IVA_Entry"), 0, None, "Transferred");
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                end_master,
+                end_master,
+                &from_address,
+                master_poc,
+                (ENTRY_SKILL, "IVA_Entry"),
+                0,
+                None,
+                "Transferred",
+            );
             push(master, t0, end_master, json, ENTRY_SKILL, b.rng);
             let pre_queue = b.rng.random_range(1..4);
-            let leg_end = leg_start + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
-            let json = contact_json(leg, master, leg_start, leg_end, leg_end, &from_address, (0, ""), (q.skill_id, q.skill_name), pre_queue, Some(q), q.end_reason);
+            let leg_end =
+                leg_start + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+            let json = contact_json(
+                leg,
+                master,
+                leg_start,
+                leg_end,
+                leg_end,
+                &from_address,
+                (0, ""),
+                (q.skill_id, q.skill_name),
+                pre_queue,
+                Some(q),
+                q.end_reason,
+            );
             push(leg, leg_start, leg_end, json, q.skill_id, b.rng);
         }
         None => {
-            let end_reason = if matches!(reason, BotCompleted) { "Contact Released" } else { "Contact Hung Up" };
-            let json = contact_json(master, master, t0, master_end, master_end, &from_address, master_poc, (ENTRY_SKILL, "IVA_Entry"), 0, None, end_reason);
+            let end_reason = if matches!(reason, BotCompleted) {
+                "Contact Released"
+            } else {
+                "Contact Hung Up"
+            };
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                master_end,
+                master_end,
+                &from_address,
+                master_poc,
+                (ENTRY_SKILL, "IVA_Entry"),
+                0,
+                None,
+                end_reason,
+            );
             push(master, t0, master_end, json, ENTRY_SKILL, b.rng);
         }
     }
-    let json = contact_json(spawned, master, spawned_start, spawned_end, spawned_end, &from_address, (0, ""), (BACKCHANNEL_SKILL, "Cognigy_Backchannel"), 0, None, "Contact Released");
-    push(spawned, spawned_start, spawned_end, json, BACKCHANNEL_SKILL, b.rng);
-    drop(push);
+    let json = contact_json(
+        spawned,
+        master,
+        spawned_start,
+        spawned_end,
+        spawned_end,
+        &from_address,
+        (0, ""),
+        (BACKCHANNEL_SKILL, "Cognigy_Backchannel"),
+        0,
+        None,
+        "Contact Released",
+    );
+    push(
+        spawned,
+        spawned_start,
+        spawned_end,
+        json,
+        BACKCHANNEL_SKILL,
+        b.rng,
+    );
 
     let session = if reason == NoBotSession {
         logs.clear();
@@ -917,13 +1168,20 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             session_id: session_id.clone(),
             ended_at: session_end,
             visible_at: session_end + lag,
-            session: ODataRecord { id: object_id(session_start, index, 0), json: session_json },
+            session: ODataRecord {
+                id: object_id(session_start, index, 0),
+                json: session_json,
+            },
             conversations: std::mem::take(&mut b.conversations),
             analytics: std::mem::take(&mut b.analytics),
         })
     };
-    let ended_at = contacts.iter().map(|c| ended(c)).max().unwrap_or(master_end);
-    let visible_at = contacts.iter().map(|c| c.last_update_time).max().unwrap_or(master_end);
+    let ended_at = contacts.iter().map(ended).max().unwrap_or(master_end);
+    let visible_at = contacts
+        .iter()
+        .map(|c| c.last_update_time)
+        .max()
+        .unwrap_or(master_end);
     Call {
         index,
         master_contact_id: master,
@@ -933,16 +1191,29 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         contacts,
         session,
         logs,
-        truth: Some(CallTruth { reason, matched: path }),
+        truth: Some(CallTruth {
+            reason,
+            matched: path,
+        }),
     }
 }
 
 fn ended(c: &ContactRecord) -> DateTime<Utc> {
-    let total = c.json.get("totalDurationSeconds").and_then(Value::as_i64).unwrap_or(0);
+    let total = c
+        .json
+        .get("totalDurationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     c.started_at + Duration::seconds(total)
 }
 
-fn non_bot_call(index: usize, master: i64, t0: DateTime<Utc>, from: &str, rng: &mut StdRng) -> Call {
+fn non_bot_call(
+    index: usize,
+    master: i64,
+    t0: DateTime<Utc>,
+    from: &str,
+    rng: &mut StdRng,
+) -> Call {
     let q = Queueing {
         skill_id: 4001,
         skill_name: "Claims_Voice",
@@ -955,14 +1226,32 @@ fn non_bot_call(index: usize, master: i64, t0: DateTime<Utc>, from: &str, rng: &
     let pre_queue = rng.random_range(5..30);
     let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
     let last_update = end + ms(rng.random_range(500..5000));
-    let json = contact_json(master, master, t0, end, last_update, from, (OTHER_POC, "Sales Line"), (q.skill_id, q.skill_name), pre_queue, Some(&q), q.end_reason);
+    let json = contact_json(
+        master,
+        master,
+        t0,
+        end,
+        last_update,
+        from,
+        (OTHER_POC, "Sales Line"),
+        (q.skill_id, q.skill_name),
+        pre_queue,
+        Some(&q),
+        q.end_reason,
+    );
     Call {
         index,
         master_contact_id: master,
         started_at: t0,
         ended_at: end,
         visible_at: last_update,
-        contacts: vec![ContactRecord { contact_id: master, started_at: t0, last_update_time: last_update, skill_id: q.skill_id, json }],
+        contacts: vec![ContactRecord {
+            contact_id: master,
+            started_at: t0,
+            last_update_time: last_update,
+            skill_id: q.skill_id,
+            json,
+        }],
         session: None,
         logs: Vec::new(),
         truth: None,
