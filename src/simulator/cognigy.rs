@@ -691,3 +691,41 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     }
     (resp, PageKind::Data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quoted and bare date literals, `and` joins and `''` escapes parse; `or` is refused.
+    #[test]
+    fn filter_parses_quoted_bare_and_joined_clauses() {
+        let f = parse_filter("timestamp gt '2026-03-20T09:00:00.000Z' and sessionId eq 'a''b' and inHandoverRequest eq true")
+            .expect("parses");
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f[0].literal,
+            Literal::Quoted("2026-03-20T09:00:00.000Z".into())
+        );
+        assert_eq!(f[1].literal, Literal::Quoted("a'b".into()));
+        assert_eq!(f[2].literal, Literal::Bare("true".into()));
+        let bare = parse_filter("startedAt ge 2026-03-20T09:00:00Z").expect("parses");
+        assert_eq!(bare[0].op, "ge");
+        assert!(parse_filter("a eq 1 or b eq 2").is_err());
+        assert!(parse_filter("a like 1").is_err());
+        assert!(parse_filter("a eq 'open").is_err());
+    }
+
+    /// Date comparison is by instant, not by text, for both literal forms.
+    #[test]
+    fn filter_compares_times_as_instants() {
+        let record: Map<String, Value> =
+            serde_json::from_value(json!({"timestamp": "2026-03-20T09:00:01.000Z", "n": 5}))
+                .expect("object");
+        let yes = parse_filter("timestamp gt 2026-03-20T10:00:00+02:00").expect("parses");
+        assert!(yes[0].matches(&record));
+        let no = parse_filter("timestamp gt '2026-03-20T09:00:01Z'").expect("parses");
+        assert!(!no[0].matches(&record));
+        let ge = parse_filter("timestamp ge '2026-03-20T09:00:01Z' and n lt 6").expect("parses");
+        assert!(ge.iter().all(|c| c.matches(&record)));
+    }
+}

@@ -247,6 +247,16 @@ fn render(contact: &ContactRecord, old_fields: bool) -> Value {
     Value::Object(out)
 }
 
+fn select_fields(contact: Value, fields: Option<&[String]>) -> Value {
+    match (contact, fields) {
+        (Value::Object(mut map), Some(fields)) => {
+            map.retain(|k, _| fields.contains(&k.to_ascii_lowercase()));
+            Value::Object(map)
+        }
+        (other, _) => other,
+    }
+}
+
 fn visible_contacts(state: &SimState, now: DateTime<Utc>) -> Vec<ContactRecord> {
     let world = state.world_at(now);
     world
@@ -307,6 +317,15 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         return (StatusCode::NO_CONTENT.into_response(), PageKind::Other);
     }
     let old = state.faults().old_cxone_fields;
+    // `fields=contactId,masterContactId`: a comma-separated list, matched without regard to case.
+    let fields: Option<Vec<String>> =
+        req.param("fields")
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| {
+                f.split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .collect()
+            });
     let link = |skip: usize| {
         let mut q: Vec<String> = req
             .raw_query
@@ -325,7 +344,7 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         "businessUnitId": BUSINESS_UNIT_ID,
         "lastPollTime": iso(req.now),
         "totalRecords": total,
-        "completedContacts": page.iter().map(|c| render(c, old)).collect::<Vec<_>>()
+        "completedContacts": page.iter().map(|c| select_fields(render(c, old), fields.as_deref())).collect::<Vec<_>>()
     });
     if old {
         body["businessUnitId"] = json!(BUSINESS_UNIT_ID.to_string());

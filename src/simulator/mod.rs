@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use truth::{dump_replay, Truth};
-pub use world::{sim_rules, MatchPath, SimRules, World, WorldSpec};
+pub use world::{sim_rules, MatchPath, Scenario, SimRules, World, WorldSpec};
 
 /// Fixed credentials of the simulated tenant (the simulator is a local test double; these are not
 /// secrets of any real system).
@@ -139,6 +139,8 @@ pub struct Faults {
 #[derive(Debug, Clone)]
 pub struct SimulatorOptions {
     pub seed: u64,
+    /// The mix of reasons (`--scenario`).
+    pub scenario: Scenario,
     /// A finite world of this many calls, all ended before start-up.
     pub calls: Option<usize>,
     /// A streaming world: calls per day, generated in real time (used when `calls` is `None`).
@@ -157,6 +159,7 @@ impl Default for SimulatorOptions {
     fn default() -> Self {
         SimulatorOptions {
             seed: 42,
+            scenario: Scenario::Mixed,
             calls: None,
             rate_per_day: Some(2880.0),
             backlog_hours: 1.0,
@@ -588,4 +591,48 @@ async fn damage_page(state: &SimState, resp: Response) -> Response {
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(damaged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Query keys stay literal (`%24top` is not `$top`) while values are decoded.
+    #[test]
+    fn query_keys_stay_literal_and_values_decode() {
+        let q = parse_query("%24top=5&$filter=timestamp%20gt%20'x'&a=b+c&flag");
+        assert_eq!(q[0], ("%24top".to_owned(), "5".to_owned()));
+        assert_eq!(q[1], ("$filter".to_owned(), "timestamp gt 'x'".to_owned()));
+        assert_eq!(q[2].1, "b c");
+        assert_eq!(q[3], ("flag".to_owned(), String::new()));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    /// `Retry-After` modes parse from flag text and reject nonsense with a message naming it.
+    #[test]
+    fn retry_after_parses_from_flag_text() {
+        assert_eq!(
+            "none".parse::<RetryAfter>().expect("none"),
+            RetryAfter::None
+        );
+        assert_eq!(
+            "7".parse::<RetryAfter>().expect("seconds"),
+            RetryAfter::Seconds(7)
+        );
+        assert_eq!(
+            "date:9".parse::<RetryAfter>().expect("date"),
+            RetryAfter::HttpDate(9)
+        );
+        let err = "soon".parse::<RetryAfter>().expect_err("invalid");
+        assert!(err.to_string().contains("soon"));
+    }
+
+    /// Credentials' `Debug` never shows the secrets.
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let text = format!("{:?}", SimCredentials::default());
+        assert!(!text.contains("sim-client-secret"));
+        assert!(!text.contains("sim-api-key") && !text.contains("sim-access-key-secret"));
+    }
 }

@@ -182,6 +182,7 @@ pub struct WorldSpec {
     /// Cognigy OData records appear this long after their session ended.
     pub cognigy_lag: Duration,
     pub rules: SimRules,
+    pub scenario: Scenario,
 }
 
 impl WorldSpec {
@@ -205,6 +206,7 @@ impl WorldSpec {
             calls: Some(calls),
             cognigy_lag,
             rules: SimRules::default(),
+            scenario: Scenario::Mixed,
         }
     }
 
@@ -229,6 +231,7 @@ impl WorldSpec {
             calls: None,
             cognigy_lag,
             rules: SimRules::default(),
+            scenario: Scenario::Mixed,
         }
     }
 }
@@ -347,18 +350,77 @@ impl World {
     }
 }
 
-fn pick_reason(index: usize, rng: &mut StdRng) -> Option<Reason> {
-    // The first slots cycle through every reason so any world of 16+ calls covers them all; slot
-    // 16 and then about one in ten is a call that never enters the bot.
-    if index < GENERATED_REASONS.len() {
+/// A named mix of call reasons (`simulate --scenario`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Mostly contained or handed over, a few per cent of every failure; the first 16 calls cover
+    /// every reason once.
+    #[default]
+    Mixed,
+    /// Only contained and handed-over calls (and queue abandonment): no failures at all.
+    Healthy,
+    /// The CXone Signal API is failing: signal errors dominate.
+    SignalOutage,
+    /// Context does not reach Cognigy: `no_contact_id` and `no_bot_session` dominate.
+    MissingContext,
+}
+
+/// Error for an unknown `--scenario` name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown scenario {0:?}: expected mixed, healthy, signal_outage or missing_context")]
+pub struct ScenarioParseError(String);
+
+impl std::str::FromStr for Scenario {
+    type Err = ScenarioParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "mixed" => Ok(Scenario::Mixed),
+            "healthy" => Ok(Scenario::Healthy),
+            "signal_outage" => Ok(Scenario::SignalOutage),
+            "missing_context" => Ok(Scenario::MissingContext),
+            _ => Err(ScenarioParseError(s.to_owned())),
+        }
+    }
+}
+
+impl Scenario {
+    fn weight(self, reason: Reason, base: u32) -> u32 {
+        use Reason::*;
+        match self {
+            Scenario::Mixed => base,
+            Scenario::Healthy => match reason {
+                BotCompleted | AgentAnswered | Queued | InQueue => base,
+                _ => 0,
+            },
+            Scenario::SignalOutage => match reason {
+                SignalTimeout | SignalUnavailable | SignalRejected => base * 15,
+                _ => base,
+            },
+            Scenario::MissingContext => match reason {
+                NoContactId | NoBotSession => base * 15,
+                _ => base,
+            },
+        }
+    }
+}
+
+fn pick_reason(index: usize, scenario: Scenario, rng: &mut StdRng) -> Option<Reason> {
+    // In the mixed scenario the first slots cycle through every reason so any world of 16+ calls
+    // covers them all; slot 16 and then about one in ten is a call that never enters the bot.
+    if scenario == Scenario::Mixed && index < GENERATED_REASONS.len() {
         return Some(GENERATED_REASONS[index]);
     }
     if index == GENERATED_REASONS.len() || rng.random_range(0..10) == 0 {
         return None;
     }
-    let total: u32 = REASON_WEIGHTS.iter().map(|(_, w)| w).sum();
-    let mut pick = rng.random_range(0..total);
+    let total: u32 = REASON_WEIGHTS
+        .iter()
+        .map(|(r, w)| scenario.weight(*r, *w))
+        .sum();
+    let mut pick = rng.random_range(0..total.max(1));
     for (reason, weight) in REASON_WEIGHTS {
+        let weight = scenario.weight(reason, weight);
         if pick < weight {
             return Some(reason);
         }
@@ -704,7 +766,7 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     } else {
         number.clone()
     };
-    let Some(reason) = pick_reason(index, rng) else {
+    let Some(reason) = pick_reason(index, spec.scenario, rng) else {
         return non_bot_call(index, master, t0, &from_address, rng);
     };
     let path = pick_path(reason, index, rng);
@@ -1255,5 +1317,104 @@ fn non_bot_call(
         session: None,
         logs: Vec::new(),
         truth: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(scenario: Scenario) -> Vec<Reason> {
+        let spec = WorldSpec {
+            scenario,
+            ..WorldSpec::finite(
+                9,
+                300,
+                Duration::hours(1),
+                Duration::seconds(60),
+                Utc::now(),
+            )
+        };
+        World::new(spec)
+            .calls
+            .iter()
+            .filter_map(|c| c.truth.as_ref().map(|t| t.reason))
+            .collect()
+    }
+
+    /// The healthy scenario has no failures; the outage scenario is dominated by signal errors.
+    #[test]
+    fn scenarios_shift_the_reason_mix() {
+        assert!(reasons(Scenario::Healthy)
+            .iter()
+            .all(|r| r.failure().is_none()));
+        let outage = reasons(Scenario::SignalOutage);
+        let signal = outage
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Reason::SignalTimeout | Reason::SignalUnavailable | Reason::SignalRejected
+                )
+            })
+            .count();
+        assert!(signal * 3 > outage.len(), "{signal} of {}", outage.len());
+        assert!(
+            "signal-outage".parse::<Scenario>().is_ok() && "chaos".parse::<Scenario>().is_err()
+        );
+    }
+
+    /// Every bot call has a master on the bot entry point and a spawned contact pointing to it;
+    /// escalations name the spawned id in their log line.
+    #[test]
+    fn bot_calls_have_master_and_spawned_contacts() {
+        let world = World::new(WorldSpec::finite(
+            4,
+            40,
+            Duration::hours(1),
+            Duration::seconds(60),
+            Utc::now(),
+        ));
+        for call in world.calls.iter().filter(|c| c.truth.is_some()) {
+            let master = &call.contacts[0];
+            assert_eq!(master.json["pointOfContactId"], json!(BOT_ENTRY_POC));
+            let spawned = call
+                .contacts
+                .iter()
+                .find(|c| c.contact_id == call.master_contact_id + 1)
+                .expect("spawned");
+            assert_eq!(
+                spawned.json["masterContactId"],
+                json!(call.master_contact_id)
+            );
+            for log in &call.logs {
+                let msg = log.json["msg"].as_str().unwrap_or("");
+                if msg.contains("for contactId:") {
+                    assert!(msg.contains(&spawned.contact_id.to_string()), "{msg}");
+                }
+            }
+        }
+    }
+
+    /// The rules table of a replay config carries every `[tenant.rules]` key.
+    #[test]
+    fn rules_table_has_every_key() {
+        let table: toml::Table =
+            toml::from_str(&SimRules::default().to_toml_table()).expect("valid TOML");
+        let rules = table["rules"].as_table().expect("[rules]");
+        for key in [
+            "bot_entry_points_of_contact",
+            "bot_entry_skills",
+            "handover_skills",
+            "contact_id_field",
+            "cognigy_lag_seconds",
+            "handover_deadline_seconds",
+            "bot_turn_timeout_ms",
+            "correlation_window_seconds",
+            "max_pending_seconds",
+        ] {
+            assert!(rules.contains_key(key), "{key}");
+        }
+        assert_eq!(sim_rules().handover_skills, vec![4001, 4002]);
     }
 }
