@@ -1027,3 +1027,51 @@ async fn streaming_truth_grows_with_time_and_honours_until() {
     assert_eq!(bad.status(), 400);
     sim.stop().await.unwrap();
 }
+
+/// `POST /_sim/faults` changes only the keys it names, `PUT` replaces all, and bad JSON or an
+/// unknown fault is a 400 that names the problem.
+#[tokio::test]
+async fn fault_control_merges_replaces_and_rejects_unknown_keys() {
+    let sim = start(finite(3)).await;
+    let base = sim.base_url.clone();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/_sim/faults");
+    client
+        .post(&url)
+        .json(&json!({"slow_ms": 5}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(&url)
+        .json(&json!({"keyset_end_500": true, "retry_after": {"seconds": 2}}))
+        .send()
+        .await
+        .unwrap();
+    let now: Faults = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(now.slow_ms, 5);
+    assert!(now.keyset_end_500);
+    assert_eq!(now.retry_after, RetryAfter::Seconds(2));
+    client
+        .put(&url)
+        .json(&json!({"old_cxone_fields": true}))
+        .send()
+        .await
+        .unwrap();
+    let replaced: Faults = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        replaced,
+        Faults {
+            old_cxone_fields: true,
+            ..Faults::default()
+        }
+    );
+    let unknown = client
+        .post(&url)
+        .json(&json!({"explode": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+    assert!(unknown.text().await.unwrap().contains("explode"));
+}

@@ -144,7 +144,27 @@ pub fn control(state: &SimState, req: &ApiRequest) -> Response {
             &serde_json::to_value(state.faults()).unwrap_or(Value::Null),
         ),
         ("/_sim/faults", &Method::POST | &Method::PUT) => {
-            match serde_json::from_slice::<Faults>(&req.body) {
+            // PUT replaces every fault; POST changes only the keys it names.
+            let merged = match (
+                req.method == Method::POST,
+                serde_json::from_slice::<Value>(&req.body),
+            ) {
+                (true, Ok(Value::Object(changes))) => {
+                    let mut current = serde_json::to_value(state.faults()).unwrap_or(Value::Null);
+                    if let Value::Object(map) = &mut current {
+                        map.extend(changes);
+                    }
+                    current
+                }
+                (_, Ok(other)) => other,
+                (_, Err(e)) => {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"error": format!("invalid faults JSON: {e}")}),
+                    )
+                }
+            };
+            match serde_json::from_value::<Faults>(merged) {
                 Ok(f) => {
                     state.set_faults(f.clone());
                     json_response(
