@@ -201,9 +201,18 @@ fn reporting(state: &SimState, req: &ApiRequest, lower: &str) -> (Response, Page
 fn parse_date(req: &ApiRequest, key: &str) -> Result<Option<DateTime<Utc>>, String> {
     match req.param(key) {
         None | Some("") => Ok(None),
-        Some(text) => DateTime::parse_from_rfc3339(text.trim())
-            .map(|d| Some(d.with_timezone(&Utc)))
-            .map_err(|_| format!("Invalid {key}")),
+        Some(text) => {
+            let text = text.trim();
+            // Offsets and `Z` are both accepted; a time without either is taken as UTC.
+            DateTime::parse_from_rfc3339(text)
+                .map(|d| d.with_timezone(&Utc))
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                        .map(|n| n.and_utc())
+                })
+                .map(Some)
+                .map_err(|_| format!("Invalid {key}: {text:?} is not an ISO-8601 date-time"))
+        }
     }
 }
 

@@ -171,7 +171,35 @@ impl Default for SimulatorOptions {
     }
 }
 
+/// Simulator options that cannot describe a world.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimOptionsError {
+    #[error("--calls must be at least 1")]
+    NoCalls,
+    #[error("--rate must be a positive number of calls per day, got {0}")]
+    BadRate(f64),
+    #[error("--backlog-hours must be between 0 and 720, got {0}")]
+    BadBacklog(f64),
+}
+
 impl SimulatorOptions {
+    /// Checks the options, naming the flag that is wrong.
+    pub fn validate(&self) -> Result<(), SimOptionsError> {
+        if self.calls == Some(0) {
+            return Err(SimOptionsError::NoCalls);
+        }
+        if self.calls.is_none() {
+            let rate = self.rate_per_day.unwrap_or(2880.0);
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(SimOptionsError::BadRate(rate));
+            }
+        }
+        if !(self.backlog_hours.is_finite() && (0.0..=720.0).contains(&self.backlog_hours)) {
+            return Err(SimOptionsError::BadBacklog(self.backlog_hours));
+        }
+        Ok(())
+    }
+
     /// The world these options describe, anchored at `now`.
     pub fn world_spec(&self, now: DateTime<Utc>) -> WorldSpec {
         let window = Duration::milliseconds((self.backlog_hours.max(0.0) * 3_600_000.0) as i64);
@@ -331,6 +359,7 @@ pub fn build_state(
     listener: &tokio::net::TcpListener,
     options: &SimulatorOptions,
 ) -> anyhow::Result<Arc<SimState>> {
+    options.validate()?;
     let addr = listener.local_addr()?;
     let base_url = options
         .public_base_url
@@ -626,6 +655,26 @@ mod tests {
         );
         let err = "soon".parse::<RetryAfter>().expect_err("invalid");
         assert!(err.to_string().contains("soon"));
+    }
+
+    /// Impossible options are refused with the flag named.
+    #[test]
+    fn options_validation_names_the_flag() {
+        let zero = SimulatorOptions {
+            calls: Some(0),
+            ..SimulatorOptions::default()
+        };
+        assert_eq!(zero.validate(), Err(SimOptionsError::NoCalls));
+        let rate = SimulatorOptions {
+            rate_per_day: Some(-1.0),
+            ..SimulatorOptions::default()
+        };
+        assert!(rate
+            .validate()
+            .expect_err("bad rate")
+            .to_string()
+            .contains("--rate"));
+        assert!(SimulatorOptions::default().validate().is_ok());
     }
 
     /// Credentials' `Debug` never shows the secrets.
