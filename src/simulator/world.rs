@@ -183,6 +183,8 @@ pub struct WorldSpec {
     pub cognigy_lag: Duration,
     pub rules: SimRules,
     pub scenario: Scenario,
+    /// A streaming world forgets calls that became visible longer ago than this (`None`: never).
+    pub retention: Option<Duration>,
 }
 
 impl WorldSpec {
@@ -207,6 +209,7 @@ impl WorldSpec {
             cognigy_lag,
             rules: SimRules::default(),
             scenario: Scenario::Mixed,
+            retention: None,
         }
     }
 
@@ -232,6 +235,7 @@ impl WorldSpec {
             cognigy_lag,
             rules: SimRules::default(),
             scenario: Scenario::Mixed,
+            retention: Some(Duration::hours(48).max(backlog + Duration::hours(24))),
         }
     }
 }
@@ -301,7 +305,9 @@ pub struct Call {
 #[derive(Debug, Clone)]
 pub struct World {
     pub spec: WorldSpec,
+    /// The calls kept, oldest first (a streaming world forgets calls past its retention).
     pub calls: Vec<Call>,
+    next_index: usize,
 }
 
 impl World {
@@ -310,9 +316,10 @@ impl World {
         let mut world = World {
             spec,
             calls: Vec::new(),
+            next_index: 0,
         };
         if let Some(n) = world.spec.calls {
-            while world.calls.len() < n {
+            while world.next_index < n {
                 world.push_next();
             }
         }
@@ -322,14 +329,24 @@ impl World {
     /// Generates every call that starts at or before `t` (streaming worlds grow; finite ones don't).
     pub fn extend_until(&mut self, t: DateTime<Utc>) {
         loop {
-            if self.spec.calls.is_some_and(|n| self.calls.len() >= n) {
-                return;
+            if self.spec.calls.is_some_and(|n| self.next_index >= n) {
+                break;
             }
-            let slot = self.slot_start(self.calls.len());
+            let slot = self.slot_start(self.next_index);
             if slot > t {
-                return;
+                break;
             }
             self.push_next();
+        }
+        // Memory stays bounded in a long-running stream: calls past retention are forgotten.
+        if let Some(retention) = self.spec.retention {
+            let cutoff = t - retention;
+            let keep_from = self
+                .calls
+                .iter()
+                .take_while(|c| c.visible_at < cutoff)
+                .count();
+            self.calls.drain(..keep_from);
         }
     }
 
@@ -339,7 +356,8 @@ impl World {
     }
 
     fn push_next(&mut self) {
-        let index = self.calls.len();
+        let index = self.next_index;
+        self.next_index += 1;
         let mut rng = StdRng::seed_from_u64(
             self.spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
@@ -1394,6 +1412,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A streaming world keeps generating with stable indices while forgetting calls past retention.
+    #[test]
+    fn streaming_world_prunes_past_retention() {
+        let now = Utc::now();
+        let mut spec =
+            WorldSpec::streaming(1, 2880.0, Duration::hours(3), Duration::seconds(60), now);
+        spec.retention = Some(Duration::hours(1));
+        let mut world = World::new(spec);
+        world.extend_until(now);
+        let first = world.calls.first().expect("calls kept").index;
+        assert!(first > 0, "old calls are forgotten");
+        assert!(world
+            .calls
+            .iter()
+            .all(|c| c.visible_at >= now - Duration::hours(1) - Duration::minutes(30)));
+        let last = world.calls.last().expect("calls").index;
+        world.extend_until(now + Duration::minutes(5));
+        assert!(world.calls.last().expect("calls").index > last);
+        assert!(world.calls.windows(2).all(|w| w[1].index == w[0].index + 1));
     }
 
     /// The rules table of a replay config carries every `[tenant.rules]` key.
