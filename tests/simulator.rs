@@ -1075,3 +1075,34 @@ async fn fault_control_merges_replaces_and_rejects_unknown_keys() {
     assert_eq!(unknown.status(), 400);
     assert!(unknown.text().await.unwrap().contains("explode"));
 }
+
+/// `run` serves until its shutdown future completes, then returns cleanly; bad options are refused.
+#[tokio::test]
+async fn run_serves_until_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(handover_exporter::simulator::run(
+        listener,
+        finite(3),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let resp = reqwest::get(format!("http://{addr}/.well-known/openid-configuration"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = SimulatorOptions {
+        calls: Some(0),
+        ..SimulatorOptions::default()
+    };
+    let err = handover_exporter::simulator::run(listener, bad, async {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--calls"));
+}
