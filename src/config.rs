@@ -185,7 +185,8 @@ pub struct LogPatterns {
     pub no_output: Regex,
 }
 
-pub const DEFAULT_SIGNALED: &str = r"handoverToCXone: Signaled CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)";
+pub const DEFAULT_SIGNALED: &str =
+    r"handoverToCXone: Signaled CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)";
 pub const DEFAULT_SIGNAL_ERROR: &str = r"handoverToCXone: Error signaling CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)(?:; error: (?P<error>.*))?";
 pub const DEFAULT_SIGNAL_STATUS: &str = r"Error sending handover signal: (?P<status>\d{3})\b";
 pub const DEFAULT_TIMEOUT_TEXT: &str =

@@ -132,7 +132,10 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
     let mut groups: HashMap<i64, Vec<&'a CompletedContact>> = HashMap::new();
     for contact in inputs.contacts {
-        if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
+        if contact
+            .media_type_id
+            .is_some_and(|m| m != MEDIA_TYPE_PHONE)
+        {
             continue;
         }
         if group_of.contains_key(&contact.contact_id) {
@@ -145,10 +148,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     // Cognigy records by session.
     let mut conversations: HashMap<&str, Vec<&'a Conversation>> = HashMap::new();
     for c in inputs.conversations {
-        conversations
-            .entry(c.session_id.as_str())
-            .or_default()
-            .push(c);
+        conversations.entry(c.session_id.as_str()).or_default().push(c);
     }
     let mut analytics: HashMap<&str, Vec<&'a Analytics>> = HashMap::new();
     for a in inputs.analytics {
@@ -206,9 +206,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
 
     // Bot groups: configured entry, or pointed to by a keyed session.
     let is_entry = |c: &CompletedContact| {
-        rules
-            .bot_entry_points_of_contact
-            .contains(&c.point_of_contact_id)
+        rules.bot_entry_points_of_contact.contains(&c.point_of_contact_id)
             || rules.bot_entry_skills.contains(&c.skill_id)
     };
 
@@ -227,10 +225,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         if let Some(master) = master {
             if members.iter().any(|c| is_entry(c)) {
                 if let Some(number) = normalize_e164(&master.from_address) {
-                    by_caller
-                        .entry(number)
-                        .or_default()
-                        .push((*group_id, master));
+                    by_caller.entry(number).or_default().push((*group_id, master));
                 }
             }
         }

@@ -143,26 +143,18 @@ impl Reason {
         use Reason::*;
         match self {
             NoBotSession => "the call entered the bot but no Cognigy session could be tied to it",
-            InvalidAction => {
-                "the flow asked the handover node for an action other than Escalate or End"
-            }
-            NoContactId => {
-                "the bot escalated without the CXone contact id, so the signal could not be sent"
-            }
+            InvalidAction => "the flow asked the handover node for an action other than Escalate or End",
+            NoContactId => "the bot escalated without the CXone contact id, so the signal could not be sent",
             SignalTimeout => "the CXone Signal API call timed out (408/504 or a client timeout)",
             SignalUnavailable => "the CXone Signal API was unavailable (429, 5xx or no connection)",
-            SignalRejected => {
-                "the CXone Signal API rejected the signal (4xx: wrong contact id or credentials)"
-            }
+            SignalRejected => "the CXone Signal API rejected the signal (4xx: wrong contact id or credentials)",
             TransferRejected => "the Voice Gateway transfer (REFER or DIAL) was rejected",
             TransferNoAnswer => "the Voice Gateway transfer was not answered",
             UnknownSkill => "the call queued to a skill that is not a configured handover skill",
             InQueue => "the caller hung up while waiting in the agent queue",
             AgentAnswered => "the call was handed over and an agent answered",
             Queued => "the call was handed over to the agent queue",
-            BeforeQueue => {
-                "the caller hung up within the handover deadline, before the call queued"
-            }
+            BeforeQueue => "the caller hung up within the handover deadline, before the call queued",
             NotQueued => "the bot escalated but the call never reached a queue within the deadline",
             BotTurnSlow => "a bot turn took longer than the bot turn timeout",
             BotCompleted => "the bot handled the call without a handover",
@@ -264,9 +256,7 @@ pub struct Diagnosis {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// The data this case needs may still arrive; `waiting_for` says which.
-    Pending {
-        waiting_for: &'static str,
-    },
+    Pending { waiting_for: &'static str },
     Diagnosed(Box<Diagnosis>),
 }
 
@@ -288,11 +278,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
     let settle = Duration::seconds(horizon.settle_seconds);
 
-    let needed_until = if case.session.is_some() {
-        ended + settle
-    } else {
-        ended + lag
-    };
+    let needed_until = if case.session.is_some() { ended + settle } else { ended + lag };
     if horizon.cognigy_read_until < needed_until {
         if horizon.now >= ended + max_pending {
             let facts = vec![Fact {
@@ -304,19 +290,10 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                     horizon.cognigy_read_until
                 ),
             }];
-            return done(
-                case,
-                Reason::SourceUnavailable,
-                facts,
-                Derived::empty(started, ended),
-            );
+            return done(case, Reason::SourceUnavailable, facts, Derived::empty(started, ended));
         }
         return Verdict::Pending {
-            waiting_for: if case.session.is_some() {
-                "cognigy_settle"
-            } else {
-                "cognigy_lag"
-            },
+            waiting_for: if case.session.is_some() { "cognigy_settle" } else { "cognigy_lag" },
         };
     }
 
@@ -338,17 +315,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     };
 
     // Rule 2: invalid action.
-    if let Some(log) = case
-        .logs
-        .iter()
-        .find(|l| l.event == HandoverLog::InvalidAction)
-    {
-        return done(
-            case,
-            Reason::InvalidAction,
-            vec![log_fact(log.entry)],
-            derived,
-        );
+    if let Some(log) = case.logs.iter().find(|l| l.event == HandoverLog::InvalidAction) {
+        return done(case, Reason::InvalidAction, vec![log_fact(log.entry)], derived);
     }
 
     // Rule 3: escalated without a contact id.
@@ -383,45 +351,28 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         .logs
         .iter()
         .filter_map(|l| match &l.event {
-            HandoverLog::SignalError {
-                status, timed_out, ..
-            } => Some((l, *status, *timed_out)),
+            HandoverLog::SignalError { status, timed_out, .. } => Some((l, *status, *timed_out)),
             _ => None,
         })
         .collect();
-    let timeout = signal_errors.iter().find(|(_, status, timed_out)| {
-        matches!(status, Some(408 | 504)) || (*timed_out && status.is_none())
-    });
+    let timeout = signal_errors
+        .iter()
+        .find(|(_, status, timed_out)| matches!(status, Some(408 | 504)) || (*timed_out && status.is_none()));
     if let Some((log, ..)) = timeout {
-        return done(
-            case,
-            Reason::SignalTimeout,
-            vec![log_fact(log.entry)],
-            derived,
-        );
+        return done(case, Reason::SignalTimeout, vec![log_fact(log.entry)], derived);
     }
     let unavailable = signal_errors.iter().find(|(_, status, _)| match status {
         Some(s) => *s == 429 || (500..600).contains(s),
         None => true,
     });
     if let Some((log, ..)) = unavailable {
-        return done(
-            case,
-            Reason::SignalUnavailable,
-            vec![log_fact(log.entry)],
-            derived,
-        );
+        return done(case, Reason::SignalUnavailable, vec![log_fact(log.entry)], derived);
     }
     let rejected = signal_errors
         .iter()
         .find(|(_, status, _)| status.is_some_and(|s| (400..500).contains(&s)));
     if let Some((log, ..)) = rejected {
-        return done(
-            case,
-            Reason::SignalRejected,
-            vec![log_fact(log.entry)],
-            derived,
-        );
+        return done(case, Reason::SignalRejected, vec![log_fact(log.entry)], derived);
     }
 
     // Rules 7-8: Voice Gateway transfer events.
@@ -434,20 +385,10 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         })
     };
     if let Some(c) = vg_event(&["TRANSFER_REFER_ERROR", "TRANSFER_DIAL_ERROR"]) {
-        return done(
-            case,
-            Reason::TransferRejected,
-            vec![conversation_fact(c)],
-            derived,
-        );
+        return done(case, Reason::TransferRejected, vec![conversation_fact(c)], derived);
     }
     if let Some(c) = vg_event(&["NO_ANSWER"]) {
-        return done(
-            case,
-            Reason::TransferNoAnswer,
-            vec![conversation_fact(c)],
-            derived,
-        );
+        return done(case, Reason::TransferNoAnswer, vec![conversation_fact(c)], derived);
     }
 
     // Rules 9-11: queued.
@@ -460,11 +401,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         if !answered && case.contacts.iter().any(|c| c.abandoned) {
             return done(case, Reason::InQueue, vec![fact], derived);
         }
-        let reason = if answered {
-            Reason::AgentAnswered
-        } else {
-            Reason::Queued
-        };
+        let reason = if answered { Reason::AgentAnswered } else { Reason::Queued };
         return done(case, reason, vec![fact], derived);
     }
 
@@ -630,12 +567,7 @@ fn done(case: &Case<'_>, reason: Reason, decided_by: Vec<Fact>, derived: Derived
         signal_to_queue_seconds,
         queue_wait_seconds: derived.queued_contact.map(|c| c.in_queue_seconds),
         bot_turn_seconds: session
-            .map(|s| {
-                s.analytics
-                    .iter()
-                    .map(|a| a.execution_time / 1000.0)
-                    .collect()
-            })
+            .map(|s| s.analytics.iter().map(|a| a.execution_time / 1000.0).collect())
             .unwrap_or_default(),
         decided_by,
         timeline: derived.timeline,

@@ -32,8 +32,7 @@ impl HandoverLog {
     /// The CXone contact id the line names, if any and not blank.
     pub fn contact_id(&self) -> Option<&str> {
         match self {
-            HandoverLog::Signaled { contact_id, .. }
-            | HandoverLog::SignalError { contact_id, .. } => {
+            HandoverLog::Signaled { contact_id, .. } | HandoverLog::SignalError { contact_id, .. } => {
                 Some(contact_id.as_str()).filter(|c| !c.is_empty())
             }
             _ => None,
@@ -61,11 +60,7 @@ pub fn classify(msg: &str, patterns: &LogPatterns) -> Option<HandoverLog> {
     // Error first: a custom `signaled` pattern could be loose enough to match error lines too.
     if let Some(caps) = patterns.signal_error.captures(msg) {
         let error = group(&caps, "error");
-        let status_source = if error.is_empty() {
-            msg
-        } else {
-            error.as_str()
-        };
+        let status_source = if error.is_empty() { msg } else { error.as_str() };
         let status = caps
             .name("status")
             .map(|m| m.as_str())
@@ -129,12 +124,7 @@ mod tests {
     fn reads_signal_error_with_status() {
         let got = classify("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: 700123456789; error: CXone API Client: Error sending handover signal: 404: Not Found", &p()).unwrap();
         match got {
-            HandoverLog::SignalError {
-                status,
-                timed_out,
-                contact_id,
-                ..
-            } => {
+            HandoverLog::SignalError { status, timed_out, contact_id, .. } => {
                 assert_eq!(status, Some(404));
                 assert!(!timed_out);
                 assert_eq!(contact_id, "700123456789");
@@ -147,14 +137,7 @@ mod tests {
     #[test]
     fn reads_signal_error_timeout_text() {
         let got = classify("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: 7001; error: timeout of 10000ms exceeded", &p()).unwrap();
-        assert!(matches!(
-            got,
-            HandoverLog::SignalError {
-                status: None,
-                timed_out: true,
-                ..
-            }
-        ));
+        assert!(matches!(got, HandoverLog::SignalError { status: None, timed_out: true, .. }));
     }
 
     /// The invalid-action and skip lines are recognised; other lines are not.

@@ -204,9 +204,9 @@ pub fn opt_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<
     let text = Option::<String>::deserialize(d)?;
     match text.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) => parse_timestamp(t)
-            .map(Some)
-            .ok_or_else(|| de::Error::custom(format!("expected an ISO-8601 timestamp, got {t:?}"))),
+        Some(t) => parse_timestamp(t).map(Some).ok_or_else(|| {
+            de::Error::custom(format!("expected an ISO-8601 timestamp, got {t:?}"))
+        }),
     }
 }
 

@@ -42,11 +42,7 @@ pub struct Conversation {
     pub session_id: String,
     #[serde(deserialize_with = "lenient::timestamp")]
     pub timestamp: DateTime<Utc>,
-    #[serde(
-        default,
-        rename = "type",
-        deserialize_with = "lenient::string_or_empty"
-    )]
+    #[serde(default, rename = "type", deserialize_with = "lenient::string_or_empty")]
     pub kind: String,
     #[serde(default, deserialize_with = "lenient::string_or_empty")]
     pub source: String,
@@ -157,9 +153,7 @@ impl InputData {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.event.is_none()
-            && self.master_contact_id.is_none()
-            && self.spawned_contact_id.is_none()
+        self.event.is_none() && self.master_contact_id.is_none() && self.spawned_contact_id.is_none()
     }
 }
 
@@ -237,23 +231,14 @@ pub struct ODataPage<T> {
 /// One REST project log entry (`GET /new/v2.0/projects/{id}/logs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
-    #[serde(
-        default,
-        rename = "_id",
-        alias = "id",
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(default, rename = "_id", alias = "id", deserialize_with = "lenient::opt_string")]
     pub id: Option<String>,
     #[serde(deserialize_with = "lenient::timestamp")]
     pub timestamp: DateTime<Utc>,
     #[serde(default, deserialize_with = "lenient::string_or_empty")]
     pub msg: String,
     /// The level: `error`, `info`, ...
-    #[serde(
-        default,
-        rename = "type",
-        deserialize_with = "lenient::string_or_empty"
-    )]
+    #[serde(default, rename = "type", deserialize_with = "lenient::string_or_empty")]
     pub level: String,
     #[serde(default)]
     pub meta: LogMeta,
@@ -264,11 +249,7 @@ pub struct LogEntry {
 /// The free-form `meta` of a log entry; only the session id is read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogMeta {
-    #[serde(
-        default,
-        rename = "sessionId",
-        deserialize_with = "lenient::opt_string"
-    )]
+    #[serde(default, rename = "sessionId", deserialize_with = "lenient::opt_string")]
     pub session_id: Option<String>,
 }
 

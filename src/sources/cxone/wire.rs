@@ -26,17 +26,9 @@ pub struct CompletedContact {
     pub last_update_time: Option<DateTime<Utc>>,
     #[serde(default, alias = "mediaType", deserialize_with = "lenient::opt_i64")]
     pub media_type_id: Option<i64>,
-    #[serde(
-        default,
-        alias = "fromAddr",
-        deserialize_with = "lenient::string_or_empty"
-    )]
+    #[serde(default, alias = "fromAddr", deserialize_with = "lenient::string_or_empty")]
     pub from_address: String,
-    #[serde(
-        default,
-        alias = "toAddr",
-        deserialize_with = "lenient::string_or_empty"
-    )]
+    #[serde(default, alias = "toAddr", deserialize_with = "lenient::string_or_empty")]
     pub to_address: String,
     #[serde(default, deserialize_with = "lenient::i64_or_zero")]
     pub point_of_contact_id: i64,
