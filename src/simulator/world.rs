@@ -509,7 +509,7 @@ fn object_id(t: DateTime<Utc>, index: usize, k: usize) -> String {
     format!(
         "{:08x}{:016x}",
         t.timestamp().max(0) as u32,
-        (index as u64) * 256 + k as u64
+        (index as u64) * 1024 + k as u64
     )
 }
 
