@@ -862,6 +862,18 @@ fn world_covers_every_reason_and_match_kind() {
         );
     }
     assert!(truth.totals.non_bot_contacts > 0);
+    // Already the first 17 calls cover every reason, every match kind and a non-bot call.
+    let small = World::new(WorldSpec::finite(
+        8,
+        17,
+        Duration::hours(1),
+        Duration::seconds(60),
+        now,
+    ));
+    let small = handover_exporter::simulator::Truth::of(&small, now);
+    assert_eq!(small.totals.reason.len(), GENERATED_REASONS.len());
+    assert_eq!(small.totals.match_kind.len(), 4);
+    assert_eq!(small.totals.non_bot_contacts, 1);
     let contained = truth.totals.outcome["contained"] + truth.totals.outcome["handed_over"];
     assert!(
         contained * 2 > truth.totals.contacts as u64,

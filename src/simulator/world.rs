@@ -455,8 +455,14 @@ fn pick_path(reason: Reason, index: usize, rng: &mut StdRng) -> MatchPath {
         NoContactId => MatchPath::CallerTime,
         // Not escalated: any path works.
         BotCompleted | BotTurnSlow | InvalidAction => {
+            // In the first cycle each of these takes a different path, so the three match
+            // kinds are all covered by any world of 16+ calls.
             let pick = if index < GENERATED_REASONS.len() {
-                index % 3
+                match reason {
+                    BotCompleted => 2,
+                    InvalidAction => 1,
+                    _ => 0,
+                }
             } else {
                 rng.random_range(0..3)
             };
