@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod server;
+pub mod simulator;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

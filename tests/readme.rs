@@ -4,7 +4,8 @@ use handover_exporter::metrics::{Metrics, FAMILIES};
 
 /// (name, type, labels) rows of the README's Metrics table.
 fn readme_rows() -> Vec<(String, String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
         .split("\n## Metrics")
         .nth(1)
@@ -16,7 +17,10 @@ fn readme_rows() -> Vec<(String, String, String)> {
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             let name = cells[1].trim_matches('`').to_owned();
-            let labels: Vec<&str> = cells[3].split(',').map(|s| s.trim().trim_matches('`')).collect();
+            let labels: Vec<&str> = cells[3]
+                .split(',')
+                .map(|s| s.trim().trim_matches('`'))
+                .collect();
             (name, cells[2].to_owned(), labels.join(","))
         })
         .collect()

@@ -1,0 +1,731 @@
+//! The simulated Cognigy.AI: the OData analytics endpoint (`/odata/v2.4/{Sessions,Conversations,
+//! Analytics}` with `apikey`, `$filter`/`$orderby`/`$top`/`$skip`/`$select`/`$count`) and the REST
+//! project logs (`/new/v2.0|v2.1/projects/{id}/logs` with `X-API-Key`, `limit` capped at 100,
+//! `sort`, repeatable `type`, `next`/`previous` cursors, HAL on request), as api/cognigy.md §1.2-1.5
+//! and §2 describe them.
+//!
+//! Quirks reproduced: records appear only after their session ended plus the configured lag;
+//! `inputData` is a JSON string; only a literal `$top` is an option (`%24top` is rejected); v2.4
+//! records carry `id` and v2.3 `_id`; log entries are kept 24 h; and, behind a fault flag, a 500
+//! instead of an empty page at the end of a keyset. It serves what the world holds and judges
+//! nothing.
+
+use super::world::{LogRecord, ODataRecord};
+use super::{json_response, ApiRequest, PageKind, SimState};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Map, Value};
+use std::cmp::Ordering;
+
+/// The server's cap on a REST page (api/cognigy.md §1.4).
+pub const MAX_LOG_LIMIT: usize = 100;
+/// How long the REST API keeps log entries.
+pub const LOG_RETENTION_HOURS: i64 = 24;
+
+fn odata_error(status: StatusCode, message: &str) -> (Response, PageKind) {
+    (
+        json_response(
+            status,
+            &json!({"error": {"code": status.as_u16().to_string(), "message": message}}),
+        ),
+        PageKind::Other,
+    )
+}
+
+fn rest_error(status: StatusCode, detail: &str, code: u32, instance: &str) -> (Response, PageKind) {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = json!({
+        "type": reason,
+        "title": format!("{reason} Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "instance": instance,
+        "code": code,
+        "traceId": "api--00000000-0000-4000-8000-000000000000",
+        "details": {}
+    });
+    (json_response(status, &body), PageKind::Other)
+}
+
+/// Which collection a request reads, and the field its keyset runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collection {
+    Sessions,
+    Conversations,
+    Analytics,
+    /// Documented v2.4 collections the simulator keeps empty.
+    Unsimulated,
+}
+
+/// Serves `/odata/{version}/{Collection}[/$count]`.
+pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
+    if req.method != Method::GET {
+        return odata_error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is supported");
+    }
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let (version, name, count_only) = match segments.as_slice() {
+        ["odata", v, c] => (*v, *c, false),
+        ["odata", v, c, "$count"] => (*v, *c, true),
+        _ => return odata_error(StatusCode::NOT_FOUND, "Resource not found"),
+    };
+    let underscore_id = match version {
+        "v2.4" => state.faults().odata_underscore_id,
+        "v2.3" => true,
+        _ => return odata_error(StatusCode::NOT_FOUND, "Unknown OData version"),
+    };
+    let collection = match name {
+        "Sessions" => Collection::Sessions,
+        "Conversations" => Collection::Conversations,
+        "Analytics" => Collection::Analytics,
+        "Steps"
+        | "ExecutedSteps"
+        | "LiveAgentEscalations"
+        | "Goals"
+        | "GoalSteps"
+        | "GoalStepMetrics"
+        | "GoalEvents" => Collection::Unsimulated,
+        _ => {
+            return odata_error(
+                StatusCode::NOT_FOUND,
+                &format!("Resource not found for the segment '{name}'"),
+            )
+        }
+    };
+    let key = req.param("apikey").or_else(|| req.header("apikey"));
+    if key != Some(state.credentials.api_key.as_str()) {
+        return odata_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    // Only literal `$` options are system query options; an encoded `%24top` is rejected (T3).
+    for (k, _) in &req.query {
+        if k.len() >= 3 && k[..3].eq_ignore_ascii_case("%24") {
+            return odata_error(
+                StatusCode::BAD_REQUEST,
+                &format!("The query parameter '{k}' is not supported. Query options must start with a literal '$'."),
+            );
+        }
+        if k.starts_with('$')
+            && !matches!(
+                k.as_str(),
+                "$filter" | "$orderby" | "$top" | "$skip" | "$select" | "$count"
+            )
+        {
+            return odata_error(
+                StatusCode::BAD_REQUEST,
+                &format!("The query parameter '{k}' is not supported."),
+            );
+        }
+    }
+
+    let mut records: Vec<Map<String, Value>> = {
+        let world = state.world_at(req.now);
+        world
+            .calls
+            .iter()
+            .filter_map(|c| c.session.as_ref())
+            .filter(|s| s.visible_at <= req.now)
+            .flat_map(|s| -> Vec<&ODataRecord> {
+                match collection {
+                    Collection::Sessions => vec![&s.session],
+                    Collection::Conversations => s.conversations.iter().collect(),
+                    Collection::Analytics => s.analytics.iter().collect(),
+                    Collection::Unsimulated => Vec::new(),
+                }
+            })
+            .map(|r| with_id(r, underscore_id))
+            .collect()
+    };
+    let time_field = if collection == Collection::Sessions {
+        "startedAt"
+    } else {
+        "timestamp"
+    };
+
+    let filter = match req.param("$filter").map(parse_filter).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    };
+    if collection != Collection::Unsimulated {
+        for clause in &filter {
+            if !known_field(collection, &clause.field) {
+                return odata_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "Could not find a property named '{}' on type 'Cognigy.{name}'.",
+                        clause.field
+                    ),
+                );
+            }
+        }
+    }
+    records.retain(|r| filter.iter().all(|c| c.matches(r)));
+
+    // Ordering: `$orderby` or the collection's natural time order.
+    let order = req.param("$orderby").unwrap_or(time_field).to_owned();
+    let mut keys: Vec<(String, bool)> = Vec::new();
+    for part in order.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut words = part.split_whitespace();
+        let field = words.next().unwrap_or(time_field).to_owned();
+        let desc = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return odata_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid $orderby direction '{other}'"),
+                )
+            }
+        };
+        keys.push((field, desc));
+    }
+    records.sort_by(|a, b| {
+        for (field, desc) in &keys {
+            let o = compare_values(a.get(field), b.get(field));
+            if o != Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        Ordering::Equal
+    });
+
+    let total = records.len();
+    if count_only {
+        let mut resp = (StatusCode::OK, total.to_string()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return (resp, PageKind::Other);
+    }
+    let parse_usize = |k: &str| -> Result<Option<usize>, String> {
+        req.param(k)
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("Invalid value for {k}: '{v}'"))
+            })
+            .transpose()
+    };
+    let (top, skip) = match (parse_usize("$top"), parse_usize("$skip")) {
+        (Ok(t), Ok(s)) => (t, s.unwrap_or(0)),
+        (Err(e), _) | (_, Err(e)) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut page: Vec<Map<String, Value>> = records
+        .into_iter()
+        .skip(skip)
+        .take(top.unwrap_or(usize::MAX))
+        .collect();
+
+    let keyset = filter.iter().any(|c| {
+        matches!(c.op.as_str(), "gt" | "ge")
+            && (c.field == time_field || c.field == "id" || c.field == "_id")
+    });
+    if page.is_empty() && keyset && state.faults().keyset_end_500 {
+        return odata_error(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.");
+    }
+    if let Some(select) = req.param("$select") {
+        let fields: Vec<&str> = select.split(',').map(str::trim).collect();
+        for r in &mut page {
+            r.retain(|k, _| fields.contains(&k.as_str()));
+        }
+    }
+    let mut body = json!({
+        "@odata.context": format!("{}/odata/{version}/$metadata#{name}", state.base_url),
+        "value": page
+    });
+    if req
+        .param("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
+        body["@odata.count"] = json!(total);
+    }
+    let mut resp = json_response(StatusCode::OK, &body);
+    resp.headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
+    (resp, PageKind::Data)
+}
+
+fn with_id(record: &ODataRecord, underscore: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(
+        if underscore { "_id" } else { "id" }.to_owned(),
+        Value::String(record.id.clone()),
+    );
+    for (k, v) in &record.json {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+fn known_field(collection: Collection, field: &str) -> bool {
+    const SESSIONS: &[&str] = &[
+        "id",
+        "_id",
+        "goals",
+        "stepPath",
+        "stepsCount",
+        "handoverEscalations",
+        "startedAt",
+        "userId",
+        "sessionId",
+        "localeReferenceId",
+        "localeName",
+        "endpointReferenceId",
+        "endpointName",
+        "projectName",
+        "projectId",
+        "organisationId",
+        "snapshotId",
+        "snapshotName",
+        "endpointUrlToken",
+        "rating",
+        "ratingComment",
+    ];
+    const CONVERSATIONS: &[&str] = &[
+        "id",
+        "_id",
+        "projectId",
+        "projectName",
+        "inputId",
+        "sessionId",
+        "contactId",
+        "organisation",
+        "inputText",
+        "inputData",
+        "type",
+        "source",
+        "timestamp",
+        "flowName",
+        "flowParentId",
+        "channel",
+        "inHandoverRequest",
+        "inHandoverConversation",
+        "outputId",
+        "inputAttachments",
+        "reference",
+        "localeReferenceId",
+        "endpointUrlToken",
+        "endpointName",
+        "snapshotId",
+        "snapshotName",
+        "rating",
+        "ratingComment",
+    ];
+    match collection {
+        Collection::Sessions => SESSIONS.contains(&field),
+        Collection::Conversations => CONVERSATIONS.contains(&field),
+        Collection::Analytics => {
+            field == "id"
+                || field == "_id"
+                || (field.starts_with("custom")
+                    && field[6..]
+                        .parse::<u8>()
+                        .is_ok_and(|n| (1..=10).contains(&n)))
+                || [
+                    "organisation",
+                    "projectId",
+                    "flowReferenceId",
+                    "entrypoint",
+                    "ip",
+                    "contactId",
+                    "sessionId",
+                    "inputId",
+                    "inputText",
+                    "inputData",
+                    "state",
+                    "mode",
+                    "userType",
+                    "channel",
+                    "flowLanguage",
+                    "intent",
+                    "intentFlow",
+                    "intentScore",
+                    "completedGoalsList",
+                    "foundSlots",
+                    "foundSlotDetails",
+                    "understood",
+                    "timestamp",
+                    "executionTime",
+                    "execution",
+                    "localeReferenceId",
+                    "localeName",
+                    "endpointUrlToken",
+                    "endpointName",
+                    "rating",
+                    "ratingComment",
+                    "snapshotName",
+                ]
+                .contains(&field)
+        }
+        Collection::Unsimulated => true,
+    }
+}
+
+/// A literal on the right of a `$filter` comparison.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Quoted(String),
+    Bare(String),
+}
+
+/// One `field op literal` clause of a `$filter`.
+#[derive(Debug, Clone, PartialEq)]
+struct Clause {
+    field: String,
+    op: String,
+    literal: Literal,
+}
+
+/// Parses `a gt '...' and b eq 1 and c eq true`; only `and` joins are supported.
+fn parse_filter(text: &str) -> Result<Vec<Clause>, String> {
+    let mut clauses = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (field, after) = rest
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{rest}'"))?;
+        let after = after.trim_start();
+        let (op, after) = after
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
+        let op = op.to_ascii_lowercase();
+        if !matches!(op.as_str(), "eq" | "ne" | "gt" | "ge" | "lt" | "le") {
+            return Err(format!("Unsupported operator '{op}' in $filter"));
+        }
+        let after = after.trim_start();
+        let (literal, after) = if let Some(quoted) = after.strip_prefix('\'') {
+            // '' escapes a quote inside an OData string literal.
+            let mut value = String::new();
+            let mut chars = quoted.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, ch)) = chars.next() {
+                if ch == '\'' {
+                    if chars.peek().is_some_and(|(_, c)| *c == '\'') {
+                        value.push('\'');
+                        chars.next();
+                        continue;
+                    }
+                    end = Some(i + 1);
+                    break;
+                }
+                value.push(ch);
+            }
+            let end = end.ok_or_else(|| "Unterminated string literal in $filter".to_owned())?;
+            (Literal::Quoted(value), &quoted[end..])
+        } else {
+            let (word, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+            (Literal::Bare(word.to_owned()), after)
+        };
+        if field.starts_with('(') || field.contains('(') {
+            return Err(format!("Unsupported expression '{field}' in $filter"));
+        }
+        clauses.push(Clause {
+            field: field.to_owned(),
+            op,
+            literal,
+        });
+        let after = after.trim_start();
+        if after.is_empty() {
+            break;
+        }
+        let (joiner, next) = after
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("Syntax error in $filter at '{after}'"))?;
+        if !joiner.eq_ignore_ascii_case("and") {
+            return Err(format!(
+                "Unsupported operator '{joiner}' in $filter (only 'and' is supported)"
+            ));
+        }
+        rest = next.trim_start();
+    }
+    if clauses.is_empty() {
+        return Err("Empty $filter".to_owned());
+    }
+    Ok(clauses)
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+impl Clause {
+    fn matches(&self, record: &Map<String, Value>) -> bool {
+        let value = record.get(&self.field).unwrap_or(&Value::Null);
+        let text = match &self.literal {
+            Literal::Quoted(s) | Literal::Bare(s) => s.as_str(),
+        };
+        let ordering = match (value, &self.literal) {
+            (Value::Null, Literal::Bare(b)) if b == "null" => Some(Ordering::Equal),
+            (Value::Null, _) => None,
+            (Value::String(s), _) if parse_time(s).is_some() && parse_time(text).is_some() => {
+                parse_time(s).zip(parse_time(text)).map(|(a, b)| a.cmp(&b))
+            }
+            (Value::Number(n), Literal::Bare(b)) => n
+                .as_f64()
+                .zip(b.parse::<f64>().ok())
+                .and_then(|(a, b)| a.partial_cmp(&b)),
+            (Value::Bool(v), Literal::Bare(b)) => match b.as_str() {
+                "true" => Some(v.cmp(&true)),
+                "false" => Some(v.cmp(&false)),
+                _ => None,
+            },
+            (Value::String(s), Literal::Quoted(q)) => Some(s.as_str().cmp(q.as_str())),
+            _ => None,
+        };
+        match (ordering, self.op.as_str()) {
+            (None, "ne") => true,
+            (None, _) => false,
+            (Some(o), "eq") => o == Ordering::Equal,
+            (Some(o), "ne") => o != Ordering::Equal,
+            (Some(o), "gt") => o == Ordering::Greater,
+            (Some(o), "ge") => o != Ordering::Less,
+            (Some(o), "lt") => o == Ordering::Less,
+            (Some(o), "le") => o != Ordering::Greater,
+            _ => false,
+        }
+    }
+}
+
+fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    match (a, b) {
+        (Some(Value::String(x)), Some(Value::String(y))) => match (parse_time(x), parse_time(y)) {
+            (Some(p), Some(q)) => p.cmp(&q),
+            _ => x.cmp(y),
+        },
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (None | Some(Value::Null), None | Some(Value::Null)) => Ordering::Equal,
+        (None | Some(Value::Null), _) => Ordering::Less,
+        (_, None | Some(Value::Null)) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+/// Serves `/new/v2.0|v2.1/projects/{projectId}/logs`.
+pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let instance = req.path.trim_start_matches("/new");
+    let project = match segments.as_slice() {
+        ["new", "v2.0" | "v2.1", "projects", project, "logs"] => *project,
+        _ => return rest_error(StatusCode::NOT_FOUND, "Route not found", 1002, instance),
+    };
+    if req.method != Method::GET {
+        return rest_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            405,
+            instance,
+        );
+    }
+    let key = req.header("x-api-key").or_else(|| req.param("api_key"));
+    if key != Some(state.credentials.api_key.as_str()) {
+        return rest_error(StatusCode::UNAUTHORIZED, "Unauthorized", 401, instance);
+    }
+    if project != state.credentials.project_id {
+        return rest_error(
+            StatusCode::NOT_FOUND,
+            &format!("Project {project} not found"),
+            1002,
+            instance,
+        );
+    }
+    let limit = match req.param("limit").map(|l| l.trim().parse::<usize>()) {
+        None => 25,
+        Some(Ok(n)) if n >= 1 => n.min(MAX_LOG_LIMIT),
+        Some(_) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                "limit must be an integer between 1 and 100",
+                1005,
+                instance,
+            )
+        }
+    };
+    let descending = match req
+        .param("sort")
+        .map(|s| s.replace(' ', "").to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("timestamp:desc") | Some("-timestamp") => true,
+        Some("timestamp:asc") | Some("timestamp") => false,
+        Some(other) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid sort '{other}'"),
+                1005,
+                instance,
+            )
+        }
+    };
+    let levels = req.params("type");
+    let text_filter = req.param("filter").map(str::to_ascii_lowercase);
+    let since = req.now - Duration::hours(LOG_RETENTION_HOURS);
+    let (mut entries, all_keys): (Vec<LogRecord>, Vec<(DateTime<Utc>, String)>) = {
+        let world = state.world_at(req.now);
+        let all: Vec<&LogRecord> = world.calls.iter().flat_map(|c| c.logs.iter()).collect();
+        let keys = all.iter().map(|l| (l.timestamp, l.id.clone())).collect();
+        let visible = all
+            .into_iter()
+            .filter(|l| l.timestamp <= req.now && l.timestamp >= since)
+            .filter(|l| levels.is_empty() || levels.contains(&l.level))
+            .filter(|l| {
+                text_filter.as_deref().map_or(true, |f| {
+                    let msg = l
+                        .json
+                        .get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let trace = l
+                        .json
+                        .get("traceId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    msg.contains(f) || l.level.contains(f) || trace.contains(f)
+                })
+            })
+            .cloned()
+            .collect();
+        (visible, keys)
+    };
+    entries.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+    if descending {
+        entries.reverse();
+    }
+    let total = entries.len();
+    let cursor_key = |cursor: &str| all_keys.iter().find(|(_, id)| id == cursor).cloned();
+    let after = |e: &LogRecord, k: &(DateTime<Utc>, String)| {
+        let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
+        if descending {
+            o == Ordering::Less
+        } else {
+            o == Ordering::Greater
+        }
+    };
+    let (page, has_before, has_after): (Vec<LogRecord>, bool, bool) =
+        if let Some(cursor) = req.param("next") {
+            let Some(k) = cursor_key(cursor) else {
+                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
+            };
+            let rest: Vec<LogRecord> = entries.iter().filter(|e| after(e, &k)).cloned().collect();
+            let more = rest.len() > limit;
+            (rest.into_iter().take(limit).collect(), true, more)
+        } else if let Some(cursor) = req.param("previous") {
+            let Some(k) = cursor_key(cursor) else {
+                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
+            };
+            let before: Vec<LogRecord> = entries
+                .iter()
+                .filter(|e| !after(e, &k) && (e.timestamp, &e.id) != (k.0, &k.1))
+                .cloned()
+                .collect();
+            let start = before.len().saturating_sub(limit);
+            (before[start..].to_vec(), start > 0, true)
+        } else {
+            let skip = req
+                .param("skip")
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(0);
+            let more = entries.len() > skip + limit;
+            (
+                entries.iter().skip(skip).take(limit).cloned().collect(),
+                skip > 0,
+                more,
+            )
+        };
+    let next_cursor = if has_after {
+        page.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    let previous_cursor = if has_before {
+        page.first().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = page.iter().map(|e| e.json.clone()).collect();
+
+    let accept = req.header("accept").unwrap_or("").to_ascii_lowercase();
+    // A real poller that sent no Accept header got HAL (api/cognigy.md §1.3).
+    let hal = accept.contains("application/hal+json") || accept.is_empty();
+    let body = if hal {
+        let link = |param: &str, c: &Option<String>| match c {
+            Some(c) => {
+                json!({"href": format!("{}{}?limit={limit}&{param}={c}", state.base_url, req.path)})
+            }
+            None => Value::Null,
+        };
+        json!({
+            "_embedded": { "logEntry": items },
+            "_links": {
+                "self": {"href": format!("{}{}?{}", state.base_url, req.path, req.raw_query)},
+                "next": link("next", &next_cursor),
+                "previous": link("previous", &previous_cursor)
+            },
+            "total": total
+        })
+    } else {
+        json!({ "items": items, "total": total, "nextCursor": next_cursor, "previousCursor": previous_cursor })
+    };
+    let mut resp = json_response(StatusCode::OK, &body);
+    if hal {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/hal+json; charset=utf-8"),
+        );
+    }
+    (resp, PageKind::Data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quoted and bare date literals, `and` joins and `''` escapes parse; `or` is refused.
+    #[test]
+    fn filter_parses_quoted_bare_and_joined_clauses() {
+        let f = parse_filter("timestamp gt '2026-03-20T09:00:00.000Z' and sessionId eq 'a''b' and inHandoverRequest eq true")
+            .expect("parses");
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f[0].literal,
+            Literal::Quoted("2026-03-20T09:00:00.000Z".into())
+        );
+        assert_eq!(f[1].literal, Literal::Quoted("a'b".into()));
+        assert_eq!(f[2].literal, Literal::Bare("true".into()));
+        let bare = parse_filter("startedAt ge 2026-03-20T09:00:00Z").expect("parses");
+        assert_eq!(bare[0].op, "ge");
+        assert!(parse_filter("a eq 1 or b eq 2").is_err());
+        assert!(parse_filter("a like 1").is_err());
+        assert!(parse_filter("a eq 'open").is_err());
+    }
+
+    /// Date comparison is by instant, not by text, for both literal forms.
+    #[test]
+    fn filter_compares_times_as_instants() {
+        let record: Map<String, Value> =
+            serde_json::from_value(json!({"timestamp": "2026-03-20T09:00:01.000Z", "n": 5}))
+                .expect("object");
+        let yes = parse_filter("timestamp gt 2026-03-20T10:00:00+02:00").expect("parses");
+        assert!(yes[0].matches(&record));
+        let no = parse_filter("timestamp gt '2026-03-20T09:00:01Z'").expect("parses");
+        assert!(!no[0].matches(&record));
+        let ge = parse_filter("timestamp ge '2026-03-20T09:00:01Z' and n lt 6").expect("parses");
+        assert!(ge.iter().all(|c| c.matches(&record)));
+    }
+}

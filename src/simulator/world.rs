@@ -1,0 +1,1465 @@
+//! The simulated world: a deterministic stream of voice calls, each built to end in one chosen
+//! reason of DESIGN §5, with consistent records on both sides (CXone contacts, Cognigy OData
+//! Sessions / Conversations / Analytics, Cognigy project log lines) and its ground truth.
+//!
+//! Every call is generated from its own RNG seeded by `(seed, index)`, so the same seed gives the
+//! same calls whether the world is built at once (`calls`) or grows in real time (`rate`). The truth
+//! is known by construction: the generator picks the reason first and then writes exactly the
+//! records that make it true under [`SimRules`], respecting the rule order. It never calls the
+//! crate's diagnosis. This module builds data only; serving it is `cxone.rs` / `cognigy.rs`.
+
+use crate::config::Rules;
+use crate::diagnosis::Reason;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+/// The bot entry point of contact of the simulated tenant.
+pub const BOT_ENTRY_POC: i64 = 3_189_288;
+/// A point of contact that does not go to the bot (calls there must not be diagnosed).
+pub const OTHER_POC: i64 = 3_189_300;
+/// The Cognigy project id of the simulated tenant.
+pub const PROJECT_ID: &str = "6601a2b3c4d5e6f708192a3b";
+/// The CXone business unit of the simulated tenant.
+pub const BUSINESS_UNIT_ID: i64 = 4_600_000;
+/// The sentinel contact id the handover extension treats as "no id" (api/cognigy.md §3.4).
+pub const SENTINEL_CONTACT_ID: &str = "100000000000";
+const UNKNOWN_SKILL: i64 = 4050;
+const ENTRY_SKILL: i64 = 4000;
+const BACKCHANNEL_SKILL: i64 = 4900;
+
+/// The diagnosis rules the world is built for: the `[tenant.rules]` example of DESIGN §8.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimRules {
+    pub bot_entry_points_of_contact: Vec<i64>,
+    pub bot_entry_skills: Vec<i64>,
+    pub handover_skills: Vec<i64>,
+    /// The Analytics custom field number (1 = `custom1`).
+    pub contact_id_field: u8,
+    pub cognigy_lag_seconds: u64,
+    pub handover_deadline_seconds: u64,
+    pub bot_turn_timeout_ms: u64,
+    pub correlation_window_seconds: u64,
+    pub max_pending_seconds: u64,
+}
+
+impl Default for SimRules {
+    fn default() -> Self {
+        SimRules {
+            bot_entry_points_of_contact: vec![BOT_ENTRY_POC],
+            bot_entry_skills: Vec::new(),
+            handover_skills: vec![4001, 4002],
+            contact_id_field: 1,
+            cognigy_lag_seconds: 900,
+            handover_deadline_seconds: 15,
+            bot_turn_timeout_ms: 10_000,
+            correlation_window_seconds: 30,
+            max_pending_seconds: 7200,
+        }
+    }
+}
+
+impl SimRules {
+    /// The same rules as the crate's validated config type (what `demo` hands the daemon).
+    pub fn to_rules(&self) -> Rules {
+        Rules {
+            bot_entry_points_of_contact: self.bot_entry_points_of_contact.clone(),
+            bot_entry_skills: self.bot_entry_skills.clone(),
+            handover_skills: self.handover_skills.clone(),
+            contact_id_field: self.contact_id_field,
+            cognigy_lag_seconds: self.cognigy_lag_seconds,
+            handover_deadline_seconds: self.handover_deadline_seconds,
+            bot_turn_timeout_ms: self.bot_turn_timeout_ms,
+            correlation_window_seconds: self.correlation_window_seconds,
+            max_pending_seconds: self.max_pending_seconds,
+            ..Rules::default()
+        }
+    }
+
+    /// The rules as a TOML `[rules]` table (keys of `[tenant.rules]`), for replay directories.
+    pub fn to_toml_table(&self) -> String {
+        let list = |v: &[i64]| {
+            let items: Vec<String> = v.iter().map(i64::to_string).collect();
+            format!("[{}]", items.join(", "))
+        };
+        format!(
+            "[rules]\nbot_entry_points_of_contact = {}\nbot_entry_skills = {}\nhandover_skills = {}\n\
+             contact_id_field = \"custom{}\"\ncognigy_lag_seconds = {}\nhandover_deadline_seconds = {}\n\
+             bot_turn_timeout_ms = {}\ncorrelation_window_seconds = {}\nmax_pending_seconds = {}\n",
+            list(&self.bot_entry_points_of_contact),
+            list(&self.bot_entry_skills),
+            list(&self.handover_skills),
+            self.contact_id_field,
+            self.cognigy_lag_seconds,
+            self.handover_deadline_seconds,
+            self.bot_turn_timeout_ms,
+            self.correlation_window_seconds,
+            self.max_pending_seconds
+        )
+    }
+}
+
+/// The rules the simulator's world is built for, as the crate's config type.
+pub fn sim_rules() -> Rules {
+    SimRules::default().to_rules()
+}
+
+/// How the generator ties a call's Cognigy session to its CXone contact (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchPath {
+    CustomField,
+    SipHeader,
+    CallerTime,
+    /// No session at all (`no_bot_session`).
+    None,
+}
+
+impl MatchPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchPath::CustomField => "custom_field",
+            MatchPath::SipHeader => "sip_header",
+            MatchPath::CallerTime => "caller_time",
+            MatchPath::None => "none",
+        }
+    }
+}
+
+/// Every reason the generator builds: all of DESIGN §5 except `source_unavailable`, which depends
+/// on the daemon's reads, not on the data.
+pub const GENERATED_REASONS: [Reason; 16] = [
+    Reason::BotCompleted,
+    Reason::AgentAnswered,
+    Reason::NoBotSession,
+    Reason::InvalidAction,
+    Reason::NoContactId,
+    Reason::SignalTimeout,
+    Reason::SignalUnavailable,
+    Reason::SignalRejected,
+    Reason::TransferRejected,
+    Reason::TransferNoAnswer,
+    Reason::UnknownSkill,
+    Reason::InQueue,
+    Reason::Queued,
+    Reason::BeforeQueue,
+    Reason::NotQueued,
+    Reason::BotTurnSlow,
+];
+
+/// Relative weights of the reasons after the first cycle (mostly contained or handed over).
+const REASON_WEIGHTS: [(Reason, u32); 16] = [
+    (Reason::BotCompleted, 380),
+    (Reason::AgentAnswered, 260),
+    (Reason::Queued, 40),
+    (Reason::InQueue, 50),
+    (Reason::BeforeQueue, 30),
+    (Reason::NotQueued, 20),
+    (Reason::BotTurnSlow, 25),
+    (Reason::NoBotSession, 20),
+    (Reason::InvalidAction, 15),
+    (Reason::NoContactId, 20),
+    (Reason::SignalTimeout, 20),
+    (Reason::SignalUnavailable, 20),
+    (Reason::SignalRejected, 20),
+    (Reason::TransferRejected, 15),
+    (Reason::TransferNoAnswer, 15),
+    (Reason::UnknownSkill, 15),
+];
+
+/// What the world looks like: seed, call timing, lag, rules.
+#[derive(Debug, Clone)]
+pub struct WorldSpec {
+    pub seed: u64,
+    /// Start of the first call slot.
+    pub origin: DateTime<Utc>,
+    /// Time between call slots (each call starts at a random point in the first half of its slot).
+    pub interval: Duration,
+    /// A finite world of this many calls; `None` keeps generating as time passes.
+    pub calls: Option<usize>,
+    /// Cognigy OData records appear this long after their session ended.
+    pub cognigy_lag: Duration,
+    pub rules: SimRules,
+    pub scenario: Scenario,
+    /// A streaming world forgets calls that became visible longer ago than this (`None`: never).
+    pub retention: Option<Duration>,
+}
+
+impl WorldSpec {
+    /// `calls` calls spread over `window` ending early enough that, at `now`, every call has ended
+    /// and its Cognigy records are visible.
+    pub fn finite(
+        seed: u64,
+        calls: usize,
+        window: Duration,
+        cognigy_lag: Duration,
+        now: DateTime<Utc>,
+    ) -> WorldSpec {
+        let calls = calls.max(1);
+        // The longest generated call lasts well under 20 minutes.
+        let origin = now - cognigy_lag - Duration::minutes(20) - window;
+        let interval = Duration::milliseconds((window.num_milliseconds() / calls as i64).max(1000));
+        WorldSpec {
+            seed,
+            origin,
+            interval,
+            calls: Some(calls),
+            cognigy_lag,
+            rules: SimRules::default(),
+            scenario: Scenario::Mixed,
+            retention: None,
+        }
+    }
+
+    /// Calls at `rate_per_day`, starting `backlog` before `now` and continuing in real time.
+    pub fn streaming(
+        seed: u64,
+        rate_per_day: f64,
+        backlog: Duration,
+        cognigy_lag: Duration,
+        now: DateTime<Utc>,
+    ) -> WorldSpec {
+        let rate = if rate_per_day.is_finite() && rate_per_day > 0.0 {
+            rate_per_day
+        } else {
+            1440.0
+        };
+        let interval_ms = ((86_400_000.0 / rate) as i64).max(50);
+        WorldSpec {
+            seed,
+            origin: now - backlog,
+            interval: Duration::milliseconds(interval_ms),
+            calls: None,
+            cognigy_lag,
+            rules: SimRules::default(),
+            scenario: Scenario::Mixed,
+            retention: Some(Duration::hours(48).max(backlog + Duration::hours(24))),
+        }
+    }
+}
+
+/// One CXone completed contact, in the newer field generation with native JSON types.
+#[derive(Debug, Clone)]
+pub struct ContactRecord {
+    pub contact_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub last_update_time: DateTime<Utc>,
+    pub skill_id: i64,
+    pub json: Map<String, Value>,
+}
+
+/// One OData record (without its id field, added at serve time as `id` or `_id`).
+#[derive(Debug, Clone)]
+pub struct ODataRecord {
+    pub id: String,
+    pub json: Map<String, Value>,
+}
+
+/// A Cognigy session with its OData records, visible together once the session ended plus lag.
+#[derive(Debug, Clone)]
+pub struct SessionRecords {
+    pub session_id: String,
+    pub ended_at: DateTime<Utc>,
+    pub visible_at: DateTime<Utc>,
+    pub session: ODataRecord,
+    pub conversations: Vec<ODataRecord>,
+    pub analytics: Vec<ODataRecord>,
+}
+
+/// One Cognigy project log entry (`_id`, `timestamp`, `msg`, `type`, `meta`, `traceId`).
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    pub id: String,
+    pub timestamp: DateTime<Utc>,
+    pub level: &'static str,
+    pub json: Value,
+}
+
+/// The ground truth of one bot call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallTruth {
+    pub reason: Reason,
+    pub matched: MatchPath,
+}
+
+/// One generated call: its CXone contacts, its Cognigy data and (for bot calls) its truth.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub index: usize,
+    pub master_contact_id: i64,
+    pub started_at: DateTime<Utc>,
+    /// When the last contact of the group ended.
+    pub ended_at: DateTime<Utc>,
+    /// When the last contact of the group shows in `contacts/completed`.
+    pub visible_at: DateTime<Utc>,
+    pub contacts: Vec<ContactRecord>,
+    pub session: Option<SessionRecords>,
+    pub logs: Vec<LogRecord>,
+    /// `None` for calls that never entered the bot (they must not be diagnosed).
+    pub truth: Option<CallTruth>,
+}
+
+/// The generated calls so far.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub spec: WorldSpec,
+    /// The calls kept, oldest first (a streaming world forgets calls past its retention).
+    pub calls: Vec<Call>,
+    next_index: usize,
+}
+
+impl World {
+    /// A world; a finite one is generated completely at once.
+    pub fn new(spec: WorldSpec) -> World {
+        let mut world = World {
+            spec,
+            calls: Vec::new(),
+            next_index: 0,
+        };
+        if let Some(n) = world.spec.calls {
+            while world.next_index < n {
+                world.push_next();
+            }
+        }
+        world
+    }
+
+    /// Generates every call that starts at or before `t` (streaming worlds grow; finite ones don't).
+    pub fn extend_until(&mut self, t: DateTime<Utc>) {
+        loop {
+            if self.spec.calls.is_some_and(|n| self.next_index >= n) {
+                break;
+            }
+            let slot = self.slot_start(self.next_index);
+            if slot > t {
+                break;
+            }
+            self.push_next();
+        }
+        // Memory stays bounded in a long-running stream: calls past retention are forgotten.
+        if let Some(retention) = self.spec.retention {
+            let cutoff = t - retention;
+            let keep_from = self
+                .calls
+                .iter()
+                .take_while(|c| c.visible_at < cutoff)
+                .count();
+            self.calls.drain(..keep_from);
+        }
+    }
+
+    fn slot_start(&self, index: usize) -> DateTime<Utc> {
+        self.spec.origin
+            + Duration::milliseconds(self.spec.interval.num_milliseconds() * index as i64)
+    }
+
+    fn push_next(&mut self) {
+        let index = self.next_index;
+        self.next_index += 1;
+        let mut rng = StdRng::seed_from_u64(
+            self.spec.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let half = (self.spec.interval.num_milliseconds() / 2).max(1);
+        let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
+        let call = generate_call(index, start, &mut rng, &self.spec);
+        self.calls.push(call);
+    }
+}
+
+/// A named mix of call reasons (`simulate --scenario`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Mostly contained or handed over, a few per cent of every failure; the first 16 calls cover
+    /// every reason once.
+    #[default]
+    Mixed,
+    /// Only contained and handed-over calls (and queue abandonment): no failures at all.
+    Healthy,
+    /// The CXone Signal API is failing: signal errors dominate.
+    SignalOutage,
+    /// Context does not reach Cognigy: `no_contact_id` and `no_bot_session` dominate.
+    MissingContext,
+}
+
+/// Error for an unknown `--scenario` name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown scenario {0:?}: expected mixed, healthy, signal_outage or missing_context")]
+pub struct ScenarioParseError(String);
+
+impl std::str::FromStr for Scenario {
+    type Err = ScenarioParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "mixed" => Ok(Scenario::Mixed),
+            "healthy" => Ok(Scenario::Healthy),
+            "signal_outage" => Ok(Scenario::SignalOutage),
+            "missing_context" => Ok(Scenario::MissingContext),
+            _ => Err(ScenarioParseError(s.to_owned())),
+        }
+    }
+}
+
+impl Scenario {
+    fn weight(self, reason: Reason, base: u32) -> u32 {
+        use Reason::*;
+        match self {
+            Scenario::Mixed => base,
+            Scenario::Healthy => match reason {
+                BotCompleted | AgentAnswered | Queued | InQueue => base,
+                _ => 0,
+            },
+            Scenario::SignalOutage => match reason {
+                SignalTimeout | SignalUnavailable | SignalRejected => base * 15,
+                _ => base,
+            },
+            Scenario::MissingContext => match reason {
+                NoContactId | NoBotSession => base * 15,
+                _ => base,
+            },
+        }
+    }
+}
+
+fn pick_reason(index: usize, scenario: Scenario, rng: &mut StdRng) -> Option<Reason> {
+    // In the mixed scenario the first slots cycle through every reason so any world of 16+ calls
+    // covers them all; slot 16 and then about one in ten is a call that never enters the bot.
+    if scenario == Scenario::Mixed && index < GENERATED_REASONS.len() {
+        return Some(GENERATED_REASONS[index]);
+    }
+    if index == GENERATED_REASONS.len() || rng.random_range(0..10) == 0 {
+        return None;
+    }
+    let total: u32 = REASON_WEIGHTS
+        .iter()
+        .map(|(r, w)| scenario.weight(*r, *w))
+        .sum();
+    let mut pick = rng.random_range(0..total.max(1));
+    for (reason, weight) in REASON_WEIGHTS {
+        let weight = scenario.weight(reason, weight);
+        if pick < weight {
+            return Some(reason);
+        }
+        pick -= weight;
+    }
+    Some(Reason::BotCompleted)
+}
+
+fn pick_path(reason: Reason, index: usize, rng: &mut StdRng) -> MatchPath {
+    use Reason::*;
+    match reason {
+        NoBotSession => MatchPath::None,
+        // Rule 3: escalated and only matched by caller and time.
+        NoContactId => MatchPath::CallerTime,
+        // Not escalated: any path works.
+        BotCompleted | BotTurnSlow | InvalidAction => {
+            // In the first cycle each of these takes a different path, so the three match
+            // kinds are all covered by any world of 16+ calls.
+            let pick = if index < GENERATED_REASONS.len() {
+                match reason {
+                    BotCompleted => 2,
+                    InvalidAction => 1,
+                    _ => 0,
+                }
+            } else {
+                rng.random_range(0..3)
+            };
+            [
+                MatchPath::CustomField,
+                MatchPath::SipHeader,
+                MatchPath::CallerTime,
+            ][pick]
+        }
+        // Escalated: a caller/time match would make it `no_contact_id`, so a carried id is needed.
+        _ => {
+            let pick = if index < GENERATED_REASONS.len() {
+                index % 2
+            } else {
+                rng.random_range(0..2)
+            };
+            [MatchPath::CustomField, MatchPath::SipHeader][pick]
+        }
+    }
+}
+
+/// ISO-8601 UTC with milliseconds and `Z`, as both APIs write timestamps.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::milliseconds(n)
+}
+
+fn hex_id(rng: &mut StdRng, len: usize) -> String {
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect()
+}
+
+fn uuid(rng: &mut StdRng) -> String {
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        hex_id(rng, 8),
+        hex_id(rng, 4),
+        hex_id(rng, 3),
+        hex_id(rng, 3),
+        hex_id(rng, 12)
+    )
+}
+
+/// A 24-hex-digit Mongo-style id: creation seconds, then a per-call counter.
+fn object_id(t: DateTime<Utc>, index: usize, k: usize) -> String {
+    format!(
+        "{:08x}{:016x}",
+        t.timestamp().max(0) as u32,
+        (index as u64) * 1024 + k as u64
+    )
+}
+
+struct Queueing {
+    skill_id: i64,
+    skill_name: &'static str,
+    wait_seconds: i64,
+    agent_id: i64,
+    agent_seconds: i64,
+    abandoned: bool,
+    end_reason: &'static str,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn contact_json(
+    contact_id: i64,
+    master_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    last_update: DateTime<Utc>,
+    from: &str,
+    poc: (i64, &str),
+    skill: (i64, &str),
+    pre_queue: i64,
+    queue: Option<&Queueing>,
+    end_reason: &str,
+) -> Map<String, Value> {
+    let total = (end - start).num_seconds().max(1);
+    let (in_queue, agent_id, agent_seconds, abandoned, abandon_seconds) = match queue {
+        Some(q) => (
+            q.wait_seconds,
+            q.agent_id,
+            q.agent_seconds,
+            q.abandoned,
+            if q.abandoned { q.wait_seconds } else { 0 },
+        ),
+        None => (0, 0, 0, false, 0),
+    };
+    let value = json!({
+        "contactId": contact_id,
+        "masterContactId": master_id,
+        "contactStartDate": iso(start),
+        "lastUpdateTime": iso(last_update),
+        "mediaTypeId": 4,
+        "mediaTypeName": "Phone Call",
+        "mediaSubTypeId": 0,
+        "mediaSubTypeName": "",
+        "fromAddress": from,
+        "toAddress": "+18005550100",
+        "pointOfContactId": poc.0,
+        "pointOfContactName": poc.1,
+        "skillId": skill.0,
+        "skillName": skill.1,
+        "campaignId": 999_999,
+        "campaignName": "Main Campaign",
+        "teamId": if agent_id != 0 { 77 } else { 0 },
+        "teamName": if agent_id != 0 { "Tier 1" } else { "" },
+        "agentId": agent_id,
+        "firstName": if agent_id != 0 { "Alex" } else { "" },
+        "lastName": if agent_id != 0 { "Agent" } else { "" },
+    });
+    // Two literals: one `json!` this size exceeds the macro recursion limit.
+    let timings = json!({
+        "abandoned": abandoned,
+        "abandonSeconds": abandon_seconds,
+        "isShortAbandon": false,
+        "preQueueSeconds": pre_queue,
+        "inQueueSeconds": in_queue,
+        "postQueueSeconds": 0,
+        "agentSeconds": agent_seconds,
+        "acwSeconds": if agent_id != 0 { 20 } else { 0 },
+        "conferenceSeconds": 0,
+        "holdSeconds": 0,
+        "holdCount": 0,
+        "releaseSeconds": 0,
+        "totalDurationSeconds": total,
+        "callbackTime": 0,
+        "routingTime": 0,
+        "primaryDispositionId": 0,
+        "secondaryDispositionId": 0,
+        "dispositionNotes": "",
+        "transferIndicatorId": 0,
+        "transferIndicatorName": "None",
+        "refuseReason": "",
+        "refuseTime": null,
+        "isLogged": false,
+        "isOutbound": false,
+        "isRefused": false,
+        "isTakeover": false,
+        "isActive": false,
+        "isWarehoused": true,
+        "dateContactWarehoused": iso(last_update),
+        "dateACWWarehoused": null,
+        "serviceLevelFlag": 0,
+        "endReason": end_reason,
+        "stateId": 18,
+        "stateName": "EndContact",
+        "routingAttribute": 0,
+        "highProficiency": 1,
+        "lowProficiency": 20,
+        "isAnalyticsProcessed": false,
+        "analyticsProcessedDate": null,
+        "tags": [],
+        "divisionNo": 0
+    });
+    let mut map = object(value);
+    map.extend(object(timings));
+    map
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+struct SessionBuilder<'a> {
+    index: usize,
+    session_id: String,
+    user_id: String,
+    url_token: String,
+    conversations: Vec<ODataRecord>,
+    analytics: Vec<ODataRecord>,
+    rng: &'a mut StdRng,
+}
+
+impl SessionBuilder<'_> {
+    fn conversation(
+        &mut self,
+        t: DateTime<Utc>,
+        kind: &str,
+        source: &str,
+        text: &str,
+        input_data: Option<Value>,
+    ) {
+        let k = self.conversations.len();
+        let input_id = uuid(self.rng);
+        let data = input_data
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "{}".to_owned());
+        self.conversations.push(ODataRecord {
+            id: object_id(t, self.index, 100 + k),
+            json: object(json!({
+                "projectId": PROJECT_ID,
+                "projectName": "Claims Voicebot",
+                "inputId": input_id,
+                "sessionId": self.session_id,
+                "contactId": self.user_id,
+                "organisation": "5f8833dae72b850ad2ed4d53",
+                "inputText": text,
+                "inputData": data,
+                "type": kind,
+                "source": source,
+                "timestamp": iso(t),
+                "flowName": "Main",
+                "flowParentId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                "channel": "voiceGateway2",
+                "inHandoverRequest": false,
+                "inHandoverConversation": false,
+                "outputId": if kind == "output" { Value::String(uuid(self.rng)) } else { Value::Null },
+                "inputAttachments": null,
+                "reference": null,
+                "localeReferenceId": "7eff993c-b801-4556-b111-1c319e8577cf",
+                "endpointUrlToken": self.url_token,
+                "endpointName": "VG Inbound",
+                "snapshotId": null,
+                "snapshotName": null,
+                "rating": null,
+                "ratingComment": null
+            })),
+        });
+    }
+
+    fn analytics(
+        &mut self,
+        t: DateTime<Utc>,
+        text: &str,
+        execution_ms: i64,
+        custom1: Option<&str>,
+    ) {
+        let k = self.analytics.len();
+        let input_id = uuid(self.rng);
+        let user_hash = hex_id(self.rng, 32);
+        self.analytics.push(ODataRecord {
+            id: object_id(t, self.index, 200 + k),
+            json: object(json!({
+                "organisation": "5f8833dae72b850ad2ed4d53",
+                "projectId": PROJECT_ID,
+                "flowReferenceId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                "entrypoint": self.url_token,
+                "ip": "",
+                "contactId": user_hash,
+                "sessionId": self.session_id,
+                "inputId": input_id,
+                "inputText": text,
+                "inputData": "{}",
+                "state": "default",
+                "mode": "TextOnly",
+                "userType": "external",
+                "channel": "voiceGateway2",
+                "flowLanguage": "en-US",
+                "intent": if text.contains("agent") { "talk_to_agent" } else { "claim_status" },
+                "intentFlow": "Main",
+                "intentScore": 0.87,
+                "completedGoalsList": [],
+                "foundSlots": [],
+                "foundSlotDetails": [],
+                "understood": true
+            })),
+        });
+        let tail = object(json!({
+                "timestamp": iso(t),
+                "executionTime": execution_ms,
+                "execution": 1,
+                "custom1": custom1.unwrap_or(""),
+                "custom2": "", "custom3": "", "custom4": "", "custom5": "",
+                "custom6": "", "custom7": "", "custom8": "", "custom9": "", "custom10": "",
+                "localeReferenceId": "7eff993c-b801-4556-b111-1c319e8577cf",
+                "localeName": "English",
+                "endpointUrlToken": self.url_token,
+                "endpointName": "VG Inbound",
+                "rating": null,
+                "ratingComment": null,
+                "snapshotName": null
+        }));
+        if let Some(record) = self.analytics.last_mut() {
+            record.json.extend(tail);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_record(
+    index: usize,
+    k: usize,
+    t: DateTime<Utc>,
+    level: &'static str,
+    msg: String,
+    session_id: &str,
+    user_id: &str,
+    trace: &str,
+) -> LogRecord {
+    let id = object_id(t, index, 300 + k);
+    LogRecord {
+        id: id.clone(),
+        timestamp: t,
+        level,
+        json: json!({
+            "_id": id,
+            "timestamp": iso(t),
+            "msg": msg,
+            "type": level,
+            "meta": { "flowName": "Main", "userId": user_id, "sessionId": session_id },
+            "traceId": trace
+        }),
+    }
+}
+
+fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &WorldSpec) -> Call {
+    let master = 710_000_000_000 + index as i64 * 4;
+    let spawned = master + 1;
+    let leg = master + 2;
+    let number = format!(
+        "+1{:03}{:07}",
+        200 + (index / 10_000_000) % 800,
+        index % 10_000_000
+    );
+    // Some CXone tenants send the ANI without the plus; correlation normalises both sides.
+    let from_address = if rng.random_bool(0.3) {
+        number.trim_start_matches('+').to_owned()
+    } else {
+        number.clone()
+    };
+    let Some(reason) = pick_reason(index, spec.scenario, rng) else {
+        return non_bot_call(index, master, t0, &from_address, rng);
+    };
+    let path = pick_path(reason, index, rng);
+    let lag = spec.cognigy_lag;
+    let timeout_ms = spec.rules.bot_turn_timeout_ms as i64;
+    let deadline_s = spec.rules.handover_deadline_seconds as i64;
+
+    let session_start = t0 + ms(rng.random_range(1500..9000));
+    let session_id = uuid(rng);
+    let url_token = hex_id(rng, 64);
+    let trace = format!("endpoint-{}", uuid(rng));
+    let mut b = SessionBuilder {
+        index,
+        session_id: session_id.clone(),
+        user_id: number.clone(),
+        url_token,
+        conversations: Vec::new(),
+        analytics: Vec::new(),
+        rng,
+    };
+
+    // The first record carries the SIP INVITE (api/cognigy.md §3.4).
+    let mut headers = Map::new();
+    headers.insert(
+        "From".into(),
+        json!(format!("<sip:{number}@cxone.example>")),
+    );
+    headers.insert("To".into(), json!("<sip:+18005550100@vg.example.net>"));
+    headers.insert(
+        "X-CXone".into(),
+        json!(json!({"businessUnit": BUSINESS_UNIT_ID, "flowChannel": "VOICE"}).to_string()),
+    );
+    let custom_id: Option<String> = match path {
+        MatchPath::CustomField => Some(master.to_string()),
+        _ => None,
+    };
+    let header_ids = match (path, reason) {
+        (MatchPath::SipHeader, _) => Some((master.to_string(), spawned.to_string())),
+        // A well-built flow has both; the custom field wins correlation.
+        (MatchPath::CustomField, _) if b.rng.random_bool(0.5) => {
+            Some((master.to_string(), spawned.to_string()))
+        }
+        (MatchPath::CallerTime, Reason::NoContactId) => {
+            if b.rng.random_bool(0.5) {
+                Some((
+                    SENTINEL_CONTACT_ID.to_owned(),
+                    SENTINEL_CONTACT_ID.to_owned(),
+                ))
+            } else {
+                Some((String::new(), String::new()))
+            }
+        }
+        _ => None,
+    };
+    if let Some((m, s)) = &header_ids {
+        headers.insert("X-InContact-MasterId".into(), json!(m));
+        headers.insert("X-InContact-ContactId".into(), json!(s));
+    }
+    let invite = json!({ "payload": { "sip": { "headers": Value::Object(headers) } } });
+    b.conversation(session_start, "input", "user", "", Some(invite));
+    b.conversation(
+        session_start + ms(400),
+        "output",
+        "bot",
+        "Welcome to Claims. How can I help?",
+        None,
+    );
+
+    let turns = b.rng.random_range(1..4);
+    let slow_turn = (reason == Reason::BotTurnSlow).then(|| b.rng.random_range(0..turns));
+    let mut t = session_start + ms(b.rng.random_range(3000..8000));
+    let escalating = !matches!(
+        reason,
+        Reason::BotCompleted | Reason::BotTurnSlow | Reason::InvalidAction
+    );
+    for turn in 0..turns {
+        let last = turn + 1 == turns;
+        let text = if last && escalating {
+            "I want to talk to an agent"
+        } else {
+            "What is the status of my claim"
+        };
+        let exec = if slow_turn == Some(turn) {
+            b.rng.random_range(timeout_ms..timeout_ms + 5000)
+        } else {
+            b.rng.random_range(150..(timeout_ms / 3).max(151))
+        };
+        b.conversation(t, "input", "user", text, None);
+        b.analytics(t, text, exec, custom_id.as_deref());
+        let reply = if last && escalating {
+            "One moment, I am connecting you."
+        } else {
+            "Your claim is being processed."
+        };
+        b.conversation(t + ms(exec), "output", "bot", reply, None);
+        t = t + ms(exec) + ms(b.rng.random_range(4000..12000));
+    }
+    let esc = t;
+
+    // Cognigy-side escalation signals and log lines.
+    let mut logs: Vec<LogRecord> = Vec::new();
+    let mut escalations = 0;
+    let mut session_end = esc + ms(1000);
+    let mut log = |k: usize, at: DateTime<Utc>, level: &'static str, msg: String| {
+        logs.push(log_record(
+            index,
+            k,
+            at,
+            level,
+            msg,
+            &session_id,
+            &number,
+            &trace,
+        ));
+    };
+    let signaled =
+        format!("handoverToCXone: Signaled CXone with: 'Escalate' for contactId: {spawned}");
+    let signal_error = |detail: &str| {
+        format!("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: {spawned}; error: {detail}")
+    };
+    use Reason::*;
+    match reason {
+        BotCompleted | BotTurnSlow => {
+            if b.rng.random_bool(0.7) {
+                log(
+                    0,
+                    esc,
+                    "info",
+                    format!("handoverToCXone: Signaled CXone with: 'End' for contactId: {spawned}"),
+                );
+            }
+        }
+        InvalidAction => log(
+            0,
+            esc,
+            "error",
+            "handoverToCXone: Missing or invalid Action parameter".to_owned(),
+        ),
+        NoContactId => {
+            escalations = 1;
+            log(
+                0,
+                esc + ms(200),
+                "info",
+                "handoverToCXone: Done. No output data sent".to_owned(),
+            );
+        }
+        SignalTimeout => {
+            escalations = 1;
+            let detail = match b.rng.random_range(0..3) {
+                0 => "CXone API Client: Error sending handover signal: 504: Gateway Timeout",
+                1 => "CXone API Client: Error sending handover signal: 408: Request Timeout",
+                _ => "timeout of 10000ms exceeded",
+            };
+            log(0, esc + ms(10_000), "error", signal_error(detail));
+            session_end = esc + ms(12_000);
+        }
+        SignalUnavailable => {
+            escalations = 1;
+            let detail = match b.rng.random_range(0..4) {
+                0 => "CXone API Client: Error sending handover signal: 503: Service Unavailable",
+                1 => "CXone API Client: Error sending handover signal: 429: Too Many Requests",
+                2 => "CXone API Client: Error sending handover signal: 500: Internal Server Error",
+                _ => "connect ECONNREFUSED 10.20.30.40:443",
+            };
+            log(0, esc + ms(300), "error", signal_error(detail));
+        }
+        SignalRejected => {
+            escalations = 1;
+            let detail = match b.rng.random_range(0..3) {
+                0 => "CXone API Client: Error sending handover signal: 404: Not Found",
+                1 => "CXone API Client: Error sending handover signal: 401: Unauthorized",
+                _ => "CXone API Client: Error sending handover signal: 400: Bad Request",
+            };
+            log(0, esc + ms(300), "error", signal_error(detail));
+        }
+        TransferRejected | TransferNoAnswer => {}
+        _ => {
+            escalations = 1;
+            log(0, esc + ms(300), "info", signaled.clone());
+        }
+    }
+    match reason {
+        TransferRejected => {
+            let refer = b.rng.random_bool(0.5);
+            let event = if refer {
+                json!({
+                    "event": "TRANSFER_REFER_ERROR",
+                    "payload": {
+                        "call_sid": uuid(b.rng), "direction": "inbound", "from": number, "to": "+18005550100",
+                        "call_id": uuid(b.rng), "sip_status": 200, "sip_reason": "OK", "call_status": "in-progress",
+                        "account_sid": uuid(b.rng), "trace_id": hex_id(b.rng, 32), "application_sid": uuid(b.rng),
+                        "fs_sip_address": "10.0.0.12:5060", "originating_sip_ip": "203.0.113.10",
+                        "originating_sip_trunk_name": "CXone", "api_base_url": "vg.example.net/v1", "refer_status": 603
+                    },
+                    "numberMetaData": { "number": number, "country": "US", "countryCallingCode": "1",
+                        "nationalNumber": number.trim_start_matches("+1"), "valid": true, "type": "FIXED_LINE",
+                        "uri": format!("tel:{number}") }
+                })
+            } else {
+                json!({
+                    "event": "TRANSFER_DIAL_ERROR",
+                    "payload": {
+                        "call_sid": uuid(b.rng), "direction": "inbound", "from": number, "to": "+18005550199",
+                        "call_id": uuid(b.rng), "sip_status": 488, "sip_reason": "Not Acceptable Here",
+                        "call_status": "failed", "caller_id": number, "parent_call_sid": uuid(b.rng),
+                        "account_sid": uuid(b.rng), "trace_id": hex_id(b.rng, 32)
+                    }
+                })
+            };
+            b.conversation(esc + ms(1500), "input", "user", "", Some(event));
+            session_end = esc + ms(3000);
+        }
+        TransferNoAnswer => {
+            let event = json!({
+                "event": "NO_ANSWER",
+                "payload": {
+                    "call_sid": uuid(b.rng), "direction": "inbound", "from": number, "to": "+18005550199",
+                    "call_status": "completed", "call_termination_by": "caller", "duration": 60,
+                    "dial_call_status": "no-answer", "dial_sip_status": 487, "dial_call_sid": uuid(b.rng)
+                }
+            });
+            b.conversation(esc + ms(60_000), "input", "user", "", Some(event));
+            session_end = esc + ms(61_000);
+        }
+        _ => {}
+    }
+    if matches!(reason, BotCompleted | BotTurnSlow | InvalidAction) {
+        session_end = esc + ms(800);
+    }
+    let esc_log = esc + ms(300);
+
+    // CXone side.
+    let queueing = match reason {
+        AgentAnswered => Some(Queueing {
+            skill_id: 4001 + b.rng.random_range(0..2),
+            skill_name: "Claims_Voice",
+            wait_seconds: b.rng.random_range(3..120),
+            agent_id: 1_000 + b.rng.random_range(0..500),
+            agent_seconds: b.rng.random_range(60..600),
+            abandoned: false,
+            end_reason: "Agent Disconnected",
+        }),
+        Queued => Some(Queueing {
+            skill_id: 4001 + b.rng.random_range(0..2),
+            skill_name: "Claims_Voice",
+            wait_seconds: b.rng.random_range(30..300),
+            agent_id: 0,
+            agent_seconds: 0,
+            abandoned: false,
+            end_reason: "Transferred to Voicemail",
+        }),
+        InQueue => Some(Queueing {
+            skill_id: 4001 + b.rng.random_range(0..2),
+            skill_name: "Claims_Voice",
+            wait_seconds: b.rng.random_range(5..200),
+            agent_id: 0,
+            agent_seconds: 0,
+            abandoned: true,
+            end_reason: "Contact Hung Up",
+        }),
+        UnknownSkill => {
+            let answered = b.rng.random_bool(0.5);
+            Some(Queueing {
+                skill_id: UNKNOWN_SKILL,
+                skill_name: "General_Voice",
+                wait_seconds: b.rng.random_range(5..200),
+                agent_id: if answered {
+                    1_000 + b.rng.random_range(0..500)
+                } else {
+                    0
+                },
+                agent_seconds: if answered {
+                    b.rng.random_range(60..600)
+                } else {
+                    0
+                },
+                abandoned: !answered,
+                end_reason: if answered {
+                    "Agent Disconnected"
+                } else {
+                    "Contact Hung Up"
+                },
+            })
+        }
+        _ => None,
+    };
+    let spawned_start = t0 + ms(500);
+    let spawned_end = session_end;
+    let mut master_end = match reason {
+        BeforeQueue => {
+            esc_log
+                + ms(b
+                    .rng
+                    .random_range(2000..(deadline_s * 1000 - 2000).max(2001)))
+        }
+        NotQueued => {
+            esc_log
+                + ms(b
+                    .rng
+                    .random_range((deadline_s * 1000 + 5000)..(deadline_s * 1000 + 180_000)))
+        }
+        BotCompleted | BotTurnSlow | InvalidAction => {
+            session_end + ms(b.rng.random_range(500..2000))
+        }
+        NoBotSession => t0 + ms(b.rng.random_range(20_000..90_000)),
+        _ => session_end + ms(b.rng.random_range(3000..60_000)),
+    };
+    if master_end < spawned_end + ms(500) {
+        master_end = spawned_end + ms(500);
+    }
+    let master_poc = (BOT_ENTRY_POC, "Customer Line");
+    let mut contacts = Vec::new();
+    let mut push = |id: i64,
+                    start: DateTime<Utc>,
+                    end: DateTime<Utc>,
+                    json: Map<String, Value>,
+                    skill: i64,
+                    rng: &mut StdRng| {
+        let last_update = end + ms(rng.random_range(500..5000));
+        let mut json = json;
+        json.insert("lastUpdateTime".into(), json!(iso(last_update)));
+        json.insert("dateContactWarehoused".into(), json!(iso(last_update)));
+        contacts.push(ContactRecord {
+            contact_id: id,
+            started_at: start,
+            last_update_time: last_update,
+            skill_id: skill,
+            json,
+        });
+    };
+    match &queueing {
+        Some(q) if b.rng.random_bool(0.5) => {
+            // Queued on the master contact itself.
+            let queue_at = esc_log + ms(b.rng.random_range(1000..4000));
+            let pre_queue = (queue_at - t0).num_seconds().max(1);
+            let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+            let end = end.max(spawned_end + ms(500));
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                end,
+                end,
+                &from_address,
+                master_poc,
+                (q.skill_id, q.skill_name),
+                pre_queue,
+                Some(q),
+                q.end_reason,
+            );
+            push(master, t0, end, json, q.skill_id, b.rng);
+        }
+        Some(q) => {
+            // Queued on a post-handover leg; the master ends when it transfers.
+            let leg_start = esc_log + ms(b.rng.random_range(800..3000));
+            let end_master = leg_start.max(spawned_end + ms(500));
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                end_master,
+                end_master,
+                &from_address,
+                master_poc,
+                (ENTRY_SKILL, "IVA_Entry"),
+                0,
+                None,
+                "Transferred",
+            );
+            push(master, t0, end_master, json, ENTRY_SKILL, b.rng);
+            let pre_queue = b.rng.random_range(1..4);
+            let leg_end =
+                leg_start + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+            let json = contact_json(
+                leg,
+                master,
+                leg_start,
+                leg_end,
+                leg_end,
+                &from_address,
+                (0, ""),
+                (q.skill_id, q.skill_name),
+                pre_queue,
+                Some(q),
+                q.end_reason,
+            );
+            push(leg, leg_start, leg_end, json, q.skill_id, b.rng);
+        }
+        None => {
+            let end_reason = if matches!(reason, BotCompleted) {
+                "Contact Released"
+            } else {
+                "Contact Hung Up"
+            };
+            let json = contact_json(
+                master,
+                master,
+                t0,
+                master_end,
+                master_end,
+                &from_address,
+                master_poc,
+                (ENTRY_SKILL, "IVA_Entry"),
+                0,
+                None,
+                end_reason,
+            );
+            push(master, t0, master_end, json, ENTRY_SKILL, b.rng);
+        }
+    }
+    let json = contact_json(
+        spawned,
+        master,
+        spawned_start,
+        spawned_end,
+        spawned_end,
+        &from_address,
+        (0, ""),
+        (BACKCHANNEL_SKILL, "Cognigy_Backchannel"),
+        0,
+        None,
+        "Contact Released",
+    );
+    push(
+        spawned,
+        spawned_start,
+        spawned_end,
+        json,
+        BACKCHANNEL_SKILL,
+        b.rng,
+    );
+
+    let session = if reason == NoBotSession {
+        logs.clear();
+        None
+    } else {
+        let steps = 2 + b.conversations.len();
+        let session_json = object(json!({
+            "goals": "",
+            "stepPath": "1a2b3c4d-0000-4000-8000-000000000001,1a2b3c4d-0000-4000-8000-000000000002",
+            "stepsCount": steps,
+            "handoverEscalations": escalations,
+            "startedAt": iso(session_start),
+            "userId": number,
+            "sessionId": session_id,
+            "localeReferenceId": "7eff993c-b801-4556-b111-1c319e8577cf",
+            "localeName": "English",
+            "endpointReferenceId": "6601a2b3c4d5e6f708192a40",
+            "endpointName": "VG Inbound",
+            "projectName": "Claims Voicebot",
+            "projectId": PROJECT_ID,
+            "organisationId": "5f8833dae72b850ad2ed4d53",
+            "snapshotId": null,
+            "snapshotName": null,
+            "endpointUrlToken": b.url_token,
+            "rating": null,
+            "ratingComment": null
+        }));
+        Some(SessionRecords {
+            session_id: session_id.clone(),
+            ended_at: session_end,
+            visible_at: session_end + lag,
+            session: ODataRecord {
+                id: object_id(session_start, index, 0),
+                json: session_json,
+            },
+            conversations: std::mem::take(&mut b.conversations),
+            analytics: std::mem::take(&mut b.analytics),
+        })
+    };
+    let ended_at = contacts.iter().map(ended).max().unwrap_or(master_end);
+    let visible_at = contacts
+        .iter()
+        .map(|c| c.last_update_time)
+        .max()
+        .unwrap_or(master_end);
+    Call {
+        index,
+        master_contact_id: master,
+        started_at: t0,
+        ended_at,
+        visible_at,
+        contacts,
+        session,
+        logs,
+        truth: Some(CallTruth {
+            reason,
+            matched: path,
+        }),
+    }
+}
+
+fn ended(c: &ContactRecord) -> DateTime<Utc> {
+    let total = c
+        .json
+        .get("totalDurationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    c.started_at + Duration::seconds(total)
+}
+
+fn non_bot_call(
+    index: usize,
+    master: i64,
+    t0: DateTime<Utc>,
+    from: &str,
+    rng: &mut StdRng,
+) -> Call {
+    let q = Queueing {
+        skill_id: 4001,
+        skill_name: "Claims_Voice",
+        wait_seconds: rng.random_range(3..90),
+        agent_id: 1_000 + rng.random_range(0..500),
+        agent_seconds: rng.random_range(60..400),
+        abandoned: false,
+        end_reason: "Agent Disconnected",
+    };
+    let pre_queue = rng.random_range(5..30);
+    let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+    let last_update = end + ms(rng.random_range(500..5000));
+    let json = contact_json(
+        master,
+        master,
+        t0,
+        end,
+        last_update,
+        from,
+        (OTHER_POC, "Sales Line"),
+        (q.skill_id, q.skill_name),
+        pre_queue,
+        Some(&q),
+        q.end_reason,
+    );
+    Call {
+        index,
+        master_contact_id: master,
+        started_at: t0,
+        ended_at: end,
+        visible_at: last_update,
+        contacts: vec![ContactRecord {
+            contact_id: master,
+            started_at: t0,
+            last_update_time: last_update,
+            skill_id: q.skill_id,
+            json,
+        }],
+        session: None,
+        logs: Vec::new(),
+        truth: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(scenario: Scenario) -> Vec<Reason> {
+        let spec = WorldSpec {
+            scenario,
+            ..WorldSpec::finite(
+                9,
+                300,
+                Duration::hours(1),
+                Duration::seconds(60),
+                Utc::now(),
+            )
+        };
+        World::new(spec)
+            .calls
+            .iter()
+            .filter_map(|c| c.truth.as_ref().map(|t| t.reason))
+            .collect()
+    }
+
+    /// The healthy scenario has no failures; the outage scenario is dominated by signal errors.
+    #[test]
+    fn scenarios_shift_the_reason_mix() {
+        assert!(reasons(Scenario::Healthy)
+            .iter()
+            .all(|r| r.failure().is_none()));
+        let outage = reasons(Scenario::SignalOutage);
+        let signal = outage
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Reason::SignalTimeout | Reason::SignalUnavailable | Reason::SignalRejected
+                )
+            })
+            .count();
+        assert!(signal * 3 > outage.len(), "{signal} of {}", outage.len());
+        assert!(
+            "signal-outage".parse::<Scenario>().is_ok() && "chaos".parse::<Scenario>().is_err()
+        );
+    }
+
+    /// Every bot call has a master on the bot entry point and a spawned contact pointing to it;
+    /// escalations name the spawned id in their log line.
+    #[test]
+    fn bot_calls_have_master_and_spawned_contacts() {
+        let world = World::new(WorldSpec::finite(
+            4,
+            40,
+            Duration::hours(1),
+            Duration::seconds(60),
+            Utc::now(),
+        ));
+        for call in world.calls.iter().filter(|c| c.truth.is_some()) {
+            let master = &call.contacts[0];
+            assert_eq!(master.json["pointOfContactId"], json!(BOT_ENTRY_POC));
+            let spawned = call
+                .contacts
+                .iter()
+                .find(|c| c.contact_id == call.master_contact_id + 1)
+                .expect("spawned");
+            assert_eq!(
+                spawned.json["masterContactId"],
+                json!(call.master_contact_id)
+            );
+            for log in &call.logs {
+                let msg = log.json["msg"].as_str().unwrap_or("");
+                if msg.contains("for contactId:") {
+                    assert!(msg.contains(&spawned.contact_id.to_string()), "{msg}");
+                }
+            }
+        }
+    }
+
+    /// A streaming world keeps generating with stable indices while forgetting calls past retention.
+    #[test]
+    fn streaming_world_prunes_past_retention() {
+        let now = Utc::now();
+        let mut spec =
+            WorldSpec::streaming(1, 2880.0, Duration::hours(3), Duration::seconds(60), now);
+        spec.retention = Some(Duration::hours(1));
+        let mut world = World::new(spec);
+        world.extend_until(now);
+        let first = world.calls.first().expect("calls kept").index;
+        assert!(first > 0, "old calls are forgotten");
+        assert!(world
+            .calls
+            .iter()
+            .all(|c| c.visible_at >= now - Duration::hours(1) - Duration::minutes(30)));
+        let last = world.calls.last().expect("calls").index;
+        world.extend_until(now + Duration::minutes(5));
+        assert!(world.calls.last().expect("calls").index > last);
+        assert!(world.calls.windows(2).all(|w| w[1].index == w[0].index + 1));
+    }
+
+    /// The rules table of a replay config carries every `[tenant.rules]` key.
+    #[test]
+    fn rules_table_has_every_key() {
+        let table: toml::Table =
+            toml::from_str(&SimRules::default().to_toml_table()).expect("valid TOML");
+        let rules = table["rules"].as_table().expect("[rules]");
+        for key in [
+            "bot_entry_points_of_contact",
+            "bot_entry_skills",
+            "handover_skills",
+            "contact_id_field",
+            "cognigy_lag_seconds",
+            "handover_deadline_seconds",
+            "bot_turn_timeout_ms",
+            "correlation_window_seconds",
+            "max_pending_seconds",
+        ] {
+            assert!(rules.contains_key(key), "{key}");
+        }
+        assert_eq!(sim_rules().handover_skills, vec![4001, 4002]);
+    }
+}
