@@ -26,6 +26,7 @@
 pub mod config;
 pub mod correlation;
 pub mod daemon;
+pub mod demo;
 pub mod diagnosis;
 pub mod logline;
 pub mod metrics;

@@ -32,6 +32,9 @@ const CURSOR_LOGS: &str = "cognigy_logs";
 /// Wall-clock time up to which every Cognigy source was read completely.
 const CURSOR_COGNIGY_READ_UNTIL: &str = "cognigy_read_until";
 
+/// Cursor detail of a read cut short by its page cap: the next read continues without overlap.
+const CONTINUE: &str = "continue";
+
 /// Timing settings of a cycle, from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -148,7 +151,7 @@ impl Poller {
     /// Runs one cycle at wall-clock time `now`.
     pub async fn run_cycle(&self, now: DateTime<Utc>) -> Result<CycleReport, CycleError> {
         let mut report = CycleReport::default();
-        let cursors = self
+        let (cursors, cxone_continues) = self
             .with_store(|store, tenant| {
                 let names = [
                     CURSOR_CXONE,
@@ -159,20 +162,29 @@ impl Poller {
                     CURSOR_COGNIGY_READ_UNTIL,
                 ];
                 let mut out = HashMap::new();
+                let mut continues = false;
                 for name in names {
                     if let Some(c) = store.cursor(tenant, name)? {
+                        continues |= name == CURSOR_CXONE && c.detail == CONTINUE;
                         out.insert(name, c.watermark);
                     }
                 }
-                Ok(out)
+                Ok((out, continues))
             })
             .await?;
         let start_of_history = now - self.timing.initial_lookback;
 
-        // CXone and Cognigy are read concurrently; each has its own rate limit.
+        // CXone and Cognigy are read concurrently; each has its own rate limit. After a read cut
+        // short by the page cap, the next one continues where it stopped (no overlap), or the
+        // overlap alone could exceed the page cap and the cursor would never move.
+        let overlap = if cxone_continues {
+            Duration::zero()
+        } else {
+            self.timing.overlap
+        };
         let cxone_since = cursors
             .get(CURSOR_CXONE)
-            .map(|w| *w - self.timing.overlap)
+            .map(|w| *w - overlap)
             .unwrap_or(start_of_history);
         let cxone_started = std::time::Instant::now();
         let cognigy_started = std::time::Instant::now();
@@ -205,14 +217,14 @@ impl Poller {
                     .iter()
                     .filter_map(|c| c.last_update_time)
                     .max();
-                let watermark = if batch.truncated {
-                    newest_update.unwrap_or(cxone_since + self.timing.overlap)
+                let (watermark, detail) = if batch.truncated {
+                    (newest_update.unwrap_or(cxone_since + overlap), CONTINUE)
                 } else {
-                    batch.last_poll_time.unwrap_or(now).min(now)
+                    (batch.last_poll_time.unwrap_or(now).min(now), "")
                 };
                 let previous = cursors.get(CURSOR_CXONE).copied();
                 let watermark = previous.map_or(watermark, |p| p.max(watermark));
-                cursor_updates.push((CURSOR_CXONE, watermark, String::new()));
+                cursor_updates.push((CURSOR_CXONE, watermark, detail.to_owned()));
                 cxone_watermark = Some(watermark);
                 batch.contacts
             }
@@ -286,6 +298,7 @@ impl Poller {
         };
         let cases = correlate(inputs, &self.rules);
         report.cases = cases.len();
+        let ignored = not_bot_contacts(&contacts, &cases, &self.rules, read_until, self.timing.settle);
         let diagnoses: Vec<Diagnosis> = cases
             .iter()
             .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
@@ -313,6 +326,7 @@ impl Poller {
                         logs: &cognigy.logs,
                         diagnoses: &diagnoses,
                         cursors: &cursor_refs,
+                        ignored: &ignored,
                     },
                 )?;
                 if let Some(before) = prune_before {
@@ -479,4 +493,25 @@ fn merge_contacts(
     let mut out: Vec<CompletedContact> = by_id.into_values().collect();
     out.sort_by_key(|c| c.contact_id);
     out
+}
+
+/// Contacts that belong to no case and can no longer become one: Cognigy was read past their
+/// lag (plus settle) and still no session points to them, and they did not enter the bot.
+fn not_bot_contacts(
+    contacts: &[CompletedContact],
+    cases: &[crate::correlation::Case<'_>],
+    rules: &Rules,
+    read_until: DateTime<Utc>,
+    settle: Duration,
+) -> Vec<i64> {
+    let in_case: std::collections::HashSet<i64> = cases
+        .iter()
+        .flat_map(|c| c.contacts.iter().map(|x| x.contact_id))
+        .collect();
+    let lag = Duration::seconds(rules.cognigy_lag_seconds as i64) + settle;
+    contacts
+        .iter()
+        .filter(|c| !in_case.contains(&c.contact_id) && c.ended_at() + lag <= read_until)
+        .map(|c| c.contact_id)
+        .collect()
 }

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS contacts (
     ended_at TEXT NOT NULL,
     updated_at TEXT,
     record TEXT,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'diagnosed')),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'diagnosed', 'ignored')),
     first_seen TEXT NOT NULL,
     diagnosed_at TEXT,
     outcome TEXT,
@@ -153,6 +153,10 @@ pub struct CycleCommit<'a> {
     pub diagnoses: &'a [Diagnosis],
     /// Cursors to advance: (source name, watermark, detail).
     pub cursors: &'a [(&'a str, DateTime<Utc>, String)],
+    /// Pending contacts that turned out not to be bot contacts (no bot entry, and no session
+    /// pointed to them while Cognigy was read past their lag): they leave the pending set
+    /// without being counted.
+    pub ignored: &'a [i64],
 }
 
 impl<'a> CycleCommit<'a> {
@@ -167,6 +171,7 @@ impl<'a> CycleCommit<'a> {
             logs: &[],
             diagnoses: &[],
             cursors: &[],
+            ignored: &[],
         }
     }
 }
@@ -334,6 +339,14 @@ impl Store {
                 l.id.clone()
                     .unwrap_or_else(|| format!("{session}|{}|{}", ts(l.timestamp), l.msg));
             upsert_cognigy(&tx, tenant, "log", &key, &session, l.timestamp, l)?;
+        }
+        for id in commit.ignored {
+            tx.execute(
+                "UPDATE contacts SET status = 'ignored', diagnosed_at = ?3
+                 WHERE tenant = ?1 AND contact_id = ?2 AND status = 'pending'",
+                params![tenant, id, now],
+            )
+            .map_err(sql("mark contact ignored"))?;
         }
         let mut recorded = Vec::new();
         for d in commit.diagnoses {
@@ -537,8 +550,8 @@ impl Store {
         let tx = self.conn.transaction().map_err(sql("begin prune"))?;
         let contacts = tx
             .execute(
-                "DELETE FROM contacts WHERE status = 'diagnosed' AND diagnosed_at < ?1
-                 AND ended_at < ?1",
+                "DELETE FROM contacts WHERE status IN ('diagnosed', 'ignored')
+                 AND diagnosed_at < ?1 AND ended_at < ?1",
                 [&cutoff],
             )
             .map_err(sql("prune contacts"))?;
