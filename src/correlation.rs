@@ -89,6 +89,13 @@ impl Case<'_> {
     pub fn primary(&self) -> &CompletedContact {
         self.contacts[0]
     }
+
+    /// Whether the master contact's own record is among the group's contacts.
+    pub fn has_master(&self) -> bool {
+        self.contacts
+            .iter()
+            .any(|c| c.contact_id == self.master_contact_id)
+    }
 }
 
 /// Normalises a phone number or SIP/tel URI to E.164 (`+` and digits) for caller matching.

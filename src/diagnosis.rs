@@ -178,6 +178,8 @@ pub struct Horizon {
     pub now: DateTime<Utc>,
     /// Every Cognigy source has been read successfully up to this wall-clock time.
     pub cognigy_read_until: DateTime<Utc>,
+    /// CXone completed contacts have been read up to this time (their `lastUpdateTime`).
+    pub cxone_read_until: DateTime<Utc>,
     /// How long after a contact ends its already-correlated session data is taken as complete.
     pub settle_seconds: i64,
 }
@@ -188,6 +190,7 @@ impl Horizon {
         Horizon {
             now: DateTime::<Utc>::MAX_UTC,
             cognigy_read_until: DateTime::<Utc>::MAX_UTC,
+            cxone_read_until: DateTime::<Utc>::MAX_UTC,
             settle_seconds: 0,
         }
     }
@@ -293,16 +296,23 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     } else {
         ended + lag
     };
-    if horizon.cognigy_read_until < needed_until {
+    // Every leg of the group must have had time to show up in CXone too (a post-handover leg
+    // carries the queue and agent facts).
+    let cxone_needed = ended + settle;
+    let lagging = if horizon.cognigy_read_until < needed_until {
+        Some(("cognigy", horizon.cognigy_read_until, needed_until))
+    } else if horizon.cxone_read_until < cxone_needed {
+        Some(("cxone", horizon.cxone_read_until, cxone_needed))
+    } else {
+        None
+    };
+    if let Some((source, read_until, needed)) = lagging {
         if horizon.now >= ended + max_pending {
             let facts = vec![Fact {
                 source: FactSource::Rule,
-                id: "cognigy".into(),
-                at: Some(horizon.cognigy_read_until),
-                detail: format!(
-                    "Cognigy read only up to {}, needed up to {needed_until}",
-                    horizon.cognigy_read_until
-                ),
+                id: source.into(),
+                at: Some(read_until),
+                detail: format!("{source} read only up to {read_until}, needed up to {needed}"),
             }];
             return done(
                 case,
@@ -312,11 +322,19 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
             );
         }
         return Verdict::Pending {
-            waiting_for: if case.session.is_some() {
-                "cognigy_settle"
-            } else {
-                "cognigy_lag"
+            waiting_for: match (source, case.session.is_some()) {
+                ("cxone", _) => "cxone_settle",
+                (_, true) => "cognigy_settle",
+                (_, false) => "cognigy_lag",
             },
+        };
+    }
+
+    // Only legs of the group were read so far: the master contact ends last and carries the
+    // bot entry and queue facts, so wait for it (up to the pending limit).
+    if !case.has_master() && horizon.now < ended + max_pending {
+        return Verdict::Pending {
+            waiting_for: "cxone_master",
         };
     }
 
@@ -468,8 +486,15 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         return done(case, reason, vec![fact], derived);
     }
 
-    // Rules 12-13: escalated, not queued.
+    // Rules 12-13: escalated, not queued. A contact that ended by being transferred has a later
+    // leg that carries the queue facts; it shows up in CXone only when it completes, so wait for
+    // it (up to the pending limit) rather than call the handover lost.
     if let Some(escalated_at) = derived.escalated_at {
+        if case.contacts.iter().any(|c| c.was_transferred()) && horizon.now < ended + max_pending {
+            return Verdict::Pending {
+                waiting_for: "cxone_transfer_leg",
+            };
+        }
         let deadline = Duration::seconds(rules.handover_deadline_seconds as i64);
         let mut facts = derived.escalation_facts.clone();
         facts.push(contact_fact(case.primary(), "ended without queueing"));

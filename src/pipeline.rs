@@ -287,6 +287,9 @@ impl Poller {
         let horizon = Horizon {
             now,
             cognigy_read_until: read_until,
+            cxone_read_until: cxone_watermark
+                .or_else(|| cursors.get(CURSOR_CXONE).copied())
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             settle_seconds: self.timing.settle.num_seconds(),
         };
         let inputs = Inputs {

@@ -53,6 +53,7 @@ fn contact(id: i64, master: i64, start: i64, duration: f64) -> CompletedContact 
         agent_seconds: 0.0,
         total_duration_seconds: duration,
         end_reason: String::new(),
+        transfer_indicator_name: String::new(),
     }
 }
 
@@ -276,6 +277,7 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let early = Horizon {
         now: ended + Duration::seconds(60),
         cognigy_read_until: ended + Duration::seconds(60),
+        cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
     };
     assert!(matches!(
@@ -285,6 +287,7 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let late_but_ok = Horizon {
         now: ended + Duration::seconds(901),
         cognigy_read_until: ended + Duration::seconds(901),
+        cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
     };
     assert!(
@@ -293,11 +296,26 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let source_down = Horizon {
         now: ended + Duration::seconds(7200),
         cognigy_read_until: ended,
+        cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
     };
     assert!(
         matches!(&w.diagnose_with(&r, &source_down)[0], Verdict::Diagnosed(d) if d.reason == Reason::SourceUnavailable)
     );
+}
+
+/// A case waits until CXone, too, was read past the contact's end plus settle (late legs).
+#[test]
+fn waits_for_cxone_to_settle() {
+    let w = World::call();
+    let ended = at(120);
+    let horizon = Horizon {
+        now: ended + Duration::seconds(61),
+        cognigy_read_until: ended + Duration::seconds(61),
+        cxone_read_until: ended + Duration::seconds(30),
+        settle_seconds: 60,
+    };
+    assert!(matches!(w.diagnose_with(&rules(), &horizon)[0], Verdict::Pending { waiting_for: "cxone_settle" }));
 }
 
 /// A correlated session settles quickly: it is diagnosed once Cognigy was read past the settle time.
@@ -308,6 +326,7 @@ fn correlated_case_waits_only_for_settle() {
     let before = Horizon {
         now: ended,
         cognigy_read_until: ended,
+        cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
     };
     assert!(matches!(
@@ -317,6 +336,7 @@ fn correlated_case_waits_only_for_settle() {
     let after = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
+        cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
     };
     assert!(matches!(
@@ -648,6 +668,44 @@ fn rule_12_13_deadline_boundary() {
 fn rule_13_precedes_rule_14() {
     let w = World::call().escalate_at(40).slow_turn(15_000.0);
     assert_eq!(w.reason(), Reason::NotQueued);
+}
+
+/// Rules 12/13 wait for the later leg of a transferred contact while it may still complete; with
+/// final data the verdict is given.
+#[test]
+fn transferred_contact_waits_for_its_leg() {
+    let mut w = World::call().escalate_at(40);
+    w.contacts[0].end_reason = "Transferred".into();
+    let ended = at(120);
+    let live = Horizon {
+        now: ended + Duration::seconds(600),
+        cognigy_read_until: ended + Duration::seconds(600),
+        cxone_read_until: ended + Duration::seconds(600),
+        settle_seconds: 60,
+    };
+    assert!(matches!(
+        w.diagnose_with(&rules(), &live)[0],
+        Verdict::Pending { waiting_for: "cxone_transfer_leg" }
+    ));
+    assert_eq!(w.reason(), Reason::NotQueued);
+}
+
+/// A case of which only the spawned leg was read waits for the master contact.
+#[test]
+fn case_without_master_waits_for_it() {
+    let mut w = World::call();
+    w.contacts.remove(0);
+    let ended = at(120);
+    let live = Horizon {
+        now: ended + Duration::seconds(600),
+        cognigy_read_until: ended + Duration::seconds(600),
+        cxone_read_until: ended + Duration::seconds(600),
+        settle_seconds: 60,
+    };
+    assert!(matches!(
+        w.diagnose_with(&rules(), &live)[0],
+        Verdict::Pending { waiting_for: "cxone_master" }
+    ));
 }
 
 // ---- Rules 14 and 15 ----

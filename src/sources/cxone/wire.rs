@@ -62,6 +62,9 @@ pub struct CompletedContact {
     pub total_duration_seconds: f64,
     #[serde(default, deserialize_with = "lenient::string_or_empty")]
     pub end_reason: String,
+    /// `None`, `ReSkill`, `ReAgent`, `Consult`, `TakeOver`, `External` (api/cxone.md §2.2).
+    #[serde(default, deserialize_with = "lenient::string_or_empty")]
+    pub transfer_indicator_name: String,
 }
 
 impl CompletedContact {
@@ -82,6 +85,13 @@ impl CompletedContact {
     /// Whether this contact reached a skill queue or an agent.
     pub fn was_queued(&self) -> bool {
         self.in_queue_seconds > 0.0 || self.agent_id != 0
+    }
+
+    /// Whether the contact ended by being transferred on, so a later leg of its group exists.
+    pub fn was_transferred(&self) -> bool {
+        let indicator = self.transfer_indicator_name.trim();
+        (!indicator.is_empty() && !indicator.eq_ignore_ascii_case("none"))
+            || self.end_reason.to_ascii_lowercase().contains("transfer")
     }
 
     /// When it entered the queue: `contactStart + preQueueSeconds`.

@@ -1,0 +1,322 @@
+//! End to end: the real binary (`serve`) polls the in-process simulator over loopback HTTP with a
+//! real SQLite file, and its counters must equal the simulator's ground truth exactly, also when
+//! the daemon is SIGKILLed and restarted mid-run.
+
+use handover_exporter::simulator::{self, SimulatorOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon process killed when dropped (also when a test panics).
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_handover-exporter"))
+            .args([
+                "serve",
+                "--config.file",
+                config.to_str().unwrap(),
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log.level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the daemon starts");
+        Daemon { child, port }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the daemon");
+        let _ = self.child.wait();
+    }
+
+    async fn get(&self, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let response = reqwest::get(url).await.ok()?;
+        response.text().await.ok()
+    }
+
+    async fn counts(&self) -> Option<Counts> {
+        self.get("/metrics").await.map(|t| Counts::parse(&t))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The diagnosis counters read from an exposition.
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    outcome: BTreeMap<String, u64>,
+    failure_reason: BTreeMap<String, u64>,
+    pending: u64,
+}
+
+impl Counts {
+    fn parse(text: &str) -> Counts {
+        let mut c = Counts::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let sample = line.split(" # ").next().unwrap_or(line);
+            let Some((series, value)) = sample.rsplit_once(' ') else { continue };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            let label = |name: &str| {
+                series
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            if series.starts_with("handover_contacts_total{") && value > 0.0 {
+                c.outcome.insert(label("outcome"), value as u64);
+            } else if series.starts_with("handover_failures_total{") && value > 0.0 {
+                c.failure_reason
+                    .insert(format!("{}/{}", label("failure"), label("reason")), value as u64);
+            } else if series.starts_with("handover_pending_contacts{") {
+                c.pending = value as u64;
+            }
+        }
+        c
+    }
+
+    fn total(&self) -> u64 {
+        self.outcome.values().sum()
+    }
+}
+
+/// The truth's totals in the same shape.
+fn truth_counts(truth: &serde_json::Value) -> Counts {
+    let map = |key: &str| -> BTreeMap<String, u64> {
+        truth["totals"][key]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Counts {
+        outcome: map("outcome"),
+        failure_reason: map("failure_reason"),
+        pending: 0,
+    }
+}
+
+struct World {
+    sim: simulator::SimHandle,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+/// A finite simulated world (all calls ended) and a daemon config pointing at it.
+async fn world(calls: usize, cxone_page_size: u32, cxone_max_pages: u32) -> World {
+    let options = SimulatorOptions {
+        seed: 20261124,
+        calls: Some(calls),
+        backlog_hours: 1.0,
+        cognigy_lag_seconds: 1,
+        ..SimulatorOptions::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::spawn(listener, options.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = &options.credentials;
+    for (name, value) in [
+        ("client_secret", &creds.client_secret),
+        ("access_key_secret", &creds.access_key_secret),
+        ("api_key", &creds.api_key),
+    ] {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    let rules = simulator::sim_rules();
+    let list = |v: &[i64]| {
+        v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let http = "requests_per_second = 500\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n";
+    let config = format!(
+        r#"state_path = "{state}"
+poll_interval_seconds = 1
+cycle_deadline_seconds = 60
+settle_seconds = 1
+overlap_seconds = 60
+initial_lookback_hours = 3
+
+[[tenant]]
+name = "e2e"
+
+[tenant.cxone]
+issuer = "{base}"
+client_id = "{client_id}"
+client_secret_file = "client_secret"
+access_key_id = "{access_key_id}"
+access_key_secret_file = "access_key_secret"
+page_size = {cxone_page_size}
+max_pages = {cxone_max_pages}
+
+[tenant.cxone.http]
+{http}
+[tenant.cognigy]
+api_base_url = "{base}"
+odata_base_url = "{base}/odata/v2.4"
+api_key_file = "api_key"
+project_id = "{project}"
+
+[tenant.cognigy.http]
+{http}
+[tenant.rules]
+bot_entry_points_of_contact = [{entry}]
+handover_skills = [{skills}]
+contact_id_field = "custom{field}"
+cognigy_lag_seconds = 3
+handover_deadline_seconds = {deadline}
+bot_turn_timeout_ms = {turn}
+correlation_window_seconds = {window}
+"#,
+        state = dir.path().join("state.db").display(),
+        base = sim.base_url,
+        client_id = creds.client_id,
+        access_key_id = creds.access_key_id,
+        project = creds.project_id,
+        entry = list(&rules.bot_entry_points_of_contact),
+        skills = list(&rules.handover_skills),
+        field = rules.contact_id_field,
+        deadline = rules.handover_deadline_seconds,
+        turn = rules.bot_turn_timeout_ms,
+        window = rules.correlation_window_seconds,
+    );
+    let path = dir.path().join("handover-exporter.toml");
+    std::fs::write(&path, config).unwrap();
+    World { sim, dir, config: path }
+}
+
+async fn truth(w: &World) -> serde_json::Value {
+    reqwest::get(format!("{}/_sim/truth", w.sim.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the daemon has diagnosed `expected` contacts and has none pending.
+async fn wait_for_total(daemon: &Daemon, expected: u64, limit: Duration) -> Counts {
+    let deadline = Instant::now() + limit;
+    let mut last = Counts::default();
+    while Instant::now() < deadline {
+        if let Some(c) = daemon.counts().await {
+            if c.total() >= expected && c.pending == 0 {
+                return c;
+            }
+            last = c;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("daemon did not reach {expected} diagnosed contacts in {limit:?}; last: {last:?}");
+}
+
+/// Waits until the daemon has counted at least `at_least` contacts (so a kill lands mid-run).
+async fn wait_for_progress(daemon: &Daemon, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(c) = daemon.counts().await {
+            if c.total() >= at_least {
+                return c.total();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("daemon made no progress to {at_least}");
+}
+
+/// After several cycles the counters equal the ground truth exactly, per outcome and per
+/// failure/reason, and the drill-down API returns the evidence of a failed contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_equal_truth_and_drilldown_has_evidence() {
+    let w = world(300, 1000, 50).await;
+    let truth = truth(&w).await;
+    let expected = truth_counts(&truth);
+    assert!(expected.total() > 250, "the world has bot contacts: {expected:?}");
+    let daemon = Daemon::start(&w.config);
+    let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(90)).await;
+    assert_eq!(got.outcome, expected.outcome);
+    assert_eq!(got.failure_reason, expected.failure_reason);
+
+    let failed = truth["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["reason"] == "signal_rejected")
+        .expect("the world has a signal_rejected contact");
+    let id = failed["contact_id"].as_i64().unwrap();
+    let body = daemon.get(&format!("/api/v1/contacts/{id}")).await.unwrap();
+    let row: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let d = &row["diagnosis"];
+    assert_eq!(d["contact_id"], id);
+    assert_eq!(d["reason"], "signal_rejected");
+    assert_eq!(d["failure"], "invalid_handover");
+    let decided = d["evidence"]["decided_by"][0]["detail"].as_str().unwrap();
+    assert!(decided.contains("Error signaling CXone"), "{decided}");
+    assert!(d["evidence"]["session_id"].is_string());
+    drop(w.dir);
+}
+
+/// SIGKILL twice mid-run and restart on the same state file: the final counters still equal the
+/// truth exactly (no contact lost, none counted twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_neither_lose_nor_double_count() {
+    // Small CXone pages make the backlog take many cycles, so the kills land mid-run.
+    let w = world(300, 20, 1).await;
+    let expected = truth_counts(&truth(&w).await);
+
+    let first = Daemon::start(&w.config);
+    let seen = wait_for_progress(&first, 1).await;
+    first.kill();
+
+    let second = Daemon::start(&w.config);
+    let resumed = second.counts_after_start().await;
+    assert!(resumed >= seen, "counters continue from the state file: {resumed} < {seen}");
+    wait_for_progress(&second, resumed + 1).await;
+    second.kill();
+
+    let third = Daemon::start(&w.config);
+    let got = wait_for_total(&third, expected.total(), Duration::from_secs(120)).await;
+    assert_eq!(got.outcome, expected.outcome);
+    assert_eq!(got.failure_reason, expected.failure_reason);
+    drop(w.dir);
+}
+
+impl Daemon {
+    /// The total right after start-up (loaded from the state file).
+    async fn counts_after_start(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(c) = self.counts().await {
+                return c.total();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("restarted daemon never served /metrics");
+    }
+}
