@@ -16,7 +16,9 @@ const ENV: &[(&str, &str)] = &[
 ];
 
 fn fixture_env(name: &str) -> Option<String> {
-    ENV.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    ENV.iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn check(path: &Path) -> (i32, String, String) {
@@ -39,7 +41,10 @@ fn check(path: &Path) -> (i32, String, String) {
 fn valid_config_exits_0() {
     let (code, stdout, stderr) = check(&Path::new(FIXTURES).join("minimal.toml"));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("configuration is valid (1 tenant(s))"), "{stdout}");
+    assert!(
+        stdout.contains("configuration is valid (1 tenant(s))"),
+        "{stdout}"
+    );
 }
 
 /// Every invalid fixture exits 2, printing exactly the library's message, which names the key.
@@ -66,7 +71,10 @@ fn every_invalid_fixture_exits_2_naming_the_key() {
         assert_eq!(stderr.trim_end(), format!("error: {expected}"), "{name}");
         let key = expected.key();
         if !key.is_empty() {
-            assert!(stderr.contains(key), "{name}: message does not name the key {key}: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{name}: message does not name the key {key}: {stderr}"
+            );
         }
         checked += 1;
     }

@@ -2,7 +2,7 @@
 //! real SQLite file, and its counters must equal the simulator's ground truth exactly, also when
 //! the daemon is SIGKILLed and restarted mid-run.
 
-use handover_exporter::simulator::{self, SimulatorOptions};
+use handover_exporter::simulator::{self, Faults, RetryAfter, SimulatorOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -78,7 +78,9 @@ impl Counts {
         let mut c = Counts::default();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let sample = line.split(" # ").next().unwrap_or(line);
-            let Some((series, value)) = sample.rsplit_once(' ') else { continue };
+            let Some((series, value)) = sample.rsplit_once(' ') else {
+                continue;
+            };
             let value: f64 = value.parse().unwrap_or(0.0);
             let label = |name: &str| {
                 series
@@ -91,8 +93,10 @@ impl Counts {
             if series.starts_with("handover_contacts_total{") && value > 0.0 {
                 c.outcome.insert(label("outcome"), value as u64);
             } else if series.starts_with("handover_failures_total{") && value > 0.0 {
-                c.failure_reason
-                    .insert(format!("{}/{}", label("failure"), label("reason")), value as u64);
+                c.failure_reason.insert(
+                    format!("{}/{}", label("failure"), label("reason")),
+                    value as u64,
+                );
             } else if series.starts_with("handover_pending_contacts{") {
                 c.pending = value as u64;
             }
@@ -151,9 +155,7 @@ async fn world(calls: usize, cxone_page_size: u32, cxone_max_pages: u32) -> Worl
         std::fs::write(dir.path().join(name), value).unwrap();
     }
     let rules = simulator::sim_rules();
-    let list = |v: &[i64]| {
-        v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-    };
+    let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     let http = "requests_per_second = 500\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n";
     let config = format!(
         r#"state_path = "{state}"
@@ -208,7 +210,11 @@ correlation_window_seconds = {window}
     );
     let path = dir.path().join("handover-exporter.toml");
     std::fs::write(&path, config).unwrap();
-    World { sim, dir, config: path }
+    World {
+        sim,
+        dir,
+        config: path,
+    }
 }
 
 async fn truth(w: &World) -> serde_json::Value {
@@ -257,7 +263,10 @@ async fn counters_equal_truth_and_drilldown_has_evidence() {
     let w = world(300, 1000, 50).await;
     let truth = truth(&w).await;
     let expected = truth_counts(&truth);
-    assert!(expected.total() > 250, "the world has bot contacts: {expected:?}");
+    assert!(
+        expected.total() > 250,
+        "the world has bot contacts: {expected:?}"
+    );
     let daemon = Daemon::start(&w.config);
     let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(90)).await;
     assert_eq!(got.outcome, expected.outcome);
@@ -296,7 +305,10 @@ async fn sigkill_and_restart_neither_lose_nor_double_count() {
 
     let second = Daemon::start(&w.config);
     let resumed = second.counts_after_start().await;
-    assert!(resumed >= seen, "counters continue from the state file: {resumed} < {seen}");
+    assert!(
+        resumed >= seen,
+        "counters continue from the state file: {resumed} < {seen}"
+    );
     wait_for_progress(&second, resumed + 1).await;
     second.kill();
 
@@ -319,4 +331,108 @@ impl Daemon {
         }
         panic!("restarted daemon never served /metrics");
     }
+}
+
+/// Under injected faults (429 with and without `Retry-After`, a 5xx burst, truncated and malformed
+/// pages, tokens that die early, Cognigy's 500 at the end of a keyset, old CXone field names) the
+/// daemon still ends with counters equal to the truth, and counts the failed requests and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_do_not_change_the_totals() {
+    let w = world(200, 50, 2).await;
+    let expected = truth_counts(&truth(&w).await);
+    w.sim.state.set_faults(Faults {
+        rate_limit_429: 9,
+        retry_after: RetryAfter::Seconds(1),
+        server_error_burst: 4,
+        truncated_pages: 2,
+        malformed_pages: 2,
+        token_ttl_seconds: Some(3),
+        token_dies_after_seconds: Some(2),
+        keyset_end_500: true,
+        old_cxone_fields: true,
+        ..Faults::default()
+    });
+    let daemon = Daemon::start(&w.config);
+    let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(120)).await;
+    assert_eq!(got.outcome, expected.outcome);
+    assert_eq!(got.failure_reason, expected.failure_reason);
+    let metrics = daemon.get("/metrics").await.unwrap();
+    let value = |prefix: &str, part: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(part))
+            .filter_map(|l| l.split(" # ").next())
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    assert!(
+        value("handover_api_requests_total{", "code=\"429\"") > 0.0,
+        "429s are counted"
+    );
+    assert!(
+        value("handover_api_requests_total{", "code=\"5xx\"") > 0.0,
+        "5xx are counted"
+    );
+    assert!(
+        value("handover_api_retries_total{", "") > 0.0,
+        "retries are counted"
+    );
+    assert!(
+        value("handover_poll_failures_total{", "") > 0.0,
+        "malformed pages fail a poll"
+    );
+    drop(w.dir);
+}
+
+/// An unreachable Cognigy never stops CXone polling or `/metrics`: each source reports its own
+/// `up`, the failure is counted, readiness names the source, and nothing is diagnosed on half
+/// the data (the contacts wait as pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_source_is_isolated() {
+    let w = world(50, 1000, 50).await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let text = text
+        .replace(&format!("api_base_url = \"{}\"", w.sim.base_url), &format!("api_base_url = \"{closed}\""))
+        .replace(
+            &format!("odata_base_url = \"{}/odata/v2.4\"", w.sim.base_url),
+            &format!("odata_base_url = \"{closed}/odata/v2.4\""),
+        )
+        .replace("requests_per_second = 500\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n\n[tenant.rules]", "max_retries = 0\n\n[tenant.rules]");
+    std::fs::write(&w.config, text).unwrap();
+    let daemon = Daemon::start(&w.config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = daemon.get("/metrics").await.unwrap_or_default();
+        let up = |source: &str| {
+            metrics.contains(&format!(
+                "handover_up{{tenant=\"e2e\",source=\"{source}\"}} 1"
+            ))
+        };
+        let cognigy_failed = metrics.lines().any(|l| {
+            l.starts_with("handover_poll_failures_total{tenant=\"e2e\",source=\"cognigy\"}")
+                && !l.ends_with(" 0")
+        });
+        let pending = Counts::parse(&metrics).pending;
+        if up("cxone") && !up("cognigy") && cognigy_failed && pending > 0 {
+            assert_eq!(
+                Counts::parse(&metrics).total(),
+                0,
+                "nothing is diagnosed without Cognigy"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sources were not reported separately: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", daemon.port))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("cognigy"), "{body}");
+    drop(w.dir);
 }

@@ -315,7 +315,12 @@ fn waits_for_cxone_to_settle() {
         cxone_read_until: ended + Duration::seconds(30),
         settle_seconds: 60,
     };
-    assert!(matches!(w.diagnose_with(&rules(), &horizon)[0], Verdict::Pending { waiting_for: "cxone_settle" }));
+    assert!(matches!(
+        w.diagnose_with(&rules(), &horizon)[0],
+        Verdict::Pending {
+            waiting_for: "cxone_settle"
+        }
+    ));
 }
 
 /// A correlated session settles quickly: it is diagnosed once Cognigy was read past the settle time.
@@ -685,7 +690,9 @@ fn transferred_contact_waits_for_its_leg() {
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
-        Verdict::Pending { waiting_for: "cxone_transfer_leg" }
+        Verdict::Pending {
+            waiting_for: "cxone_transfer_leg"
+        }
     ));
     assert_eq!(w.reason(), Reason::NotQueued);
 }
@@ -704,7 +711,9 @@ fn case_without_master_waits_for_it() {
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
-        Verdict::Pending { waiting_for: "cxone_master" }
+        Verdict::Pending {
+            waiting_for: "cxone_master"
+        }
     ));
 }
 
