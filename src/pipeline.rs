@@ -474,7 +474,10 @@ impl Poller {
 
     fn prune_due(&self, now: DateTime<Utc>) -> bool {
         let last = self.last_prune.lock().map(|g| *g).unwrap_or(None);
-        last.is_none_or(|t| now - t >= Duration::hours(1))
+        match last {
+            Some(t) => now - t >= Duration::hours(1),
+            None => true,
+        }
     }
 
     fn mark_pruned(&self, now: DateTime<Utc>) {
