@@ -186,3 +186,83 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+/// A shard that does not exist (`--shard` must be below `--total-shards`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--shard {shard} must be below --total-shards {total} (and --total-shards at least 1)")]
+pub struct ShardError {
+    pub shard: u32,
+    pub total: u32,
+}
+
+/// Keeps the tenants whose stable hash falls on `shard` of `total` (DESIGN §9). The hash is
+/// FNV-1a of the tenant name, so every replica agrees without coordination.
+pub fn select_shard(mut config: Config, shard: u32, total: u32) -> Result<Config, ShardError> {
+    if total == 0 || shard >= total {
+        return Err(ShardError { shard, total });
+    }
+    config
+        .tenants
+        .retain(|t| tenant_shard(&t.name, total) == shard);
+    Ok(config)
+}
+
+/// The shard a tenant belongs to.
+pub fn tenant_shard(name: &str, total: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(total.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shard of a tenant is stable (a fixed FNV-1a value) and every tenant lands on exactly one shard.
+    #[test]
+    fn shards_partition_tenants() {
+        assert_eq!(tenant_shard("acme", 1), 0);
+        assert_eq!(tenant_shard("acme", 4), tenant_shard("acme", 4));
+        let names = ["acme", "globex", "initech", "umbrella", "hooli", "stark"];
+        for total in 1..5 {
+            let mut seen = 0;
+            for shard in 0..total {
+                seen += names
+                    .iter()
+                    .filter(|n| tenant_shard(n, total) == shard)
+                    .count();
+            }
+            assert_eq!(seen, names.len());
+        }
+    }
+
+    /// A shard outside `--total-shards` is refused with both numbers named.
+    #[test]
+    fn bad_shard_is_refused() {
+        let config = Config {
+            state_path: ":memory:".into(),
+            poll_interval: Duration::from_secs(60),
+            cycle_deadline: Duration::from_secs(60),
+            overlap: Duration::from_secs(300),
+            settle: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            initial_lookback: Duration::from_secs(3600),
+            tenants: vec![],
+        };
+        let err = select_shard(config, 3, 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--shard 3 must be below --total-shards 3 (and --total-shards at least 1)"
+        );
+    }
+
+    /// `:10042` listens on every interface; a full address is kept.
+    #[test]
+    fn listen_address_conventions() {
+        assert_eq!(listen_address(":10042"), "0.0.0.0:10042");
+        assert_eq!(listen_address("127.0.0.1:1"), "127.0.0.1:1");
+    }
+}

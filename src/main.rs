@@ -192,6 +192,16 @@ struct ServeArgs {
     /// Web configuration file (exporter-toolkit format: `basic_auth_users` with bcrypt hashes).
     #[arg(long = "web.config.file", env = "HANDOVER_WEB_CONFIG_FILE")]
     web_config_file: Option<PathBuf>,
+    /// This replica's shard: it polls the tenants whose stable hash falls on it.
+    #[arg(long, env = "HANDOVER_SHARD", default_value_t = 0)]
+    shard: u32,
+    /// Number of shards (replicas); each tenant is polled by exactly one.
+    #[arg(
+        long = "total-shards",
+        env = "HANDOVER_TOTAL_SHARDS",
+        default_value_t = 1
+    )]
+    total_shards: u32,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -259,6 +269,13 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     let config = match handover_exporter::config::load(&args.config_file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match daemon::select_shard(config, args.shard, args.total_shards) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");

@@ -52,11 +52,23 @@ fn since() -> chrono::DateTime<Utc> {
 /// Contact ids and session ids read without any fault: the reference the faulty reads must match.
 async fn clean_read(sim: &SimHandle) -> (Vec<i64>, Vec<String>) {
     let (cx, cg) = configs(sim);
-    let contacts = CxoneClient::new(&cx, observer()).unwrap().completed_contacts(since(), 100).await.unwrap();
-    let sessions = CognigyClient::new(&cg, observer()).unwrap().sessions_since(since(), 100).await.unwrap();
+    let contacts = CxoneClient::new(&cx, observer())
+        .unwrap()
+        .completed_contacts(since(), 100)
+        .await
+        .unwrap();
+    let sessions = CognigyClient::new(&cg, observer())
+        .unwrap()
+        .sessions_since(since(), 100)
+        .await
+        .unwrap();
     let mut ids: Vec<i64> = contacts.contacts.iter().map(|c| c.contact_id).collect();
     ids.sort();
-    let mut sids: Vec<String> = sessions.records.iter().map(|s| s.session_id.clone()).collect();
+    let mut sids: Vec<String> = sessions
+        .records
+        .iter()
+        .map(|s| s.session_id.clone())
+        .collect();
     sids.sort();
     assert!(ids.len() > 100 && sids.len() > 50, "the world has data");
     (ids, sids)
@@ -76,7 +88,11 @@ async fn read_all(sim: &SimHandle) -> Result<(Vec<i64>, Vec<String>), String> {
         .map_err(|e| format!("cognigy {}: {e}", e.kind()))?;
     let mut ids: Vec<i64> = contacts.contacts.iter().map(|c| c.contact_id).collect();
     ids.sort();
-    let mut sids: Vec<String> = sessions.records.iter().map(|s| s.session_id.clone()).collect();
+    let mut sids: Vec<String> = sessions
+        .records
+        .iter()
+        .map(|s| s.session_id.clone())
+        .collect();
     sids.sort();
     Ok((ids, sids))
 }
@@ -96,8 +112,16 @@ fn count(sim: &SimHandle, needle: &str) -> u64 {
 async fn rate_limited_reads_complete() {
     let sim = sim().await;
     let reference = clean_read(&sim).await;
-    for retry_after in [RetryAfter::Seconds(1), RetryAfter::HttpDate(1), RetryAfter::None] {
-        sim.state.set_faults(Faults { rate_limit_429: 3, retry_after, ..Faults::default() });
+    for retry_after in [
+        RetryAfter::Seconds(1),
+        RetryAfter::HttpDate(1),
+        RetryAfter::None,
+    ] {
+        sim.state.set_faults(Faults {
+            rate_limit_429: 3,
+            retry_after,
+            ..Faults::default()
+        });
         assert_eq!(read_all(&sim).await.unwrap(), reference, "{retry_after:?}");
     }
 }
@@ -107,7 +131,10 @@ async fn rate_limited_reads_complete() {
 async fn server_error_burst_is_retried() {
     let sim = sim().await;
     let reference = clean_read(&sim).await;
-    sim.state.set_faults(Faults { server_error_burst: 3, ..Faults::default() });
+    sim.state.set_faults(Faults {
+        server_error_burst: 3,
+        ..Faults::default()
+    });
     assert_eq!(read_all(&sim).await.unwrap(), reference);
 }
 
@@ -118,8 +145,15 @@ async fn slow_answers_are_a_timeout_error() {
     let (mut cx, _) = configs(&sim);
     cx.http.timeout = Duration::from_millis(200);
     cx.http.max_retries = 1;
-    sim.state.set_faults(Faults { slow_ms: 600, ..Faults::default() });
-    let err = CxoneClient::new(&cx, observer()).unwrap().completed_contacts(since(), 100).await.unwrap_err();
+    sim.state.set_faults(Faults {
+        slow_ms: 600,
+        ..Faults::default()
+    });
+    let err = CxoneClient::new(&cx, observer())
+        .unwrap()
+        .completed_contacts(since(), 100)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "timeout", "{err}");
 }
 
@@ -128,17 +162,31 @@ async fn slow_answers_are_a_timeout_error() {
 async fn broken_pages_are_decode_errors() {
     let sim = sim().await;
     for faults in [
-        Faults { truncated_pages: 1, ..Faults::default() },
-        Faults { malformed_pages: 1, ..Faults::default() },
+        Faults {
+            truncated_pages: 1,
+            ..Faults::default()
+        },
+        Faults {
+            malformed_pages: 1,
+            ..Faults::default()
+        },
     ] {
         sim.state.set_faults(faults.clone());
         let (cx, _) = configs(&sim);
-        let err = CxoneClient::new(&cx, observer()).unwrap().completed_contacts(since(), 100).await.unwrap_err();
+        let err = CxoneClient::new(&cx, observer())
+            .unwrap()
+            .completed_contacts(since(), 100)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), "decode", "{faults:?}: {err}");
         assert!(err.to_string().contains("contacts_completed"), "{err}");
         sim.state.set_faults(faults);
         let (_, cg) = configs(&sim);
-        let err = CognigyClient::new(&cg, observer()).unwrap().sessions_since(since(), 100).await.unwrap_err();
+        let err = CognigyClient::new(&cg, observer())
+            .unwrap()
+            .sessions_since(since(), 100)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), "decode", "{err}");
     }
 }
@@ -148,7 +196,10 @@ async fn broken_pages_are_decode_errors() {
 async fn token_dying_early_reauthenticates() {
     let sim = sim().await;
     let reference = clean_read(&sim).await;
-    sim.state.set_faults(Faults { token_dies_after_seconds: Some(1), ..Faults::default() });
+    sim.state.set_faults(Faults {
+        token_dies_after_seconds: Some(1),
+        ..Faults::default()
+    });
     let (cx, _) = configs(&sim);
     let client = CxoneClient::new(&cx, observer()).unwrap();
     client.completed_contacts(since(), 100).await.unwrap();
@@ -158,7 +209,10 @@ async fn token_dying_early_reauthenticates() {
     let mut ids: Vec<i64> = again.contacts.iter().map(|c| c.contact_id).collect();
     ids.sort();
     assert_eq!(ids, reference.0);
-    assert!(count(&sim, "auth/token") > tokens_before, "a new token was requested");
+    assert!(
+        count(&sim, "auth/token") > tokens_before,
+        "a new token was requested"
+    );
 }
 
 /// Cognigy's 500 at the end of a keyset is the end of data when configured, an error otherwise.
@@ -166,16 +220,36 @@ async fn token_dying_early_reauthenticates() {
 async fn keyset_end_500() {
     let sim = sim().await;
     let reference = clean_read(&sim).await;
-    sim.state.set_faults(Faults { keyset_end_500: true, ..Faults::default() });
+    sim.state.set_faults(Faults {
+        keyset_end_500: true,
+        ..Faults::default()
+    });
     assert_eq!(read_all(&sim).await.unwrap().1, reference.1);
     // A keyset past the newest record is where the real service answers 500.
     let (_, mut cg) = configs(&sim);
-    let newest = CognigyClient::new(&cg, observer()).unwrap().sessions_since(since(), 100).await.unwrap().newest.unwrap();
-    let past_end = CognigyClient::new(&cg, observer()).unwrap().sessions_since(newest, 100).await.unwrap();
-    assert!(past_end.records.is_empty() && past_end.ended_on_500, "{past_end:?}");
+    let newest = CognigyClient::new(&cg, observer())
+        .unwrap()
+        .sessions_since(since(), 100)
+        .await
+        .unwrap()
+        .newest
+        .unwrap();
+    let past_end = CognigyClient::new(&cg, observer())
+        .unwrap()
+        .sessions_since(newest, 100)
+        .await
+        .unwrap();
+    assert!(
+        past_end.records.is_empty() && past_end.ended_on_500,
+        "{past_end:?}"
+    );
     cg.end_of_keyset_500 = false;
     cg.http.max_retries = 0;
-    let err = CognigyClient::new(&cg, observer()).unwrap().sessions_since(newest, 100).await.unwrap_err();
+    let err = CognigyClient::new(&cg, observer())
+        .unwrap()
+        .sessions_since(newest, 100)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(500), "{err}");
 }
 
@@ -185,8 +259,20 @@ async fn old_cxone_fields_read_the_same() {
     let sim = sim().await;
     let (cx, _) = configs(&sim);
     let client = CxoneClient::new(&cx, observer()).unwrap();
-    let new = client.completed_contacts(since(), 100).await.unwrap().contacts;
-    sim.state.set_faults(Faults { old_cxone_fields: true, odata_underscore_id: true, ..Faults::default() });
-    let old = client.completed_contacts(since(), 100).await.unwrap().contacts;
+    let new = client
+        .completed_contacts(since(), 100)
+        .await
+        .unwrap()
+        .contacts;
+    sim.state.set_faults(Faults {
+        old_cxone_fields: true,
+        odata_underscore_id: true,
+        ..Faults::default()
+    });
+    let old = client
+        .completed_contacts(since(), 100)
+        .await
+        .unwrap()
+        .contacts;
     assert_eq!(old, new);
 }

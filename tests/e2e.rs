@@ -436,3 +436,34 @@ async fn failing_source_is_isolated() {
     assert!(body.contains("cognigy"), "{body}");
     drop(w.dir);
 }
+
+/// SIGTERM shuts the daemon down cleanly: it stops polling, finishes serving, and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly() {
+    let w = world(20, 1000, 50).await;
+    let mut daemon = Daemon::start(&w.config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.get("/healthz").await.as_deref() != Some("ok") {
+        assert!(Instant::now() < deadline, "daemon never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = daemon.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(w.dir);
+}
