@@ -255,6 +255,8 @@ impl Poller {
 
         // Load what earlier cycles left pending, with the Cognigy records it may need.
         let earliest_new = new_contacts.iter().map(|c| c.contact_start_date).min();
+        let lookback =
+            Duration::seconds(self.rules.correlation_window_seconds as i64) + Duration::minutes(1);
         let stored = self
             .with_store(move |store, tenant| {
                 let pending = store.pending(tenant)?;
@@ -264,7 +266,9 @@ impl Poller {
                     .chain(earliest_new)
                     .min();
                 let cognigy = match earliest {
-                    Some(t) => Some(store.cognigy_since(tenant, t - Duration::hours(1))?),
+                    // Sessions start after their contact (caller matching allows a window);
+                    // every other Cognigy record comes later still.
+                    Some(t) => Some(store.cognigy_since(tenant, t - lookback)?),
                     None => None,
                 };
                 Ok((pending, cognigy))
