@@ -7,7 +7,7 @@
 //! runtime error. The cycle itself is in `pipeline`.
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{CycleFailure, Metrics};
 use crate::pipeline::{Poller, Timing};
 use crate::server::{AppState, Readiness, WebConfig};
 use crate::store::Store;
@@ -142,9 +142,15 @@ pub async fn poll_loop(
                 }
             }
             Ok(Err(e)) => {
+                poller
+                    .metrics()
+                    .cycle_failed(poller.tenant(), CycleFailure::Store);
                 tracing::error!(tenant = poller.tenant(), kind = e.kind(), error = %e, duration_ms = elapsed_ms, "cycle failed");
             }
             Err(_) => {
+                poller
+                    .metrics()
+                    .cycle_failed(poller.tenant(), CycleFailure::Deadline);
                 tracing::error!(
                     tenant = poller.tenant(),
                     kind = "deadline",

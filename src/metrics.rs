@@ -49,6 +49,29 @@ impl std::fmt::Display for PollSource {
     }
 }
 
+/// Why a whole poll cycle failed (`kind` label of `handover_cycle_failures_total`); a single
+/// source failing is counted in `handover_poll_failures_total` instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CycleFailure {
+    /// The state store refused a read or the cycle's commit.
+    Store,
+    /// The cycle ran past its deadline and was abandoned.
+    Deadline,
+}
+
+impl CycleFailure {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [CycleFailure] = &[CycleFailure::Store, CycleFailure::Deadline];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleFailure::Store => "store",
+            CycleFailure::Deadline => "deadline",
+        }
+    }
+}
+
 macro_rules! label_value_by_as_str {
     ($($ty:ty),+) => {$(
         impl EncodeLabelValue for $ty {
@@ -60,7 +83,15 @@ macro_rules! label_value_by_as_str {
 }
 
 label_value_by_as_str!(
-    Outcome, Failure, Reason, Source, Endpoint, CodeClass, RetryCause, PollSource
+    Outcome,
+    Failure,
+    Reason,
+    Source,
+    Endpoint,
+    CodeClass,
+    RetryCause,
+    PollSource,
+    CycleFailure
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
@@ -89,6 +120,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("handover_polls_total", "counter", "tenant,source"),
     ("handover_poll_failures_total", "counter", "tenant,source"),
+    ("handover_cycle_failures_total", "counter", "tenant,kind"),
     (
         "handover_api_requests_total",
         "counter",
@@ -140,6 +172,12 @@ struct ContactExemplar {
 struct PollLabels {
     tenant: String,
     source: PollSource,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CycleFailureLabels {
+    tenant: String,
+    kind: CycleFailure,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -203,6 +241,7 @@ pub struct Metrics {
     watermark: Family<PollLabels, TimestampGauge>,
     polls: Family<PollLabels, Counter>,
     poll_failures: Family<PollLabels, Counter>,
+    cycle_failures: Family<CycleFailureLabels, Counter>,
     api_requests: Family<RequestLabels, Counter>,
     api_duration: HistogramFamily<EndpointLabels>,
     api_retries: Family<RetryLabels, Counter>,
@@ -226,6 +265,7 @@ impl Metrics {
             watermark: Family::default(),
             polls: Family::default(),
             poll_failures: Family::default(),
+            cycle_failures: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(api_duration_histogram),
             api_retries: Family::default(),
@@ -287,6 +327,11 @@ impl Metrics {
             m.poll_failures.clone(),
         );
         registry.register(
+            "cycle_failures",
+            "Poll cycles that failed as a whole, by kind",
+            m.cycle_failures.clone(),
+        );
+        registry.register(
             "api_requests",
             "HTTP attempts by endpoint and result class",
             m.api_requests.clone(),
@@ -344,6 +389,12 @@ impl Metrics {
                 let _ = m.watermark.get_or_create(&p);
                 let _ = m.polls.get_or_create(&p);
                 let _ = m.poll_failures.get_or_create(&p);
+            }
+            for kind in CycleFailure::ALL {
+                let _ = m.cycle_failures.get_or_create(&CycleFailureLabels {
+                    tenant: tenant.clone(),
+                    kind: *kind,
+                });
             }
         }
         for endpoint in Endpoint::ALL {
@@ -476,6 +527,16 @@ impl Metrics {
         self.polls.get_or_create(&p).inc();
         self.poll_failures.get_or_create(&p).inc();
         self.up.get_or_create(&p).set(0);
+    }
+
+    /// Counts a poll cycle that failed as a whole.
+    pub fn cycle_failed(&self, tenant: &str, kind: CycleFailure) {
+        self.cycle_failures
+            .get_or_create(&CycleFailureLabels {
+                tenant: tenant.to_owned(),
+                kind,
+            })
+            .inc();
     }
 
     /// Sets how far a source has been read.

@@ -148,6 +148,11 @@ impl Poller {
         &self.tenant
     }
 
+    /// The metrics this poller reports to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Runs one cycle at wall-clock time `now`.
     pub async fn run_cycle(&self, now: DateTime<Utc>) -> Result<CycleReport, CycleError> {
         let mut report = CycleReport::default();
