@@ -35,6 +35,15 @@ const CURSOR_COGNIGY_READ_UNTIL: &str = "cognigy_read_until";
 /// Cursor detail of a read cut short by its page cap: the next read continues without overlap.
 const CONTINUE: &str = "continue";
 
+/// A newest-first log pass cut short by the page cap (kept in the logs cursor's detail).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct LogsPass {
+    /// The server's cursor where the pass stopped.
+    resume: String,
+    /// The newest entry time when the pass began.
+    top: DateTime<Utc>,
+}
+
 /// Timing settings of a cycle, from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -113,7 +122,7 @@ struct CognigyRead {
     conversations: Vec<Conversation>,
     analytics: Vec<Analytics>,
     logs: Vec<LogEntry>,
-    cursors: Vec<(&'static str, DateTime<Utc>)>,
+    cursors: Vec<(&'static str, DateTime<Utc>, String)>,
     complete: bool,
     truncated: bool,
     ok: bool,
@@ -156,7 +165,7 @@ impl Poller {
     /// Runs one cycle at wall-clock time `now`.
     pub async fn run_cycle(&self, now: DateTime<Utc>) -> Result<CycleReport, CycleError> {
         let mut report = CycleReport::default();
-        let (cursors, cxone_continues) = self
+        let (cursors, cxone_continues, logs_pass) = self
             .with_store(|store, tenant| {
                 let names = [
                     CURSOR_CXONE,
@@ -168,13 +177,17 @@ impl Poller {
                 ];
                 let mut out = HashMap::new();
                 let mut continues = false;
+                let mut logs_pass = None;
                 for name in names {
                     if let Some(c) = store.cursor(tenant, name)? {
                         continues |= name == CURSOR_CXONE && c.detail == CONTINUE;
+                        if name == CURSOR_LOGS {
+                            logs_pass = serde_json::from_str::<LogsPass>(&c.detail).ok();
+                        }
                         out.insert(name, c.watermark);
                     }
                 }
-                Ok((out, continues))
+                Ok((out, continues, logs_pass))
             })
             .await?;
         let start_of_history = now - self.timing.initial_lookback;
@@ -202,7 +215,9 @@ impl Poller {
                 (r, cxone_started.elapsed())
             },
             async {
-                let r = self.read_cognigy(now, &cursors, start_of_history).await;
+                let r = self
+                    .read_cognigy(now, &cursors, logs_pass.as_ref(), start_of_history)
+                    .await;
                 (r, cognigy_started.elapsed())
             }
         );
@@ -241,8 +256,8 @@ impl Poller {
         report.contacts_read = new_contacts.len();
         report.cognigy_ok = cognigy.ok;
         report.more |= cognigy.truncated;
-        for (name, at) in &cognigy.cursors {
-            cursor_updates.push((name, *at, String::new()));
+        for (name, at, detail) in &cognigy.cursors {
+            cursor_updates.push((name, *at, detail.clone()));
         }
         let read_until = if cognigy.complete {
             cursor_updates.push((CURSOR_COGNIGY_READ_UNTIL, now, String::new()));
@@ -393,6 +408,7 @@ impl Poller {
         &self,
         now: DateTime<Utc>,
         cursors: &HashMap<&'static str, DateTime<Utc>>,
+        logs_pass: Option<&LogsPass>,
         start_of_history: DateTime<Utc>,
     ) -> CognigyRead {
         let window = Duration::seconds(self.rules.cognigy_lag_seconds as i64) + self.timing.overlap;
@@ -403,7 +419,11 @@ impl Poller {
             self.cognigy
                 .conversations_since(since(CURSOR_CONVERSATIONS), pages),
             self.cognigy.analytics_since(since(CURSOR_ANALYTICS), pages),
-            self.cognigy.logs_since(since(CURSOR_LOGS), pages),
+            self.cognigy.logs_since_resuming(
+                since(CURSOR_LOGS),
+                logs_pass.map(|p| p.resume.as_str()),
+                pages
+            ),
         );
         let mut read = CognigyRead {
             complete: true,
@@ -422,7 +442,7 @@ impl Poller {
                     } else {
                         now - window
                     };
-                    read.cursors.push((name, cursor));
+                    read.cursors.push((name, cursor, String::new()));
                 }
                 Err(e) => {
                     read.ok = false;
@@ -452,9 +472,30 @@ impl Poller {
             }
             Err(e) => next_cursor(CURSOR_ANALYTICS, Err(&e), &mut read),
         }
+        // Logs are read newest first down to the cursor. A pass cut short by the page cap keeps
+        // its starting point and continues from the server's cursor next cycle; when it
+        // completes, the next pass must reach back to where this one started (`top`).
         match logs {
+            Ok(b) if b.truncated => {
+                read.truncated = true;
+                read.complete = false;
+                let pass = LogsPass {
+                    resume: b.resume_cursor.clone().unwrap_or_default(),
+                    top: logs_pass.map(|p| p.top).or(b.newest).unwrap_or(now),
+                };
+                read.cursors.push((
+                    CURSOR_LOGS,
+                    since(CURSOR_LOGS),
+                    serde_json::to_string(&pass).unwrap_or_default(),
+                ));
+                read.logs = b.records;
+            }
             Ok(b) => {
-                next_cursor(CURSOR_LOGS, Ok((b.truncated, b.newest)), &mut read);
+                let next = match logs_pass {
+                    Some(p) => (now - window).min(p.top),
+                    None => now - window,
+                };
+                read.cursors.push((CURSOR_LOGS, next, String::new()));
                 read.logs = b.records;
             }
             Err(e) => next_cursor(CURSOR_LOGS, Err(&e), &mut read),

@@ -43,6 +43,8 @@ pub struct Batch<T> {
     pub truncated: bool,
     /// The read ended on Cognigy's HTTP 500 under a keyset filter, taken as end of data.
     pub ended_on_500: bool,
+    /// Logs only: where a truncated read stopped; pass it back to continue the same pass.
+    pub resume_cursor: Option<String>,
 }
 
 impl<T> Default for Batch<T> {
@@ -53,6 +55,7 @@ impl<T> Default for Batch<T> {
             pages: 0,
             truncated: false,
             ended_on_500: false,
+            resume_cursor: None,
         }
     }
 }
@@ -214,6 +217,17 @@ impl CognigyClient {
         after: DateTime<Utc>,
         max_pages: u32,
     ) -> Result<Batch<LogEntry>, SourceError> {
+        self.logs_since_resuming(after, None, max_pages).await
+    }
+
+    /// [`CognigyClient::logs_since`], continuing a truncated pass from its `resume_cursor`
+    /// (the pages newer than that were read by the earlier part of the pass).
+    pub async fn logs_since_resuming(
+        &self,
+        after: DateTime<Utc>,
+        resume: Option<&str>,
+        max_pages: u32,
+    ) -> Result<Batch<LogEntry>, SourceError> {
         let max_pages = max_pages.max(1);
         let base = format!(
             "{}/new/v2.0/projects/{}/logs",
@@ -221,7 +235,7 @@ impl CognigyClient {
             crate::sources::http::percent_encode(&self.config.project_id)
         );
         let mut batch = Batch::default();
-        let mut cursor: Option<String> = None;
+        let mut cursor: Option<String> = resume.map(str::to_owned);
         let mut seen_cursors = HashSet::new();
         loop {
             let mut params = vec![
@@ -272,6 +286,7 @@ impl CognigyClient {
             }
             if batch.pages >= max_pages {
                 batch.truncated = true;
+                batch.resume_cursor = Some(next);
                 break;
             }
             cursor = Some(next);
