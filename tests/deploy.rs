@@ -123,7 +123,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// Every series name the exporter exposes, as Prometheus stores them, plus the built-ins.
 fn exposed_series_names() -> HashSet<String> {
-    let mut names: HashSet<String> = PROMETHEUS_BUILTINS.iter().map(|s| (*s).to_owned()).collect();
+    let mut names: HashSet<String> = PROMETHEUS_BUILTINS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     for (name, kind, _) in FAMILIES {
         match *kind {
             "histogram" => {
@@ -208,9 +211,16 @@ fn metric_name_extraction_finds_only_metric_names() {
 #[test]
 fn dashboard_exprs_use_only_exported_metrics() {
     let (dashboard, exprs) = load_dashboard();
-    assert!(exprs.len() >= 10, "dashboard has only {} expressions", exprs.len());
+    assert!(
+        exprs.len() >= 10,
+        "dashboard has only {} expressions",
+        exprs.len()
+    );
     let unknown = unknown_metric_names(&exprs, &HashSet::new());
-    assert!(unknown.is_empty(), "dashboard reads unknown metrics: {unknown:#?}");
+    assert!(
+        unknown.is_empty(),
+        "dashboard reads unknown metrics: {unknown:#?}"
+    );
     let used: HashSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     for needed in [
         "handover_contacts_total",
@@ -224,9 +234,14 @@ fn dashboard_exprs_use_only_exported_metrics() {
     ] {
         assert!(used.contains(needed), "no dashboard panel reads {needed}");
     }
-    let panels = dashboard["panels"].as_array().expect("dashboard has panels");
+    let panels = dashboard["panels"]
+        .as_array()
+        .expect("dashboard has panels");
     for panel in panels {
-        assert!(panel["title"].as_str().is_some_and(|t| !t.is_empty()), "untitled panel {panel}");
+        assert!(
+            panel["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "untitled panel {panel}"
+        );
     }
 }
 
@@ -281,7 +296,10 @@ fn rules_use_only_exported_metrics() {
     let recorded: HashSet<String> = rules.iter().filter_map(|r| r.record.clone()).collect();
     let exprs: Vec<String> = rules.iter().map(|r| r.expr.clone()).collect();
     let unknown = unknown_metric_names(&exprs, &recorded);
-    assert!(unknown.is_empty(), "rules read unknown metrics: {unknown:#?}");
+    assert!(
+        unknown.is_empty(),
+        "rules read unknown metrics: {unknown:#?}"
+    );
     let alerts: HashSet<&str> = rules.iter().filter_map(|r| r.alert.as_deref()).collect();
     for alert in [
         "HandoverFailureRateHigh",
@@ -306,9 +324,7 @@ fn deploy_yaml_files_parse() {
                 dirs.push(path);
                 continue;
             }
-            let is_yaml = path
-                .extension()
-                .is_some_and(|e| e == "yml" || e == "yaml");
+            let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
             if !is_yaml {
                 continue;
             }
@@ -320,7 +336,10 @@ fn deploy_yaml_files_parse() {
             checked += 1;
         }
     }
-    assert!(checked >= 8, "only {checked} YAML files found under deploy/");
+    assert!(
+        checked >= 8,
+        "only {checked} YAML files found under deploy/"
+    );
 }
 
 fn yaml_at<'a>(value: &'a Yaml, path: &[&str]) -> &'a Yaml {
@@ -346,7 +365,9 @@ fn statefulset_never_runs_two_copies_of_a_shard() {
         Some("RollingUpdate")
     );
     assert!(
-        spec["updateStrategy"]["rollingUpdate"].get("maxUnavailable").is_none(),
+        spec["updateStrategy"]["rollingUpdate"]
+            .get("maxUnavailable")
+            .is_none(),
         "maxUnavailable would replace several shards at once"
     );
     let claims = yaml_at(spec, &["volumeClaimTemplates"])
@@ -361,7 +382,9 @@ fn statefulset_never_runs_two_copies_of_a_shard() {
         Some("ReadWriteOnce")
     );
     let container = &yaml_at(spec, &["template", "spec", "containers"])[0];
-    let mounts = container["volumeMounts"].as_sequence().expect("volumeMounts");
+    let mounts = container["volumeMounts"]
+        .as_sequence()
+        .expect("volumeMounts");
     assert!(
         mounts.iter().any(|m| m["name"].as_str() == Some("state")
             && m["mountPath"].as_str() == Some("/var/lib/handover-exporter")),
@@ -389,7 +412,9 @@ fn kubernetes_shard_configs_are_valid_and_disjoint() {
     let set: Yaml = serde_norway::from_str(&read(STATEFULSET)).expect("statefulset is YAML");
     let secret: Yaml =
         serde_norway::from_str(&read("deploy/kubernetes/secret.yaml")).expect("secret is YAML");
-    let data = yaml_at(&map, &["data"]).as_mapping().expect("data is a map");
+    let data = yaml_at(&map, &["data"])
+        .as_mapping()
+        .expect("data is a map");
     let replicas = yaml_at(&set, &["spec", "replicas"])
         .as_u64()
         .expect("replicas is a number");

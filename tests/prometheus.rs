@@ -56,7 +56,13 @@ async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
         &demo_log,
     );
     let demo = format!("http://127.0.0.1:{demo_port}");
-    wait_for_http(&http, &mut children, &format!("{demo}/metrics"), &[("demo", &demo_log)]).await;
+    wait_for_http(
+        &http,
+        &mut children,
+        &format!("{demo}/metrics"),
+        &[("demo", &demo_log)],
+    )
+    .await;
 
     let prometheus_port = free_port();
     let config_path = dir.path().join("prometheus.yml");
@@ -75,7 +81,13 @@ async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
     );
     let prometheus = format!("http://127.0.0.1:{prometheus_port}");
     let logs: [(&str, &Path); 2] = [("demo", &demo_log), ("prometheus", &prometheus_log)];
-    wait_for_http(&http, &mut children, &format!("{prometheus}/-/ready"), &logs).await;
+    wait_for_http(
+        &http,
+        &mut children,
+        &format!("{prometheus}/-/ready"),
+        &logs,
+    )
+    .await;
 
     let started = Instant::now();
     let mut missing = vec!["not checked yet".to_owned()];
@@ -140,10 +152,7 @@ async fn wait_for_http(
 async fn missing_in_prometheus(http: &reqwest::Client, prometheus: &str) -> Vec<String> {
     let mut missing = Vec::new();
     let up = query(http, prometheus, &format!("up{{job=\"{JOB}\"}}")).await;
-    let up_values: Vec<&str> = up
-        .iter()
-        .filter_map(|s| s["value"][1].as_str())
-        .collect();
+    let up_values: Vec<&str> = up.iter().filter_map(|s| s["value"][1].as_str()).collect();
     if up_values != ["1"] {
         missing.push(format!("up{{job=\"{JOB}\"}} == 1 (got {up_values:?})"));
     }
@@ -158,7 +167,10 @@ async fn missing_in_prometheus(http: &reqwest::Client, prometheus: &str) -> Vec<
             }
         }
     }
-    if failure_exemplar_contact_ids(http, prometheus).await.is_empty() {
+    if failure_exemplar_contact_ids(http, prometheus)
+        .await
+        .is_empty()
+    {
         missing.push("an exemplar with contact_id on handover_failures_total".to_owned());
     }
     missing
@@ -199,11 +211,7 @@ async fn failure_exemplar_contact_ids(http: &reqwest::Client, prometheus: &str) 
         .collect()
 }
 
-async fn get_json(
-    http: &reqwest::Client,
-    url: &str,
-    params: &[(&str, String)],
-) -> Option<Value> {
+async fn get_json(http: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Option<Value> {
     let response = http.get(url).query(params).send().await.ok()?;
     let body: Value = response.json().await.ok()?;
     (body["status"] == "success").then_some(body)
@@ -220,7 +228,11 @@ async fn fetch_openmetrics(http: &reqwest::Client, url: &str) -> String {
         .send()
         .await
         .expect("GET /metrics");
-    assert!(response.status().is_success(), "GET /metrics: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "GET /metrics: {}",
+        response.status()
+    );
     response.text().await.expect("read /metrics body")
 }
 
