@@ -25,7 +25,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const JOB: &str = "handover-exporter";
 
 /// A real Prometheus scrapes the demo: `up` is 1, every family in FAMILIES has data, failure
-/// exemplars carry `contact_id`, and the exposition passes the strict Python OpenMetrics parser
+/// exemplars carry a `contact_id` that opens that failed contact, and the exposition passes the strict Python OpenMetrics parser
 /// with snake_case label values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
@@ -105,6 +105,10 @@ async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
         std::fs::read_to_string(&prometheus_log).unwrap_or_default()
     );
 
+    let exemplars = failure_exemplars(&http, &prometheus).await;
+    let exemplar = exemplars.first().expect("exemplars were found above");
+    assert_exemplar_drills_down(&http, &demo, exemplar).await;
+
     let exposition = fetch_openmetrics(&http, &format!("{demo}/metrics")).await;
     let parsed = parse_with_python(&exposition);
     for (name, kind, _) in FAMILIES {
@@ -167,10 +171,7 @@ async fn missing_in_prometheus(http: &reqwest::Client, prometheus: &str) -> Vec<
             }
         }
     }
-    if failure_exemplar_contact_ids(http, prometheus)
-        .await
-        .is_empty()
-    {
+    if failure_exemplars(http, prometheus).await.is_empty() {
         missing.push("an exemplar with contact_id on handover_failures_total".to_owned());
     }
     missing
@@ -188,8 +189,16 @@ async fn query(http: &reqwest::Client, prometheus: &str, promql: &str) -> Vec<Va
         .unwrap_or_default()
 }
 
-/// The `contact_id`s of the failure exemplars Prometheus stored over the last ten minutes.
-async fn failure_exemplar_contact_ids(http: &reqwest::Client, prometheus: &str) -> Vec<String> {
+/// A failure exemplar as Prometheus returns it: the contact and the series it was attached to.
+#[derive(Debug)]
+struct FailureExemplar {
+    contact_id: String,
+    failure: String,
+    reason: String,
+}
+
+/// The failure exemplars with a `contact_id` that Prometheus stored over the last ten minutes.
+async fn failure_exemplars(http: &reqwest::Client, prometheus: &str) -> Vec<FailureExemplar> {
     let now = chrono::Utc::now().timestamp();
     let body = get_json(
         http,
@@ -204,11 +213,54 @@ async fn failure_exemplar_contact_ids(http: &reqwest::Client, prometheus: &str) 
     let Some(series) = body.and_then(|b| b["data"].as_array().cloned()) else {
         return Vec::new();
     };
-    series
-        .iter()
-        .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-        .filter_map(|e| e["labels"]["contact_id"].as_str().map(str::to_owned))
-        .collect()
+    let mut found = Vec::new();
+    for s in &series {
+        let label = |name: &str| {
+            s["seriesLabels"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for exemplar in s["exemplars"].as_array().into_iter().flatten() {
+            if let Some(contact_id) = exemplar["labels"]["contact_id"].as_str() {
+                found.push(FailureExemplar {
+                    contact_id: contact_id.to_owned(),
+                    failure: label("failure"),
+                    reason: label("reason"),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The exemplar leads to the contact: the demo's `/api/v1/contacts/{contact_id}` holds a failed
+/// diagnosis with the failure and reason of the series the exemplar was attached to.
+async fn assert_exemplar_drills_down(
+    http: &reqwest::Client,
+    demo: &str,
+    exemplar: &FailureExemplar,
+) {
+    let url = format!("{demo}/api/v1/contacts/{}", exemplar.contact_id);
+    let response = http.get(&url).send().await.expect("GET contact");
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    let body: Value = response.json().await.expect("contact JSON");
+    let diagnosis = &body["diagnosis"];
+    assert_eq!(diagnosis["outcome"], "failed", "{url}: {body}");
+    assert_eq!(
+        diagnosis["failure"],
+        exemplar.failure.as_str(),
+        "{url}: {body}"
+    );
+    assert_eq!(
+        diagnosis["reason"],
+        exemplar.reason.as_str(),
+        "{url}: {body}"
+    );
 }
 
 async fn get_json(http: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Option<Value> {
