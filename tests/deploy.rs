@@ -17,7 +17,7 @@ use serde_norway::Value as Yaml;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{externals_available, External};
+use support::{externals_available, optional_program_available, External};
 
 const RULES: &str = "deploy/prometheus/handover-exporter.rules.yml";
 const RULES_TEST: &str = "deploy/prometheus/handover-exporter.rules.test.yml";
@@ -460,4 +460,101 @@ fn kubernetes_shard_configs_are_valid_and_disjoint() {
         replicas,
         "shard configurations and StatefulSet replicas differ"
     );
+}
+
+/// The example Prometheus configuration passes `promtool check config`, including its rule file.
+#[test]
+fn prometheus_example_config_passes_promtool() {
+    if !externals_available(&[External::Program("promtool")]) {
+        return;
+    }
+    promtool(
+        &["check", "config", "deploy/prometheus/prometheus.yml"],
+        &repo_path("."),
+    );
+}
+
+/// The systemd unit is hardened (dynamic user, state directory, read-only system) and
+/// `systemd-analyze verify` accepts every key in it without a warning.
+#[test]
+fn systemd_unit_is_hardened_and_verifies() {
+    let unit = read("deploy/systemd/handover-exporter.service");
+    for setting in [
+        "DynamicUser=yes",
+        "StateDirectory=handover-exporter",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(unit.contains(setting), "the unit lacks {setting:?}");
+    }
+    if !optional_program_available("systemd-analyze") {
+        return;
+    }
+    // verify checks that ExecStart exists: point it at the binary this test run built.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("handover-exporter.service");
+    let local = unit.replace(
+        "/usr/local/bin/handover-exporter",
+        env!("CARGO_BIN_EXE_handover-exporter"),
+    );
+    std::fs::write(&path, local).expect("write unit");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("start systemd-analyze");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let unit_warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("handover-exporter.service"))
+        .collect();
+    assert!(
+        output.status.success() && unit_warnings.is_empty(),
+        "systemd-analyze verify: {}\n{stderr}",
+        output.status
+    );
+}
+
+/// Every file compose.yml mounts or builds from exists in the repository.
+#[test]
+fn compose_refers_to_existing_files() {
+    let compose: Yaml =
+        serde_norway::from_str(&read("deploy/compose.yml")).expect("compose is YAML");
+    let deploy = repo_path("deploy");
+    let services = yaml_at(&compose, &["services"])
+        .as_mapping()
+        .expect("services is a map");
+    let mut checked = 0;
+    for (name, service) in services {
+        let name = name.as_str().unwrap_or("?");
+        if let Some(build) = service.get("build") {
+            let context = deploy.join(yaml_at(build, &["context"]).as_str().expect("context"));
+            let dockerfile = context.join(
+                yaml_at(build, &["dockerfile"])
+                    .as_str()
+                    .expect("dockerfile"),
+            );
+            assert!(dockerfile.is_file(), "{name}: no {}", dockerfile.display());
+            checked += 1;
+        }
+        for volume in service
+            .get("volumes")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let source = volume
+                .as_str()
+                .and_then(|v| v.split(':').next())
+                .expect("short volume syntax");
+            if source.starts_with('.') {
+                let path = deploy.join(source);
+                assert!(path.exists(), "{name} mounts missing {}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} compose references checked");
 }

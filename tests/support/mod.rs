@@ -67,6 +67,17 @@ pub fn externals_available(requirements: &[External]) -> bool {
     false
 }
 
+/// For a tool CI does not install (e.g. `systemd-analyze` in a container): true when `name` is on
+/// `PATH`, otherwise prints `skipped: NAME not installed` and returns false, whatever
+/// `HANDOVER_REQUIRE_EXTERNAL` says.
+pub fn optional_program_available(name: &str) -> bool {
+    let found = program_on_path(name);
+    if !found {
+        println!("skipped: {name} not installed");
+    }
+    found
+}
+
 fn program_on_path(name: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else {
         return false;
