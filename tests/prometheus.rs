@@ -25,8 +25,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const JOB: &str = "handover-exporter";
 
 /// A real Prometheus scrapes the demo: `up` is 1, every family in FAMILIES has data, failure
-/// exemplars carry a `contact_id` that opens that failed contact, and the exposition passes the strict Python OpenMetrics parser
-/// with snake_case label values.
+/// exemplars carry a `contact_id` that opens that failed contact, and the exposition passes the
+/// strict Python OpenMetrics parser with snake_case label values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
     if !externals_available(&[
