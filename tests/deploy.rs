@@ -558,3 +558,32 @@ fn compose_refers_to_existing_files() {
     }
     assert!(checked >= 4, "only {checked} compose references checked");
 }
+
+/// The Dockerfile's dependency-caching stage creates a placeholder for every bench target
+/// Cargo.toml declares (otherwise `cargo build` there fails on a missing file), and it copies
+/// every directory the build reads.
+#[test]
+fn dockerfile_covers_cargo_targets() {
+    let dockerfile = read("deploy/Dockerfile");
+    let manifest: toml::Table = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml is TOML");
+    for bench in manifest
+        .get("bench")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = bench["name"].as_str().expect("bench name");
+        assert!(
+            dockerfile.contains(&format!("benches/{name}.rs")),
+            "deploy/Dockerfile has no placeholder for bench {name}"
+        );
+    }
+    for path in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "benches"] {
+        assert!(repo_path(path).exists(), "{path} is missing");
+        assert!(
+            dockerfile.contains(&format!("COPY {path}"))
+                || dockerfile.contains(&format!(" {path} ")),
+            "deploy/Dockerfile does not copy {path}"
+        );
+    }
+}
