@@ -295,8 +295,15 @@ async fn counters_equal_truth_and_drilldown_has_evidence() {
 /// truth exactly (no contact lost, none counted twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_neither_lose_nor_double_count() {
-    // Small CXone pages make the backlog take many cycles, so the kills land mid-run.
+    // Small pages on every source make the backlog take many cycles, so the kills land
+    // mid-run and every cursor (CXone skip pages, OData keysets, resumed log passes) is
+    // exercised across restarts.
     let w = world(300, 20, 1).await;
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "\n[tenant.cognigy.http]",
+        "odata_page_size = 60\nlogs_page_size = 10\nmax_pages = 2\n\n[tenant.cognigy.http]",
+    );
+    std::fs::write(&w.config, text).unwrap();
     let expected = truth_counts(&truth(&w).await);
 
     let first = Daemon::start(&w.config);
