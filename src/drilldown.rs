@@ -180,8 +180,7 @@ pub async fn diagnose_contact(
         .unwrap_or(asked.contact_start_date);
     let margin = Duration::minutes(WINDOW_MARGIN_MINUTES);
     let since = start - margin;
-    let sessions_since =
-        since - Duration::seconds(tenant.rules.correlation_window_seconds as i64);
+    let sessions_since = since - Duration::seconds(tenant.rules.correlation_window_seconds as i64);
 
     let pages = tenant.cognigy.max_pages;
     let (contacts, sessions, conversations, analytics, logs) = tokio::join!(
@@ -300,7 +299,13 @@ pub fn render(drilldown: &Drilldown, format: Format) -> String {
                 .find(|h| !h.contact_state_history.is_empty());
             crate::report::text(d, history)
         }
-        (DrilldownVerdict::Pending { waiting_for, due_at }, Format::Json) => {
+        (
+            DrilldownVerdict::Pending {
+                waiting_for,
+                due_at,
+            },
+            Format::Json,
+        ) => {
             serde_json::json!({
                 "contact_id": drilldown.master_contact_id,
                 "status": "pending",
@@ -310,10 +315,18 @@ pub fn render(drilldown: &Drilldown, format: Format) -> String {
             .to_string()
                 + "\n"
         }
-        (DrilldownVerdict::Pending { waiting_for, due_at }, Format::Text) => {
+        (
+            DrilldownVerdict::Pending {
+                waiting_for,
+                due_at,
+            },
+            Format::Text,
+        ) => {
             let why = match *waiting_for {
-                "cognigy_lag" => "no Cognigy session matches yet, and Cognigy records can appear \
-                                  until the configured cognigy_lag_seconds after the call ended",
+                "cognigy_lag" => {
+                    "no Cognigy session matches yet, and Cognigy records can appear \
+                                  until the configured cognigy_lag_seconds after the call ended"
+                }
                 "cognigy_settle" => "its Cognigy session is still settling",
                 _ => "its data may still arrive",
             };
@@ -323,12 +336,14 @@ pub fn render(drilldown: &Drilldown, format: Format) -> String {
                 due_at.to_rfc3339()
             )
         }
-        (DrilldownVerdict::NotBotContact, Format::Json) => serde_json::json!({
-            "contact_id": drilldown.master_contact_id,
-            "status": "not_a_bot_contact",
-        })
-        .to_string()
-            + "\n",
+        (DrilldownVerdict::NotBotContact, Format::Json) => {
+            serde_json::json!({
+                "contact_id": drilldown.master_contact_id,
+                "status": "not_a_bot_contact",
+            })
+            .to_string()
+                + "\n"
+        }
         (DrilldownVerdict::NotBotContact, Format::Text) => format!(
             "contact {}: not a bot contact: it did not enter a configured bot entry point of \
              contact or skill, and no Cognigy session points to it\n",

@@ -39,7 +39,11 @@ enum Command {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Address of the daemon's web interface.
-    #[arg(long = "web.listen-address", env = "HANDOVER_WEB_LISTEN_ADDRESS", default_value = "127.0.0.1:10042")]
+    #[arg(
+        long = "web.listen-address",
+        env = "HANDOVER_WEB_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10042"
+    )]
     listen_address: String,
     /// Seed of the simulated world.
     #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
@@ -51,7 +55,11 @@ struct DemoArgs {
 #[derive(Args, Debug)]
 struct SimulateArgs {
     /// Address of the simulated APIs.
-    #[arg(long = "web.listen-address", env = "HANDOVER_WEB_LISTEN_ADDRESS", default_value = "127.0.0.1:10043")]
+    #[arg(
+        long = "web.listen-address",
+        env = "HANDOVER_WEB_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10043"
+    )]
     listen_address: String,
     /// Seed of the generated world (same seed, same world).
     #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
@@ -66,46 +74,90 @@ struct SimulateArgs {
     #[arg(long, env = "HANDOVER_RATE", default_value_t = 2880.0)]
     rate: f64,
     /// Hours of calls before start-up (the window of a finite world).
-    #[arg(long = "backlog-hours", env = "HANDOVER_BACKLOG_HOURS", default_value_t = 1.0)]
+    #[arg(
+        long = "backlog-hours",
+        env = "HANDOVER_BACKLOG_HOURS",
+        default_value_t = 1.0
+    )]
     backlog_hours: f64,
     /// Seconds after a session ends before its Cognigy OData records appear.
-    #[arg(long = "cognigy-lag-seconds", env = "HANDOVER_COGNIGY_LAG_SECONDS", default_value_t = 60)]
+    #[arg(
+        long = "cognigy-lag-seconds",
+        env = "HANDOVER_COGNIGY_LAG_SECONDS",
+        default_value_t = 60
+    )]
     cognigy_lag_seconds: u64,
     /// Write the world as a replay directory and exit, instead of serving.
     #[arg(long, env = "HANDOVER_DUMP")]
     dump: Option<PathBuf>,
     /// Fault: every Nth API request answers 429.
-    #[arg(long = "fault.rate-limit-429", env = "HANDOVER_FAULT_RATE_LIMIT_429", default_value_t = 0)]
+    #[arg(
+        long = "fault.rate-limit-429",
+        env = "HANDOVER_FAULT_RATE_LIMIT_429",
+        default_value_t = 0
+    )]
     rate_limit_429: u64,
     /// Fault: the Retry-After of those 429s: none, seconds (e.g. 2) or date:SECONDS.
-    #[arg(long = "fault.retry-after", env = "HANDOVER_FAULT_RETRY_AFTER", default_value = "none")]
+    #[arg(
+        long = "fault.retry-after",
+        env = "HANDOVER_FAULT_RETRY_AFTER",
+        default_value = "none"
+    )]
     retry_after: RetryAfter,
     /// Fault: the first N API requests answer 503.
-    #[arg(long = "fault.server-error-burst", env = "HANDOVER_FAULT_SERVER_ERROR_BURST", default_value_t = 0)]
+    #[arg(
+        long = "fault.server-error-burst",
+        env = "HANDOVER_FAULT_SERVER_ERROR_BURST",
+        default_value_t = 0
+    )]
     server_error_burst: u64,
     /// Fault: delay every API answer by this many milliseconds.
-    #[arg(long = "fault.slow-ms", env = "HANDOVER_FAULT_SLOW_MS", default_value_t = 0)]
+    #[arg(
+        long = "fault.slow-ms",
+        env = "HANDOVER_FAULT_SLOW_MS",
+        default_value_t = 0
+    )]
     slow_ms: u64,
     /// Fault: cut the body of the next N data pages in half.
-    #[arg(long = "fault.truncated-pages", env = "HANDOVER_FAULT_TRUNCATED_PAGES", default_value_t = 0)]
+    #[arg(
+        long = "fault.truncated-pages",
+        env = "HANDOVER_FAULT_TRUNCATED_PAGES",
+        default_value_t = 0
+    )]
     truncated_pages: u64,
     /// Fault: answer the next N data pages with invalid JSON.
-    #[arg(long = "fault.malformed-pages", env = "HANDOVER_FAULT_MALFORMED_PAGES", default_value_t = 0)]
+    #[arg(
+        long = "fault.malformed-pages",
+        env = "HANDOVER_FAULT_MALFORMED_PAGES",
+        default_value_t = 0
+    )]
     malformed_pages: u64,
     /// Fault: CXone tokens say and live this many seconds.
-    #[arg(long = "fault.token-ttl-seconds", env = "HANDOVER_FAULT_TOKEN_TTL_SECONDS")]
+    #[arg(
+        long = "fault.token-ttl-seconds",
+        env = "HANDOVER_FAULT_TOKEN_TTL_SECONDS"
+    )]
     token_ttl_seconds: Option<u64>,
     /// Fault: CXone tokens stop working after this many seconds, whatever expires_in says.
-    #[arg(long = "fault.token-dies-after-seconds", env = "HANDOVER_FAULT_TOKEN_DIES_AFTER_SECONDS")]
+    #[arg(
+        long = "fault.token-dies-after-seconds",
+        env = "HANDOVER_FAULT_TOKEN_DIES_AFTER_SECONDS"
+    )]
     token_dies_after_seconds: Option<u64>,
     /// Fault: Cognigy OData answers 500 at the end of a keyset instead of an empty page.
     #[arg(long = "fault.keyset-end-500", env = "HANDOVER_FAULT_KEYSET_END_500")]
     keyset_end_500: bool,
     /// Fault: CXone contacts use the old field names with numbers and booleans as strings.
-    #[arg(long = "fault.old-cxone-fields", env = "HANDOVER_FAULT_OLD_CXONE_FIELDS")]
+    #[arg(
+        long = "fault.old-cxone-fields",
+        env = "HANDOVER_FAULT_OLD_CXONE_FIELDS"
+    )]
     old_cxone_fields: bool,
     /// Fault: Cognigy OData v2.4 records carry `_id` instead of `id`.
-    #[arg(long = "fault.odata-underscore-id", env = "HANDOVER_FAULT_ODATA_UNDERSCORE_ID")]
+    #[arg(
+        long = "fault.odata-underscore-id",
+        env = "HANDOVER_FAULT_ODATA_UNDERSCORE_ID"
+    )]
     odata_underscore_id: bool,
     #[command(flatten)]
     log: LogArgs,
@@ -365,8 +417,14 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))?;
-        println!("simulated CXone + Cognigy APIs at http://{}", listener.local_addr()?);
-        println!("  ground truth: http://{}/_sim/truth", listener.local_addr()?);
+        println!(
+            "simulated CXone + Cognigy APIs at http://{}",
+            listener.local_addr()?
+        );
+        println!(
+            "  ground truth: http://{}/_sim/truth",
+            listener.local_addr()?
+        );
         handover_exporter::simulator::run(listener, options, daemon::shutdown_signal()).await
     })
 }

@@ -298,7 +298,13 @@ impl Poller {
         };
         let cases = correlate(inputs, &self.rules);
         report.cases = cases.len();
-        let ignored = not_bot_contacts(&contacts, &cases, &self.rules, read_until, self.timing.settle);
+        let ignored = not_bot_contacts(
+            &contacts,
+            &cases,
+            &self.rules,
+            read_until,
+            self.timing.settle,
+        );
         let diagnoses: Vec<Diagnosis> = cases
             .iter()
             .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
