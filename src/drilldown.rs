@@ -291,13 +291,21 @@ pub fn render(drilldown: &Drilldown, format: Format) -> String {
     match (&drilldown.verdict, format) {
         (DrilldownVerdict::Diagnosed(d), Format::Json) => crate::report::json_line(d) + "\n",
         (DrilldownVerdict::Diagnosed(d), Format::Text) => {
-            let history = d
+            // The most telling history: the contact that queued or reached an agent, else the
+            // first one with any state (the master contact comes first in the evidence).
+            let histories: Vec<&StateHistory> = d
                 .evidence
                 .contact_ids
                 .iter()
                 .filter_map(|id| drilldown.state_history.get(id))
-                .find(|h| !h.contact_state_history.is_empty());
-            crate::report::text(d, history)
+                .filter(|h| !h.contact_state_history.is_empty())
+                .collect();
+            let queued = histories.iter().copied().find(|h| {
+                h.contact_state_history.iter().any(|s| {
+                    s.agent_id != 0 || s.contact_state_name.eq_ignore_ascii_case("InQueue")
+                })
+            });
+            crate::report::text(d, queued.or(histories.first().copied()))
         }
         (
             DrilldownVerdict::Pending {

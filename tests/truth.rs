@@ -259,25 +259,25 @@ fn simulate_dump_binary_and_replay_binary_agree_with_truth_json() {
     );
 }
 
-/// Up to `per_reason` contacts of every reason in the truth, then more until `total`.
-fn sample(truth: &Truth, per_reason: usize, total: usize) -> Vec<&simulator::truth::TruthContact> {
-    let mut by_reason: BTreeMap<Reason, usize> = BTreeMap::new();
-    let mut picked = Vec::new();
-    for c in &truth.contacts {
-        let n = by_reason.entry(c.reason).or_default();
-        if *n < per_reason {
-            *n += 1;
-            picked.push(c);
-        }
+/// The first and the last contact of every reason in the truth (early calls see a window with
+/// the whole world, late ones a narrow window), plus the first 12 `caller_time` matches.
+fn sample(truth: &Truth) -> Vec<&simulator::truth::TruthContact> {
+    let reasons: BTreeSet<Reason> = truth.contacts.iter().map(|c| c.reason).collect();
+    let mut picked: Vec<&simulator::truth::TruthContact> = Vec::new();
+    for reason in reasons {
+        let of_reason = || truth.contacts.iter().filter(move |c| c.reason == reason);
+        picked.extend(of_reason().next());
+        picked.extend(of_reason().next_back());
     }
-    for c in &truth.contacts {
-        if picked.len() >= total {
-            break;
-        }
-        if !picked.iter().any(|p| p.contact_id == c.contact_id) {
-            picked.push(c);
-        }
-    }
+    picked.extend(
+        truth
+            .contacts
+            .iter()
+            .filter(|c| c.match_kind == simulator::MatchPath::CallerTime)
+            .take(12),
+    );
+    picked.sort_by_key(|c| c.contact_id);
+    picked.dedup_by_key(|c| c.contact_id);
     picked
 }
 
@@ -297,7 +297,7 @@ async fn live_drilldown_matches_truth_for_every_reason() {
     let truth = sim.state.truth(now);
     let tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
     let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
-    let picked = sample(&truth, 1, 18);
+    let picked = sample(&truth);
     let reasons: BTreeSet<Reason> = truth.contacts.iter().map(|c| c.reason).collect();
     assert!(
         reasons.len() >= 10,
