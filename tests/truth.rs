@@ -440,6 +440,36 @@ async fn live_contact_without_session_is_pending_until_the_lag_passed() {
     );
 }
 
+/// A call that never entered the bot (another point of contact, no session) is reported as not a
+/// bot contact, in text and JSON, with exit 0; the simulator's truth does not list it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_non_bot_contact_is_reported_as_not_a_bot_contact() {
+    let sim = start(finite(808, 80)).await;
+    let now = Utc::now();
+    let truth = sim.state.truth(now);
+    let other = {
+        let world = sim.state.world_at(now);
+        world
+            .calls
+            .iter()
+            .find(|call| call.truth.is_none())
+            .map(|call| call.master_contact_id)
+            .expect("the world has calls that never entered the bot")
+    };
+    assert!(truth.contacts.iter().all(|c| c.contact_id != other));
+    let tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
+    let d = drilldown::diagnose_contact(&tenant, other, Utc::now())
+        .await
+        .expect("drill-down");
+    assert_eq!(d.verdict, DrilldownVerdict::NotBotContact);
+    assert_eq!(drilldown::exit_code(&d), 0);
+    assert!(drilldown::render(&d, Format::Text).contains("not a bot contact"));
+    let json: serde_json::Value =
+        serde_json::from_str(drilldown::render(&d, Format::Json).trim()).expect("one JSON line");
+    assert_eq!(json["status"], "not_a_bot_contact");
+    assert_eq!(json["contact_id"], other);
+}
+
 /// The binary's live `diagnose CONTACT_ID --config.file FILE` (secrets from files) prints the
 /// truth's verdict as JSON with exit 1 for a failure, and as text with the CXone state history
 /// and exit 0 for a call an agent answered.
