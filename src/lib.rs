@@ -12,6 +12,7 @@
 //! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
+//! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
 //!
 //! Pipeline of one poll cycle (and of `diagnose --replay`, minus the store):
 //!
@@ -28,6 +29,7 @@ pub mod correlation;
 pub mod daemon;
 pub mod demo;
 pub mod diagnosis;
+pub mod drilldown;
 pub mod logline;
 pub mod metrics;
 pub mod pipeline;

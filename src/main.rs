@@ -237,6 +237,16 @@ struct DiagnoseArgs {
     /// Output format.
     #[arg(long, value_enum, env = "HANDOVER_FORMAT", default_value = "text")]
     format: Format,
+    /// Configuration file (TOML) naming the APIs, for a live diagnosis.
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// The tenant to diagnose in (default: the only tenant of the configuration).
+    #[arg(long, env = "HANDOVER_TENANT")]
+    tenant: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -261,8 +271,36 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             &mut stderr.lock(),
         )),
         None => {
-            eprintln!("error: live diagnose is not available in this build yet");
-            ExitCode::from(2)
+            // clap requires CONTACT_ID when --replay is absent.
+            let Some(contact_id) = args.contact_id else {
+                eprintln!("error: give a CONTACT_ID or --replay DIR");
+                return ExitCode::from(2);
+            };
+            let config = match handover_exporter::config::load(&args.config_file) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            ExitCode::from(runtime.block_on(handover_exporter::drilldown::run(
+                &config,
+                args.tenant.as_deref(),
+                contact_id,
+                args.format,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            )))
         }
     }
 }
