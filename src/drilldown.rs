@@ -230,6 +230,7 @@ pub async fn diagnose_contact(
     let horizon = Horizon {
         now,
         cognigy_read_until: now,
+        cxone_read_until: now,
         settle_seconds: 0,
     };
     let case = cases.iter().find(|c| c.master_contact_id == master_id);
