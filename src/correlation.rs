@@ -87,7 +87,26 @@ pub struct Case<'a> {
 impl Case<'_> {
     /// The master contact record, or the earliest contact when the master is not (yet) known.
     pub fn primary(&self) -> &CompletedContact {
+        // A case is only ever built from a group holding at least one contact (`correlate`).
         self.contacts[0]
+    }
+
+    /// When the group's last known contact ended.
+    pub fn ended_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.contacts
+            .iter()
+            .map(|c| c.ended_at())
+            .max()
+            .unwrap_or_else(|| self.primary().ended_at())
+    }
+
+    /// When the group's first contact started.
+    pub fn started_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.contacts
+            .iter()
+            .map(|c| c.contact_start_date)
+            .min()
+            .unwrap_or_else(|| self.primary().contact_start_date)
     }
 
     /// Whether the master contact's own record is among the group's contacts.

@@ -275,18 +275,8 @@ pub enum Verdict {
 
 /// Applies the rules of DESIGN §5 in order to one case.
 pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
-    let ended = case
-        .contacts
-        .iter()
-        .map(|c| c.ended_at())
-        .max()
-        .unwrap_or_else(|| case.primary().ended_at());
-    let started = case
-        .contacts
-        .iter()
-        .map(|c| c.contact_start_date)
-        .min()
-        .unwrap_or_else(|| case.primary().contact_start_date);
+    let ended = case.ended_at();
+    let started = case.started_at();
     let lag = Duration::seconds(rules.cognigy_lag_seconds as i64);
     let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
     let settle = Duration::seconds(horizon.settle_seconds);

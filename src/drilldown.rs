@@ -248,12 +248,7 @@ pub async fn diagnose_contact(
             let verdict = match diagnose(case, &tenant.rules, &horizon) {
                 Verdict::Diagnosed(d) => DrilldownVerdict::Diagnosed(d),
                 Verdict::Pending { waiting_for } => {
-                    let ended = case
-                        .contacts
-                        .iter()
-                        .map(|c| c.ended_at())
-                        .max()
-                        .unwrap_or_else(|| case.primary().ended_at());
+                    let ended = case.ended_at();
                     let wait = if case.session.is_some() {
                         Duration::zero()
                     } else {
