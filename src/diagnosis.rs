@@ -589,7 +589,12 @@ impl<'a> Derived<'a> {
                 if c.input_data.event.as_ref().is_some_and(|e| e.is_transfer()) {
                     escalations.push(conversation_fact(c));
                 }
-                if c.input_data.event.is_some() || c.input_data.master_contact_id.is_some() {
+                if c.in_handover_request {
+                    d.timeline.push(Fact {
+                        detail: "inHandoverRequest = true".into(),
+                        ..conversation_fact(c)
+                    });
+                } else if c.input_data.event.is_some() || c.input_data.master_contact_id.is_some() {
                     d.timeline.push(conversation_fact(c));
                 }
             }

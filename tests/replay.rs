@@ -250,3 +250,18 @@ fn bad_replay_config_exits_2() {
     assert!(stderr.contains("config.toml"), "{stderr}");
     assert!(stderr.contains("handover_deadline"), "{stderr}");
 }
+
+/// The readable report of one contact, pinned as a snapshot (a change to the wording or the
+/// evidence shows up in review as a snapshot diff).
+#[test]
+fn text_report_snapshot() {
+    let data = handover_exporter::replay::read_dir(&fixture_dir()).unwrap();
+    assert!(data.problems.is_empty(), "{:?}", data.problems);
+    let diagnoses = handover_exporter::replay::diagnose_data(&data);
+    let d = diagnoses
+        .iter()
+        .find(|d| d.contact_id == 712345678900)
+        .expect("the in-queue contact is diagnosed");
+    let history = data.state_history.get(&712345678900);
+    insta::assert_snapshot!(handover_exporter::report::text(d, history));
+}
