@@ -122,7 +122,10 @@ impl Case<'_> {
 pub fn normalize_e164(raw: &str) -> Option<String> {
     let mut s = raw.trim();
     for prefix in ["sip:", "sips:", "tel:"] {
-        if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        // `get` rather than slicing: a caller id may hold non-ASCII text (webchat user names).
+        if s.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
             s = &s[prefix.len()..];
         }
     }
@@ -361,5 +364,22 @@ fn insert_preferred<'a>(
         _ => {
             map.insert(group, candidate);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_e164;
+
+    /// Non-ASCII caller ids (webchat user names) neither panic nor normalise to a number.
+    #[test]
+    fn non_ascii_caller_ids_do_not_panic() {
+        assert_eq!(normalize_e164("José"), None);
+        assert_eq!(normalize_e164("ßip:+491234"), Some("+491234".into()));
+        assert_eq!(
+            normalize_e164("sip:+15551234567@host"),
+            Some("+15551234567".into())
+        );
+        assert_eq!(normalize_e164("0049 30 123"), Some("+4930123".into()));
     }
 }

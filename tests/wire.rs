@@ -178,3 +178,20 @@ fn cognigy_log_envelopes() {
         .contains("next=6601f0a1b2c3d4e5f6a7e005"));
     assert!(parse_log_page(br#"{"total":0}"#).is_err());
 }
+
+/// Non-finite numbers ("inf", "NaN") and timestamps outside 1970..=9999 are errors naming the
+/// value, so no later arithmetic on them can overflow or poison a histogram.
+#[test]
+fn absurd_values_are_refused() {
+    for body in [
+        r#"{"completedContacts":[{"contactId":1,"contactStartDate":"2026-03-20T09:10:00Z","totalDurationSeconds":"inf"}]}"#,
+        r#"{"completedContacts":[{"contactId":1,"contactStartDate":"2026-03-20T09:10:00Z","inQueueSeconds":"NaN"}]}"#,
+        r#"{"completedContacts":[{"contactId":1,"contactStartDate":"0001-01-01T00:00:00Z"}]}"#,
+    ] {
+        assert!(parse_completed_page(body.as_bytes()).is_err(), "{body}");
+    }
+    let huge = r#"{"completedContacts":[{"contactId":1,"contactStartDate":"9999-12-31T00:00:00Z","totalDurationSeconds":1e300}]}"#;
+    let page = parse_completed_page(huge.as_bytes()).unwrap();
+    // Clamped to 30 days: computing the end does not overflow.
+    let _ = page.completed_contacts[0].ended_at();
+}

@@ -13,17 +13,22 @@ use std::fmt;
 
 /// Parses an ISO-8601 timestamp: RFC 3339 with `Z` or an offset, or a naive date-time taken as UTC
 /// (CXone documents UTC-only date-times and some payloads omit the zone).
+/// Years outside 1970..=9999 are refused: no contact or session lives there, and keeping times in
+/// that range means adding any configured duration to them can never overflow.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(t.and_utc());
-        }
-    }
-    None
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+                .map(|t| t.and_utc())
+        })?;
+    (1970..=9999)
+        .contains(&chrono::Datelike::year(&parsed))
+        .then_some(parsed)
 }
 
 struct I64Visitor;
@@ -109,9 +114,11 @@ impl<'de> Visitor<'de> for F64Visitor {
         if t.is_empty() {
             return Ok(None);
         }
-        t.parse::<f64>()
-            .map(Some)
-            .map_err(|_| E::custom(format!("expected a number, got string {v:?}")))
+        // `f64::from_str` also takes "inf" and "NaN", which no API means as a number.
+        match t.parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(Some(n)),
+            _ => Err(E::custom(format!("expected a number, got string {v:?}"))),
+        }
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)

@@ -100,9 +100,19 @@ impl CompletedContact {
     }
 }
 
-/// Converts fractional seconds to a chrono duration at millisecond precision.
+/// The longest contact duration taken at face value; longer or negative values are clamped so
+/// that no reported number can overflow a timestamp.
+const MAX_CONTACT_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// Converts fractional seconds to a chrono duration at millisecond precision, clamped to
+/// 0..=30 days (a NaN counts as 0).
 pub fn seconds(value: f64) -> Duration {
-    Duration::milliseconds((value * 1000.0).round() as i64)
+    let clamped = if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(0.0, MAX_CONTACT_SECONDS)
+    };
+    Duration::milliseconds((clamped * 1000.0).round() as i64)
 }
 
 /// The `GET /contacts/completed` envelope. HTTP 204 (no body) is the empty page and never reaches
