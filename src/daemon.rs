@@ -102,6 +102,7 @@ pub async fn poll_loop(
     deadline: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let poller = Arc::new(poller);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,18 +111,26 @@ pub async fn poll_loop(
             _ = stop.wait_for(|s| *s) => return,
         }
         let started = Instant::now();
-        let cycle = tokio::time::timeout(deadline, poller.run_cycle(chrono::Utc::now()));
+        // Each cycle is its own task, so a bug that panics on some input costs that cycle, not
+        // the tenant's whole loop.
+        let cycle = tokio::spawn({
+            let poller = poller.clone();
+            async move { poller.run_cycle(chrono::Utc::now()).await }
+        });
+        let abort = cycle.abort_handle();
         let outcome = tokio::select! {
-            r = cycle => r,
+            r = tokio::time::timeout(deadline, cycle) => r,
             _ = stop.wait_for(|s| *s) => {
-                // Dropping the cycle is safe: nothing is counted before its single commit.
+                // Aborting is safe: the commit and its counters run in one blocking task that
+                // finishes on its own; before it, nothing was written.
+                abort.abort();
                 tracing::info!(tenant = poller.tenant(), "shutdown: abandoned the running cycle");
                 return;
             }
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        match outcome {
-            Ok(Ok(r)) => {
+        let failure = match outcome {
+            Ok(Ok(Ok(r))) => {
                 tracing::info!(
                     tenant = poller.tenant(),
                     contacts_read = r.contacts_read,
@@ -140,24 +149,29 @@ pub async fn poll_loop(
                     // A page cap was hit: catch up without waiting a whole interval.
                     ticker.reset_immediately();
                 }
+                None
             }
-            Ok(Err(e)) => {
-                poller
-                    .metrics()
-                    .cycle_failed(poller.tenant(), CycleFailure::Store);
+            Ok(Ok(Err(e))) => {
                 tracing::error!(tenant = poller.tenant(), kind = e.kind(), error = %e, duration_ms = elapsed_ms, "cycle failed");
+                Some(CycleFailure::Store)
+            }
+            Ok(Err(join)) => {
+                tracing::error!(tenant = poller.tenant(), kind = "panic", error = %join, duration_ms = elapsed_ms, "cycle panicked; the next one starts afresh");
+                Some(CycleFailure::Panic)
             }
             Err(_) => {
-                poller
-                    .metrics()
-                    .cycle_failed(poller.tenant(), CycleFailure::Deadline);
+                abort.abort();
                 tracing::error!(
                     tenant = poller.tenant(),
                     kind = "deadline",
                     deadline_ms = deadline.as_millis() as u64,
                     "cycle abandoned at its deadline"
                 );
+                Some(CycleFailure::Deadline)
             }
+        };
+        if let Some(kind) = failure {
+            poller.metrics().cycle_failed(poller.tenant(), kind);
         }
     }
 }

@@ -57,17 +57,24 @@ pub enum CycleFailure {
     Store,
     /// The cycle ran past its deadline and was abandoned.
     Deadline,
+    /// The cycle panicked (a bug); the loop goes on with the next cycle.
+    Panic,
 }
 
 impl CycleFailure {
     /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [CycleFailure] = &[CycleFailure::Store, CycleFailure::Deadline];
+    pub const ALL: &'static [CycleFailure] = &[
+        CycleFailure::Store,
+        CycleFailure::Deadline,
+        CycleFailure::Panic,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             CycleFailure::Store => "store",
             CycleFailure::Deadline => "deadline",
+            CycleFailure::Panic => "panic",
         }
     }
 }

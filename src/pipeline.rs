@@ -238,12 +238,20 @@ impl Poller {
                     .filter_map(|c| c.last_update_time)
                     .max();
                 let (watermark, detail) = if batch.truncated {
-                    (newest_update.unwrap_or(cxone_since + overlap), CONTINUE)
+                    let newest = newest_update.unwrap_or(cxone_since).min(now);
+                    if newest <= cxone_since {
+                        // A whole capped read shares one `lastUpdateTime`: without a step the
+                        // same pages would be read forever. Step past it and say so.
+                        tracing::error!(tenant = %self.tenant, source = "cxone", kind = "cursor_stalled", "a page-capped read made no progress; stepping the cursor by 1 ms (raise page_size or max_pages)");
+                        (cxone_since + Duration::milliseconds(1), CONTINUE)
+                    } else {
+                        (newest, CONTINUE)
+                    }
                 } else {
                     (batch.last_poll_time.unwrap_or(now).min(now), "")
                 };
                 let previous = cursors.get(CURSOR_CXONE).copied();
-                let watermark = previous.map_or(watermark, |p| p.max(watermark));
+                let watermark = previous.map_or(watermark, |p| p.min(now).max(watermark));
                 cursor_updates.push((CURSOR_CXONE, watermark, detail.to_owned()));
                 cxone_watermark = Some(watermark);
                 batch.contacts
@@ -330,6 +338,7 @@ impl Poller {
             &cases,
             &self.rules,
             read_until,
+            now,
             self.timing.settle,
         );
         let diagnoses: Vec<Diagnosis> = cases
@@ -340,9 +349,12 @@ impl Poller {
             })
             .collect();
 
-        // One transaction: records, diagnoses, cursors.
-        let prune_before = self.prune_due(now).then(|| now - self.timing.retention);
-        let (recorded, pending_count) = self
+        // One transaction: records, diagnoses, cursors. The counters move in the same blocking
+        // task, right after the commit: once the commit has happened, neither a deadline nor a
+        // shutdown that drops this future can keep them from moving (a blocking task runs to
+        // its end).
+        let metrics = self.metrics.clone();
+        let recorded = self
             .with_store(move |store, tenant| {
                 let cursor_refs: Vec<(&str, DateTime<Utc>, String)> = cursor_updates
                     .iter()
@@ -362,24 +374,37 @@ impl Poller {
                         ignored: &ignored,
                     },
                 )?;
+                for d in &recorded {
+                    metrics.record_diagnosis(tenant, d);
+                }
+                Ok(recorded)
+            })
+            .await?;
+
+        // Housekeeping after the commit: a failure here is logged, and loses nothing.
+        let prune_before = self.prune_due(now).then(|| now - self.timing.retention);
+        let housekeeping = self
+            .with_store(move |store, tenant| {
                 if let Some(before) = prune_before {
                     let pruned = store.prune(before)?;
                     tracing::debug!(tenant, pruned, "pruned rows past retention");
                 }
-                Ok((recorded, store.pending_count(tenant)?))
+                store.pending_count(tenant)
             })
-            .await?;
-        if prune_before.is_some() {
-            self.mark_pruned(now);
-        }
-
-        // Only now, after the commit, do the counters move.
-        for d in &recorded {
-            self.metrics.record_diagnosis(&self.tenant, d);
+            .await;
+        match housekeeping {
+            Ok(count) => {
+                if prune_before.is_some() {
+                    self.mark_pruned(now);
+                }
+                report.pending = count;
+                self.metrics.set_pending(&self.tenant, count);
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, kind = e.kind(), error = %e, "pruning or counting pending contacts failed");
+            }
         }
         report.diagnosed = recorded.len();
-        report.pending = pending_count;
-        self.metrics.set_pending(&self.tenant, pending_count);
         self.publish_source(PollSource::Cxone, report.cxone_ok, now);
         self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
         if let Some(w) = cxone_watermark {
@@ -430,11 +455,19 @@ impl Poller {
             ok: true,
             ..CognigyRead::default()
         };
+        // A 500 taken as "end of keyset" is believable only near the present: in the middle of a
+        // backlog it is an outage, and moving the cursor past it would skip data.
+        let believable_end = now - window - window;
         let next_cursor = |name: &'static str,
-                           result: Result<(bool, Option<DateTime<Utc>>), &SourceError>,
+                           result: Result<(bool, bool, Option<DateTime<Utc>>), &SourceError>,
                            read: &mut CognigyRead| {
             match result {
-                Ok((truncated, newest)) => {
+                Ok((_, true, newest)) if newest.unwrap_or_else(|| since(name)) < believable_end => {
+                    read.ok = false;
+                    read.complete = false;
+                    tracing::warn!(tenant = %self.tenant, source = "cognigy", collection = name, kind = "keyset_500", "HTTP 500 far behind the present taken as an outage, not the end of data");
+                }
+                Ok((truncated, _, newest)) => {
                     let cursor = if truncated {
                         read.truncated = true;
                         read.complete = false;
@@ -453,28 +486,42 @@ impl Poller {
         };
         match sessions {
             Ok(b) => {
-                next_cursor(CURSOR_SESSIONS, Ok((b.truncated, b.newest)), &mut read);
+                next_cursor(
+                    CURSOR_SESSIONS,
+                    Ok((b.truncated, b.ended_on_500, b.newest)),
+                    &mut read,
+                );
                 read.sessions = b.records;
             }
             Err(e) => next_cursor(CURSOR_SESSIONS, Err(&e), &mut read),
         }
         match conversations {
             Ok(b) => {
-                next_cursor(CURSOR_CONVERSATIONS, Ok((b.truncated, b.newest)), &mut read);
+                next_cursor(
+                    CURSOR_CONVERSATIONS,
+                    Ok((b.truncated, b.ended_on_500, b.newest)),
+                    &mut read,
+                );
                 read.conversations = b.records;
             }
             Err(e) => next_cursor(CURSOR_CONVERSATIONS, Err(&e), &mut read),
         }
         match analytics {
             Ok(b) => {
-                next_cursor(CURSOR_ANALYTICS, Ok((b.truncated, b.newest)), &mut read);
+                next_cursor(
+                    CURSOR_ANALYTICS,
+                    Ok((b.truncated, b.ended_on_500, b.newest)),
+                    &mut read,
+                );
                 read.analytics = b.records;
             }
             Err(e) => next_cursor(CURSOR_ANALYTICS, Err(&e), &mut read),
         }
-        // Logs are read newest first down to the cursor. A pass cut short by the page cap keeps
-        // its starting point and continues from the server's cursor next cycle; when it
-        // completes, the next pass must reach back to where this one started (`top`).
+        // Logs are written in real time, so each pass re-reads only the overlap. They are read
+        // newest first down to the cursor. A pass cut short by the page cap keeps its starting
+        // point and continues from the server's cursor next cycle; the pass that completes it
+        // leaves Cognigy incomplete, and the next, fresh pass reaches back to where the
+        // interrupted one began (`top`), so entries written meanwhile are read too.
         match logs {
             Ok(b) if b.truncated => {
                 read.truncated = true;
@@ -492,13 +539,24 @@ impl Poller {
             }
             Ok(b) => {
                 let next = match logs_pass {
-                    Some(p) => (now - window).min(p.top),
-                    None => now - window,
+                    Some(p) => {
+                        read.complete = false;
+                        read.truncated = true;
+                        (now - self.timing.overlap).min(p.top)
+                    }
+                    None => now - self.timing.overlap,
                 };
                 read.cursors.push((CURSOR_LOGS, next, String::new()));
                 read.logs = b.records;
             }
-            Err(e) => next_cursor(CURSOR_LOGS, Err(&e), &mut read),
+            Err(e) => {
+                next_cursor(CURSOR_LOGS, Err(&e), &mut read);
+                if logs_pass.is_some() {
+                    // The saved server cursor may have expired: start a fresh pass next cycle.
+                    read.cursors
+                        .push((CURSOR_LOGS, since(CURSOR_LOGS), String::new()));
+                }
+            }
         }
         read
     }
@@ -564,8 +622,10 @@ fn not_bot_contacts(
     cases: &[crate::correlation::Case<'_>],
     rules: &Rules,
     read_until: DateTime<Utc>,
+    now: DateTime<Utc>,
     settle: Duration,
 ) -> Vec<i64> {
+    let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
     let in_case: std::collections::HashSet<i64> = cases
         .iter()
         .flat_map(|c| c.contacts.iter().map(|x| x.contact_id))
@@ -573,7 +633,10 @@ fn not_bot_contacts(
     let lag = Duration::seconds(rules.cognigy_lag_seconds as i64) + settle;
     contacts
         .iter()
-        .filter(|c| !in_case.contains(&c.contact_id) && c.ended_at() + lag <= read_until)
+        .filter(|c| {
+            !in_case.contains(&c.contact_id)
+                && (c.ended_at() + lag <= read_until || c.ended_at() + max_pending <= now)
+        })
         .map(|c| c.contact_id)
         .collect()
 }
