@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// The clause every OData read carries (the test project of `cognigy_config`).
+const PROJECT_CLAUSE: &str = " and projectId eq '6601a2b3c4d5e6f708192a3b'";
 const API_KEY: &str = "cognigy-api-key-SECRET-123";
 const ACCESS_KEY_SECRET: &str = "access-key-SECRET-456";
 const CLIENT_SECRET: &str = "client-SECRET-789";
@@ -921,7 +923,7 @@ async fn cognigy_sessions_query_is_literal() {
         .and(query_param("apikey", API_KEY))
         .and(query_param(
             "$filter",
-            "startedAt gt '2026-03-20T09:00:00.000Z'",
+            format!("startedAt gt '2026-03-20T09:00:00.000Z'{PROJECT_CLAUSE}").as_str(),
         ))
         .and(query_param("$orderby", "startedAt asc"))
         .and(query_param("$top", "100"))
@@ -962,7 +964,7 @@ async fn cognigy_bare_date_literal() {
         .and(path("/v2.4/Conversations"))
         .and(query_param(
             "$filter",
-            "timestamp gt 2026-03-20T09:00:00.000Z",
+            format!("timestamp gt 2026-03-20T09:00:00.000Z{PROJECT_CLAUSE}").as_str(),
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(odata(vec![])))
         .expect(1)
@@ -994,6 +996,9 @@ impl Respond for ODataSet {
                 .map(|(_, v)| v.into_owned())
         };
         let filter = param("$filter").unwrap_or_default();
+        let filter = filter
+            .strip_suffix(PROJECT_CLAUSE)
+            .expect("every OData read is narrowed to the project");
         let parts: Vec<&str> = filter.splitn(3, ' ').collect();
         let (op, literal) = (parts[1], parts[2].trim_matches('\''));
         let bound: DateTime<Utc> = literal.parse().unwrap();
@@ -1181,7 +1186,7 @@ async fn cognigy_malformed_page_is_decode_error() {
         .and(path(SESSIONS_PATH))
         .and(query_param(
             "$filter",
-            "startedAt gt '2026-03-20T09:00:00.000Z'",
+            format!("startedAt gt '2026-03-20T09:00:00.000Z'{PROJECT_CLAUSE}").as_str(),
         ))
         .respond_with(
             ResponseTemplate::new(200)
@@ -1193,7 +1198,7 @@ async fn cognigy_malformed_page_is_decode_error() {
         .and(path(SESSIONS_PATH))
         .and(query_param(
             "$filter",
-            "startedAt ge '2026-03-20T09:01:00.000Z'",
+            format!("startedAt ge '2026-03-20T09:01:00.000Z'{PROJECT_CLAUSE}").as_str(),
         ))
         .respond_with(
             ResponseTemplate::new(200)
@@ -1217,7 +1222,10 @@ async fn cognigy_drill_down_by_session() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(SESSIONS_PATH))
-        .and(query_param("$filter", "sessionId eq 'session-a'"))
+        .and(query_param(
+            "$filter",
+            format!("sessionId eq 'session-a'{PROJECT_CLAUSE}").as_str(),
+        ))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
@@ -1226,14 +1234,20 @@ async fn cognigy_drill_down_by_session() {
         .await;
     Mock::given(method("GET"))
         .and(path(SESSIONS_PATH))
-        .and(query_param("$filter", "sessionId eq 'nobody'"))
+        .and(query_param(
+            "$filter",
+            format!("sessionId eq 'nobody'{PROJECT_CLAUSE}").as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(odata(vec![])))
         .mount(&server)
         .await;
     let input_data = json!({"event": "TRANSFER_REFER_ERROR", "payload": {"refer_status": 603}});
     Mock::given(method("GET"))
         .and(path("/v2.4/Conversations"))
-        .and(query_param("$filter", "sessionId eq 'session-a'"))
+        .and(query_param(
+            "$filter",
+            format!("sessionId eq 'session-a'{PROJECT_CLAUSE}").as_str(),
+        ))
         .and(query_param("$orderby", "timestamp asc"))
         .respond_with(ResponseTemplate::new(200).set_body_json(odata(vec![json!({
             "id": "c1", "sessionId": "session-a", "timestamp": "2026-03-20T09:01:05.000Z",
@@ -1244,7 +1258,10 @@ async fn cognigy_drill_down_by_session() {
         .await;
     Mock::given(method("GET"))
         .and(path("/v2.4/Analytics"))
-        .and(query_param("$filter", "sessionId eq 'session-a'"))
+        .and(query_param(
+            "$filter",
+            format!("sessionId eq 'session-a'{PROJECT_CLAUSE}").as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(odata(vec![analytics_json("x", 1)])))
         .mount(&server)
         .await;

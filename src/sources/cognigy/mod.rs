@@ -307,6 +307,16 @@ impl CognigyClient {
         )
     }
 
+    /// `projectId eq '<project>'`: OData collections span the whole organisation, so every read is
+    /// narrowed to the configured project (other projects' sessions would cost quota and could
+    /// be matched to a call by caller and time).
+    fn project_clause(&self) -> String {
+        format!(
+            "projectId eq '{}'",
+            self.config.project_id.replace('\'', "''")
+        )
+    }
+
     /// A date-time literal for `$filter`, quoted or bare per config, UTC millis with `Z`.
     fn literal(&self, t: DateTime<Utc>) -> String {
         let text = t.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -337,7 +347,12 @@ impl CognigyClient {
             let mut params = vec![
                 (
                     "$filter",
-                    format!("{} {op} {}", collection.field, self.literal(boundary)),
+                    format!(
+                        "{} {op} {} and {}",
+                        collection.field,
+                        self.literal(boundary),
+                        self.project_clause()
+                    ),
                 ),
                 ("$orderby", format!("{} asc", collection.field)),
                 ("$top", top.to_string()),
@@ -419,7 +434,11 @@ impl CognigyClient {
     ) -> Result<Batch<T>, SourceError> {
         let top = self.config.odata_page_size.max(1);
         let max_pages = max_pages.max(1);
-        let filter = format!("sessionId eq '{}'", session_id.replace('\'', "''"));
+        let filter = format!(
+            "sessionId eq '{}' and {}",
+            session_id.replace('\'', "''"),
+            self.project_clause()
+        );
         let mut batch: Batch<T> = Batch::default();
         loop {
             let mut params = vec![
