@@ -47,7 +47,14 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
     let tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&tenants, REVISION));
-    metrics.load_totals(&store.totals()?);
+    // Only configured tenants: a tenant removed from the config (or served by another shard)
+    // must not keep exporting series from the state file.
+    let totals: Vec<_> = store
+        .totals()?
+        .into_iter()
+        .filter(|row| tenants.contains(&row.tenant))
+        .collect();
+    metrics.load_totals(&totals);
     let store = Arc::new(Mutex::new(store));
     let readiness = Arc::new(Readiness::new(&tenants, config.poll_interval));
     let timing = Timing::from_config(&config);

@@ -439,8 +439,12 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<DiagnosisFilter, Str
         ..DiagnosisFilter::default()
     };
     for (name, value) in params {
+        // `?outcome=&reason=x` (DESIGN §8 writes the empty form): an empty value means "any".
+        if value.is_empty() && name != "limit" {
+            continue;
+        }
         match name.as_str() {
-            "tenant" => filter.tenant = Some(value.clone()).filter(|v| !v.is_empty()),
+            "tenant" => filter.tenant = Some(value.clone()),
             "outcome" => {
                 filter.outcome = Some(Outcome::parse(value).ok_or_else(|| {
                     format!(
@@ -820,6 +824,13 @@ mod tests {
         ))
         .await;
         assert_eq!(ids(&rejected), vec![1001]);
+        let (status, empty) = get_json(&format!(
+            "{}/api/v1/diagnoses?outcome=&failure=&reason=signal_rejected&since=",
+            server.base
+        ))
+        .await;
+        assert_eq!(status, 200, "empty parameters mean any value");
+        assert_eq!(ids(&empty), vec![1001]);
         let (_, since) = get_json(&format!(
             "{}/api/v1/diagnoses?since=2026-03-01T10:06:00Z",
             server.base

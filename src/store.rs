@@ -532,9 +532,12 @@ impl Store {
         let row = self
             .conn
             .query_row(
+                // A leg's id (spawned backchannel, post-handover) finds its group's diagnosis.
                 "SELECT tenant, diagnosed_at, diagnosis FROM contacts
-                 WHERE contact_id = ?1 AND status = 'diagnosed' AND diagnosis IS NOT NULL
-                 ORDER BY diagnosed_at DESC LIMIT 1",
+                 WHERE status = 'diagnosed' AND diagnosis IS NOT NULL
+                   AND (contact_id = ?1 OR contact_id = (SELECT group_id FROM contacts
+                                                         WHERE contact_id = ?1 LIMIT 1))
+                 ORDER BY contact_id = ?1 DESC, diagnosed_at DESC LIMIT 1",
                 [contact_id],
                 diagnosis_columns,
             )
@@ -958,6 +961,39 @@ mod tests {
             .map(|c| c.contact_id)
             .collect();
         assert_eq!(ids, vec![1001, 1002]);
+    }
+
+    /// A leg's contact id finds its group's diagnosis; an ignored contact leaves the pending set
+    /// without being counted.
+    #[test]
+    fn leg_lookup_and_ignored_contacts() {
+        let (_dir, _path, mut store) = open_file();
+        let contacts = [
+            contact(1001, 0, 3),
+            contact(1002, 1001, 3),
+            contact(3001, 0, 3),
+        ];
+        let d = [diagnosis(1001, Reason::SignalRejected)];
+        store
+            .commit_cycle(
+                "acme",
+                CycleCommit {
+                    contacts: &contacts,
+                    diagnoses: &d,
+                    ignored: &[3001],
+                    ..CycleCommit::empty(at(5))
+                },
+            )
+            .unwrap();
+        let by_leg = store
+            .diagnosis(1002)
+            .unwrap()
+            .expect("the leg finds its group");
+        assert_eq!(by_leg.diagnosis.contact_id, 1001);
+        assert!(store.diagnosis(3001).unwrap().is_none());
+        assert_eq!(store.pending_count("acme").unwrap(), 0);
+        let counted: u64 = store.totals().unwrap().iter().map(|r| r.count).sum();
+        assert_eq!(counted, 1);
     }
 
     /// The same diagnosis committed twice (a repeated cycle) is returned and counted once.

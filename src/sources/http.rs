@@ -486,13 +486,25 @@ impl HttpRequest {
     }
 }
 
-/// A 2xx answer: status and the whole body, for the client to parse.
-#[derive(Debug, Clone)]
+/// A 2xx answer: status and the whole body, for the client to parse. `Debug` is written by hand:
+/// a token endpoint's body holds the access token.
+#[derive(Clone)]
 pub struct HttpResponse {
     endpoint: Endpoint,
     url: String,
     status: u16,
     body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("endpoint", &self.endpoint)
+            .field("url", &self.url)
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl HttpResponse {
