@@ -41,7 +41,7 @@ impl MatchKind {
 }
 
 /// Everything one correlation pass reads. Slices may hold records of many cycles; duplicates by
-/// id are tolerated (the first one wins).
+/// id are dropped (the first one wins).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Inputs<'a> {
     pub contacts: &'a [CompletedContact],
@@ -171,16 +171,25 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         groups.entry(contact.group_id()).or_default().push(contact);
     }
 
-    // Cognigy records by session.
+    // Cognigy records by session. The same record can be in the inputs twice (re-read by an
+    // overlapping window and loaded from the store): the first copy of an id wins.
+    let mut seen_records: std::collections::HashSet<&str> = Default::default();
     let mut conversations: HashMap<&str, Vec<&'a Conversation>> = HashMap::new();
     for c in inputs.conversations {
+        if c.id.as_deref().is_some_and(|id| !seen_records.insert(id)) {
+            continue;
+        }
         conversations
             .entry(c.session_id.as_str())
             .or_default()
             .push(c);
     }
+    seen_records.clear();
     let mut analytics: HashMap<&str, Vec<&'a Analytics>> = HashMap::new();
     for a in inputs.analytics {
+        if a.id.as_deref().is_some_and(|id| !seen_records.insert(id)) {
+            continue;
+        }
         analytics.entry(a.session_id.as_str()).or_default().push(a);
     }
 

@@ -906,6 +906,23 @@ fn log_tied_by_contact_id() {
     assert_eq!(w.reason(), Reason::SignalRejected);
 }
 
+/// A record present twice (re-read and loaded from the store) counts once in the evidence.
+#[test]
+fn duplicate_records_count_once() {
+    let mut w = World::call();
+    w.analytics.push(w.analytics[0].clone());
+    w.conversations.push(w.conversations[0].clone());
+    let d = w.diagnosis();
+    assert_eq!(d.evidence.bot_turn_seconds, vec![0.4]);
+    let sip_facts = d
+        .evidence
+        .timeline
+        .iter()
+        .filter(|f| f.detail.starts_with("SIP"))
+        .count();
+    assert_eq!(sip_facts, 1);
+}
+
 /// Non-voice contacts are ignored.
 #[test]
 fn non_voice_contacts_are_ignored() {
