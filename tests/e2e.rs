@@ -130,6 +130,7 @@ fn truth_counts(truth: &serde_json::Value) -> Counts {
 
 struct World {
     sim: simulator::SimHandle,
+    options: SimulatorOptions,
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
 }
@@ -212,6 +213,7 @@ correlation_window_seconds = {window}
     std::fs::write(&path, config).unwrap();
     World {
         sim,
+        options,
         dir,
         config: path,
     }
@@ -271,6 +273,47 @@ async fn counters_equal_truth_and_drilldown_has_evidence() {
     let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(90)).await;
     assert_eq!(got.outcome, expected.outcome);
     assert_eq!(got.failure_reason, expected.failure_reason);
+
+    // The histograms and the escalation counter agree with an offline replay of the same
+    // (seeded) world: every bot turn, queue wait and escalation observed exactly once.
+    let replay_dir = tempfile::tempdir().unwrap();
+    simulator::dump(&w.options, replay_dir.path()).unwrap();
+    let data = handover_exporter::replay::read_dir(replay_dir.path()).unwrap();
+    let offline = handover_exporter::replay::diagnose_data(&data);
+    let metrics = daemon.get("/metrics").await.unwrap();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(" # ").next())
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let turns: usize = offline
+        .iter()
+        .map(|d| d.evidence.bot_turn_seconds.len())
+        .sum();
+    let escalated = offline
+        .iter()
+        .filter(|d| d.evidence.escalated_at.is_some())
+        .count();
+    let waited = offline
+        .iter()
+        .filter(|d| d.evidence.queue_wait_seconds.is_some())
+        .count();
+    assert_eq!(
+        sample("handover_bot_turn_seconds_count{tenant=\"e2e\"}"),
+        turns as f64
+    );
+    assert_eq!(
+        sample("handover_escalations_total{tenant=\"e2e\"}"),
+        escalated as f64
+    );
+    assert_eq!(
+        sample("handover_queue_wait_seconds_count{tenant=\"e2e\"}"),
+        waited as f64
+    );
 
     let failed = truth["contacts"]
         .as_array()
