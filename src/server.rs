@@ -7,9 +7,15 @@
 //! the async runtime never waits on SQLite, and readiness is fed by the pipeline through
 //! [`Readiness`]. Responses never carry secrets (nothing here holds one). This module does not
 //! poll, diagnose or write the store. [`WebConfig`] reads `--web.config.file` (the Prometheus
-//! exporter-toolkit format): bcrypt `basic_auth_users` are enforced on every route; TLS
-//! (`tls_server_config`) is not implemented and is refused with a clear error rather than
-//! silently served in plain text.
+//! exporter-toolkit format): bcrypt `basic_auth_users` are enforced on every route, and
+//! `tls_server_config` (`cert_file`, `key_file`, `client_auth_type`, `client_ca_file`,
+//! `min_version`, `max_version`; relative paths are resolved against the web config file's
+//! directory, as exporter-toolkit does) switches the listener to TLS through rustls with the ring
+//! provider. Certificates and keys are read once at start-up (a bad file is a start-up error naming
+//! it; they are not reloaded on change), TLS handshakes run concurrently so one slow or hostile
+//! client cannot stall the others, and failed handshakes are logged at debug level only. Keys this
+//! build cannot honour (`cipher_suites`, `client_allowed_sans`, inline `cert`/`key`, TLS 1.0/1.1,
+//! unverified client certificates, `http_server_config`) are refused by name, never ignored.
 
 use crate::diagnosis::{Failure, Outcome, Reason};
 use crate::metrics::{Metrics, PollSource};
@@ -30,8 +36,13 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 /// The content type of the metrics exposition.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -125,8 +136,267 @@ struct RawWebConfig {
     basic_auth_users: Option<BTreeMap<String, String>>,
 }
 
-/// The parsed `--web.config.file`: user names and their bcrypt hashes.
+/// The `tls_server_config` keys this build honours; any other key is refused by name.
+const TLS_KEYS: &[&str] = &[
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+];
+
+/// How long a client may take to complete its TLS handshake before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    #[serde(default)]
+    cert_file: Option<String>,
+    #[serde(default)]
+    key_file: Option<String>,
+    #[serde(default)]
+    client_auth_type: Option<String>,
+    #[serde(default)]
+    client_ca_file: Option<String>,
+    #[serde(default)]
+    min_version: Option<String>,
+    #[serde(default)]
+    max_version: Option<String>,
+}
+
+/// Which client certificates the TLS server asks for (exporter-toolkit `client_auth_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthType {
+    /// No client certificate is requested (the default).
+    NoClientCert,
+    /// A client certificate is optional, but verified against `client_ca_file` when sent.
+    VerifyClientCertIfGiven,
+    /// Every client must present a certificate that verifies against `client_ca_file`.
+    RequireAndVerifyClientCert,
+}
+
+impl ClientAuthType {
+    fn parse(value: &str) -> Result<ClientAuthType, String> {
+        match value {
+            "" | "NoClientCert" => Ok(ClientAuthType::NoClientCert),
+            "VerifyClientCertIfGiven" => Ok(ClientAuthType::VerifyClientCertIfGiven),
+            "RequireAndVerifyClientCert" => Ok(ClientAuthType::RequireAndVerifyClientCert),
+            "RequestClientCert" | "RequireAnyClientCert" => Err(format!(
+                "tls_server_config.client_auth_type: {value} (client certificates accepted \
+                 without verification) is not supported by this build; use \
+                 VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+            )),
+            other => Err(format!(
+                "tls_server_config.client_auth_type: unknown value {other:?}; valid values: \
+                 NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            )),
+        }
+    }
+}
+
+/// The TLS half of a web config: the ready rustls settings and, for Debug, where they came from.
+pub struct TlsSettings {
+    cert_file: PathBuf,
+    client_auth: ClientAuthType,
+    server_config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of Debug output; the certificate's path and the policy are not secret.
+        f.debug_struct("TlsSettings")
+            .field("cert_file", &self.cert_file)
+            .field("client_auth", &self.client_auth)
+            .finish()
+    }
+}
+
+fn tls_version(key: &str, value: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
+    match value {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        "TLS10" | "TLS11" => Err(format!(
+            "tls_server_config.{key}: {value} is not supported by this build (it speaks TLS12 \
+             and TLS13 only)"
+        )),
+        other => Err(format!(
+            "tls_server_config.{key}: unknown value {other:?}; valid values: TLS12, TLS13"
+        )),
+    }
+}
+
+/// Reads a file named by a `tls_server_config` key; the error names the key and the path.
+fn read_tls_file(key: &str, path: &FsPath) -> Result<Vec<u8>, String> {
+    std::fs::read(path)
+        .map_err(|e| format!("tls_server_config.{key}: cannot read {}: {e}", path.display()))
+}
+
+/// Every certificate of a PEM file, in order; an empty or malformed file is an error naming it.
+fn read_certificates(
+    key: &str,
+    path: &FsPath,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = read_tls_file(key, path)?;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "tls_server_config.{key}: {} is not valid PEM: {e}",
+                path.display()
+            )
+        })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "tls_server_config.{key}: {} contains no PEM CERTIFICATE block",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
+/// Resolves a configured path against the web config file's directory (exporter-toolkit does).
+fn resolve(base: &FsPath, path: &str) -> PathBuf {
+    let path = FsPath::new(path);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Builds the TLS settings from `tls_server_config`; `None` when it is absent or empty.
+fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSettings>, String> {
+    let mapping = match value {
+        serde_norway::Value::Null => return Ok(None),
+        serde_norway::Value::Mapping(m) if m.is_empty() => return Ok(None),
+        serde_norway::Value::Mapping(m) => m,
+        _ => return Err("tls_server_config: expected a mapping of settings".to_owned()),
+    };
+    for key in mapping.keys() {
+        let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+        if !TLS_KEYS.contains(&name.as_str()) {
+            return Err(format!(
+                "tls_server_config.{name}: not supported by this build (supported keys: {})",
+                TLS_KEYS.join(", ")
+            ));
+        }
+    }
+    let raw: RawTlsConfig = serde_norway::from_value(value.clone())
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let required = |key: &str, value: Option<String>| {
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| resolve(base, &v))
+            .ok_or_else(|| format!("tls_server_config.{key}: required when TLS is configured"))
+    };
+    let cert_file = required("cert_file", raw.cert_file)?;
+    let key_file = required("key_file", raw.key_file)?;
+    let client_auth = ClientAuthType::parse(raw.client_auth_type.as_deref().unwrap_or(""))?;
+    let client_ca_file = raw
+        .client_ca_file
+        .filter(|v| !v.is_empty())
+        .map(|v| resolve(base, &v));
+    match (client_auth, &client_ca_file) {
+        (ClientAuthType::NoClientCert, Some(_)) => {
+            return Err("tls_server_config.client_ca_file: set, but client_auth_type is \
+                        NoClientCert; set client_auth_type to RequireAndVerifyClientCert or \
+                        VerifyClientCertIfGiven"
+                .to_owned())
+        }
+        (ClientAuthType::NoClientCert, None) | (_, Some(_)) => {}
+        (_, None) => {
+            return Err(
+                "tls_server_config.client_ca_file: required to verify client certificates"
+                    .to_owned(),
+            )
+        }
+    }
+    let min = match raw.min_version.as_deref() {
+        None | Some("") => &rustls::version::TLS12,
+        Some(v) => tls_version("min_version", v)?,
+    };
+    let max = match raw.max_version.as_deref() {
+        None | Some("") => &rustls::version::TLS13,
+        Some(v) => tls_version("max_version", v)?,
+    };
+    let rank = |v: &rustls::SupportedProtocolVersion| u16::from(v.version);
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
+            .collect();
+    if versions.is_empty() {
+        return Err("tls_server_config: min_version is above max_version".to_owned());
+    }
+
+    let certificates = read_certificates("cert_file", &cert_file)?;
+    let key = {
+        use rustls::pki_types::pem::PemObject as _;
+        let pem = read_tls_file("key_file", &key_file)?;
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            format!(
+                "tls_server_config.key_file: {} holds no usable PEM private key (PKCS#8, \
+                 PKCS#1 or SEC1): {e}",
+                key_file.display()
+            )
+        })?
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let builder = match (client_auth, client_ca_file) {
+        (ClientAuthType::NoClientCert, _) | (_, None) => builder.with_no_client_auth(),
+        (_, Some(ca_file)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in read_certificates("client_ca_file", &ca_file)? {
+                roots.add(certificate).map_err(|e| {
+                    format!(
+                        "tls_server_config.client_ca_file: {}: {e}",
+                        ca_file.display()
+                    )
+                })?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if client_auth == ClientAuthType::VerifyClientCertIfGiven {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier.build().map_err(|e| {
+                format!(
+                    "tls_server_config.client_ca_file: {}: {e}",
+                    ca_file.display()
+                )
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut server_config = builder
+        .with_single_cert(certificates, key)
+        .map_err(|e| {
+            format!(
+                "tls_server_config: the key in {} does not serve the certificate in {}: {e}",
+                key_file.display(),
+                cert_file.display()
+            )
+        })?;
+    // The router speaks HTTP/1.1 only (axum's http2 feature is off).
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsSettings {
+        cert_file,
+        client_auth,
+        server_config: Arc::new(server_config),
+    }))
+}
+
+/// The parsed `--web.config.file`: user names and their bcrypt hashes, and the TLS settings.
 pub struct WebConfig {
+    tls: Option<TlsSettings>,
     basic_auth_users: BTreeMap<String, SecretString>,
     /// A hash of the users' highest cost, verified for unknown user names so that the answer
     /// takes as long as for a known one and does not reveal which names exist.
@@ -138,25 +408,33 @@ impl std::fmt::Debug for WebConfig {
         // The hashes stay out of Debug output; the user names are not secret.
         f.debug_struct("WebConfig")
             .field("users", &self.basic_auth_users.keys())
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl WebConfig {
-    /// Reads and validates a web config file.
+    /// Reads and validates a web config file; TLS file paths are relative to its directory.
     pub fn load(path: &std::path::Path) -> Result<WebConfig, WebConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        WebConfig::parse(&text).map_err(|message| WebConfigError::Invalid {
+        let base = path.parent().unwrap_or(FsPath::new(""));
+        WebConfig::parse_in(&text, base).map_err(|message| WebConfigError::Invalid {
             path: path.to_owned(),
             message,
         })
     }
 
-    /// Parses the YAML text of a web config file.
+    /// Parses the YAML text of a web config file; TLS file paths are relative to the working
+    /// directory.
     pub fn parse(text: &str) -> Result<WebConfig, String> {
+        WebConfig::parse_in(text, FsPath::new(""))
+    }
+
+    /// Parses the YAML text of a web config file; relative TLS file paths are resolved in `base`.
+    pub fn parse_in(text: &str, base: &FsPath) -> Result<WebConfig, String> {
         let raw: RawWebConfig = if text.trim().is_empty() {
             RawWebConfig {
                 tls_server_config: None,
@@ -170,13 +448,6 @@ impl WebConfig {
             v.as_ref()
                 .is_some_and(|v| !v.is_null() && v.as_mapping().map_or(true, |m| !m.is_empty()))
         };
-        if present(&raw.tls_server_config) {
-            return Err(
-                "tls_server_config: TLS is not supported by this build; terminate TLS in a \
-                        proxy in front of the exporter"
-                    .to_owned(),
-            );
-        }
         if present(&raw.http_server_config) {
             return Err("http_server_config: not supported by this build".to_owned());
         }
@@ -209,10 +480,20 @@ impl WebConfig {
             ),
             None => None,
         };
+        let tls = match &raw.tls_server_config {
+            Some(value) => parse_tls(value, base)?,
+            None => None,
+        };
         Ok(WebConfig {
+            tls,
             basic_auth_users: users,
             decoy_hash,
         })
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Whether any route needs authentication.
@@ -317,15 +598,134 @@ pub fn router(state: AppState) -> std::io::Result<Router> {
 }
 
 /// Serves the routes on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Speaks TLS when the web config has `tls_server_config`, plain HTTP otherwise.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = state
+        .web_config
+        .as_ref()
+        .and_then(|c| c.tls.as_ref())
+        .map(|t| t.server_config.clone());
     let app = router(state)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(server_config) => {
+            tracing::info!(address = %listener.local_addr()?, "serving HTTPS");
+            let listener = TlsListener::start(listener, TlsAcceptor::from(server_config))?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// A listener that hands axum only connections whose TLS handshake completed.
+///
+/// A background task accepts TCP connections and runs every handshake as its own task (bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`]), so a client that stalls mid-handshake holds up nobody else.
+/// Dropping the listener (at shutdown) stops the accepting and all pending handshakes.
+struct TlsListener {
+    local_addr: SocketAddr,
+    handshaken: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    acceptor_task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn start(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+        let local_addr = listener.local_addr()?;
+        let (ready, handshaken) = tokio::sync::mpsc::channel(64);
+        let acceptor_task = tokio::spawn(accept_tls(listener, acceptor, ready));
+        Ok(TlsListener {
+            local_addr,
+            handshaken,
+            acceptor_task,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        // Closes the listening socket and, through the JoinSet, every pending handshake.
+        self.acceptor_task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(connection) => connection,
+            None => {
+                // Only reachable if the accepting task died (it never returns while we listen).
+                tracing::error!("TLS accept task ended; no further connections are accepted");
+                std::future::pending().await
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// Whether an accept error concerns one connection only (retry at once) rather than the process.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Accepts TCP connections forever, handshakes each concurrently and queues the finished ones.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: tokio::sync::mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let mut handshakes = tokio::task::JoinSet::new();
+    loop {
+        while handshakes.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ready.closed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(connection) => connection,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                // Out of file descriptors and the like: wait for connections to close, as axum's
+                // own TcpListener does.
+                tracing::error!(%error, "accepting a connection failed; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Small TLS records should not wait for Nagle; failure only costs latency.
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        handshakes.spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    // A send error means the server is shutting down; the connection just closes.
+                    let _ = ready.send((stream, peer)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
 }
 
 async fn landing(State(state): State<AppState>) -> Html<String> {
