@@ -1032,6 +1032,11 @@ mod tests {
                 )
                 .unwrap();
         }
+        let scheme = if web_config.as_ref().is_some_and(WebConfig::tls_enabled) {
+            "https"
+        } else {
+            "http"
+        };
         let tenants = vec!["acme".to_owned()];
         let metrics = Metrics::new(&tenants, "test");
         metrics.load_totals(&store.totals().unwrap());
@@ -1044,7 +1049,7 @@ mod tests {
             web_config: web_config.map(Arc::new),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {
             let _ = stopped.await;
@@ -1359,12 +1364,15 @@ mod tests {
         }
     }
 
-    /// Web config files with TLS, unknown keys or non-bcrypt values are refused by name.
+    /// Web config files with unsupported TLS keys, unknown keys or non-bcrypt values are refused
+    /// by name.
     #[test]
     fn web_config_rejects_what_it_cannot_honour() {
-        let tls = WebConfig::parse("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n")
-            .unwrap_err();
-        assert!(tls.contains("tls_server_config"), "{tls}");
+        let tls = WebConfig::parse(
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suites: []\n",
+        )
+        .unwrap_err();
+        assert!(tls.contains("tls_server_config.cipher_suites"), "{tls}");
         let unknown = WebConfig::parse("basic_auth_user:\n  a: b\n").unwrap_err();
         assert!(unknown.contains("basic_auth_user"), "{unknown}");
         let plain = WebConfig::parse("basic_auth_users:\n  alice: hunter2\n").unwrap_err();
@@ -1391,5 +1399,251 @@ mod tests {
             error.to_string().contains("--web.telemetry-path"),
             "{error}"
         );
+    }
+    const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{TLS_FIXTURES}/{name}")).unwrap()
+    }
+
+    /// Copies the TLS fixtures into a fresh directory beside a web.yml holding `yaml`, so that the
+    /// relative paths in `yaml` only resolve against the web config file's own directory.
+    fn tls_web_config(yaml: &str) -> (tempfile::TempDir, Result<WebConfig, WebConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ca.crt", "server.crt", "server.key", "client.crt", "client.key"] {
+            std::fs::write(dir.path().join(name), fixture(name)).unwrap();
+        }
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = WebConfig::load(&path);
+        (dir, config)
+    }
+
+    const SERVER_TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+    /// A client that trusts only the test CA.
+    fn tls_client() -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(&fixture("ca.crt")).unwrap();
+        reqwest::Client::builder()
+            .no_gzip()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+    }
+
+    /// With tls_server_config (paths relative to the web config file), /metrics and /healthz are
+    /// served over HTTPS to a client trusting the test CA, and shutdown still completes.
+    #[tokio::test]
+    async fn tls_serves_metrics_and_health() {
+        let (_dir, config) = tls_web_config(SERVER_TLS);
+        let config = config.unwrap();
+        assert!(config.tls_enabled());
+        assert!(
+            !format!("{config:?}").contains("PRIVATE KEY"),
+            "key leaked into Debug"
+        );
+        let mut server = start_with(Some(config)).await;
+        assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+        let client = tls_client().build().unwrap();
+        let metrics = client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), 200);
+        assert_eq!(
+            metrics.headers()[CONTENT_TYPE.as_str()],
+            OPENMETRICS_CONTENT_TYPE
+        );
+        assert!(metrics.text().await.unwrap().ends_with("# EOF\n"));
+        let health = client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        assert_eq!(health.text().await.unwrap(), "ok");
+
+        server.stop.take().unwrap().send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), &mut server.task).await;
+        assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+        assert!(tls_client()
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_err());
+    }
+
+    /// Plain HTTP to the TLS port and a client not trusting the CA both fail, and neither the
+    /// failed handshakes nor a client stalled mid-handshake keep others from being served.
+    #[tokio::test]
+    async fn tls_refuses_plain_http_and_survives_bad_clients() {
+        let (_dir, config) = tls_web_config(SERVER_TLS);
+        let server = start_with(Some(config.unwrap())).await;
+        let address = server.base.trim_start_matches("https://").to_owned();
+        let plain = client()
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await;
+        assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+        let untrusting = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await;
+        assert!(untrusting.is_err(), "{untrusting:?}");
+        // A connection that never starts its handshake must not hold up the next client.
+        let _stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let served = tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_client()
+                .build()
+                .unwrap()
+                .get(format!("{}/healthz", server.base))
+                .send(),
+        )
+        .await
+        .expect("a stalled handshake blocked another client")
+        .unwrap();
+        assert_eq!(served.status(), 200);
+    }
+
+    /// Basic auth is still enforced, and accepted, over TLS.
+    #[tokio::test]
+    async fn tls_with_basic_auth() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let (_dir, config) =
+            tls_web_config(&format!("{SERVER_TLS}basic_auth_users:\n  prometheus: '{hash}'\n"));
+        let server = start_with(Some(config.unwrap())).await;
+        let client = tls_client().build().unwrap();
+        let url = format!("{}/metrics", server.base);
+        let anonymous = client.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let right = client
+            .get(&url)
+            .basic_auth("prometheus", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), 200);
+    }
+
+    /// RequireAndVerifyClientCert serves a client with a CA-signed certificate and refuses one
+    /// without.
+    #[tokio::test]
+    async fn tls_requires_client_certificate() {
+        let (_dir, config) = tls_web_config(&format!(
+            "{SERVER_TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
+        ));
+        let server = start_with(Some(config.unwrap())).await;
+        let url = format!("{}/healthz", server.base);
+        let anonymous = tls_client().build().unwrap().get(&url).send().await;
+        assert!(anonymous.is_err(), "served without a client certificate: {anonymous:?}");
+        let mut pem = fixture("client.crt");
+        pem.extend(fixture("client.key"));
+        let identity = reqwest::Identity::from_pem(&pem).unwrap();
+        let response = tls_client()
+            .identity(identity)
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// min_version TLS13 refuses a client limited to TLS 1.2 and serves a TLS 1.3 one.
+    #[tokio::test]
+    async fn tls_min_version_is_enforced() {
+        let (_dir, config) = tls_web_config(&format!("{SERVER_TLS}  min_version: TLS13\n"));
+        let server = start_with(Some(config.unwrap())).await;
+        let url = format!("{}/healthz", server.base);
+        let old = tls_client()
+            .max_tls_version(reqwest::tls::Version::TLS_1_2)
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await;
+        assert!(old.is_err(), "TLS 1.2 was served: {old:?}");
+        let new = tls_client().build().unwrap().get(&url).send().await.unwrap();
+        assert_eq!(new.status(), 200);
+    }
+
+    /// Missing or unusable TLS files and settings this build cannot honour are start-up errors
+    /// naming the key, the file or the value.
+    #[test]
+    fn tls_config_errors_name_the_problem() {
+        let error = |yaml: &str| -> String {
+            let (dir, config) = tls_web_config(yaml);
+            let message = config.unwrap_err().to_string();
+            assert!(message.contains("web.yml"), "{message}");
+            message.replace(&dir.path().display().to_string(), "DIR")
+        };
+        let missing = error("tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n");
+        assert!(
+            missing.contains("tls_server_config.cert_file: cannot read DIR/nope.crt"),
+            "{missing}"
+        );
+        let not_a_key =
+            error("tls_server_config:\n  cert_file: server.crt\n  key_file: server.crt\n");
+        assert!(
+            not_a_key.contains("tls_server_config.key_file: DIR/server.crt"),
+            "{not_a_key}"
+        );
+        let not_a_cert =
+            error("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n");
+        assert!(
+            not_a_cert.contains("DIR/server.key contains no PEM CERTIFICATE"),
+            "{not_a_cert}"
+        );
+        let wrong_key =
+            error("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n");
+        assert!(wrong_key.contains("DIR/client.key"), "{wrong_key}");
+        for (yaml, names) in [
+            (
+                "tls_server_config:\n  key_file: server.key\n",
+                "tls_server_config.cert_file: required",
+            ),
+            (
+                &format!("{SERVER_TLS}  client_allowed_sans: [a]\n"),
+                "tls_server_config.client_allowed_sans: not supported",
+            ),
+            (
+                &format!("{SERVER_TLS}  min_version: TLS10\n"),
+                "tls_server_config.min_version: TLS10 is not supported",
+            ),
+            (
+                &format!("{SERVER_TLS}  max_version: TLS14\n"),
+                "tls_server_config.max_version: unknown value \"TLS14\"",
+            ),
+            (
+                &format!("{SERVER_TLS}  min_version: TLS13\n  max_version: TLS12\n"),
+                "min_version is above max_version",
+            ),
+            (
+                &format!("{SERVER_TLS}  client_auth_type: RequireAnyClientCert\n"),
+                "tls_server_config.client_auth_type: RequireAnyClientCert",
+            ),
+            (
+                &format!("{SERVER_TLS}  client_auth_type: RequireAndVerifyClientCert\n"),
+                "tls_server_config.client_ca_file: required",
+            ),
+            (
+                &format!("{SERVER_TLS}  client_ca_file: ca.crt\n"),
+                "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert",
+            ),
+        ] {
+            let message = error(yaml);
+            assert!(message.contains(names), "{yaml}: {message}");
+        }
+        // An empty tls_server_config means plain HTTP, as in exporter-toolkit.
+        assert!(!WebConfig::parse("tls_server_config: {}\n")
+            .unwrap()
+            .tls_enabled());
     }
 }
