@@ -213,7 +213,10 @@ impl std::fmt::Debug for TlsSettings {
     }
 }
 
-fn tls_version(key: &str, value: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
+fn tls_version(
+    key: &str,
+    value: &str,
+) -> Result<&'static rustls::SupportedProtocolVersion, String> {
     match value {
         "TLS12" => Ok(&rustls::version::TLS12),
         "TLS13" => Ok(&rustls::version::TLS13),
@@ -229,8 +232,12 @@ fn tls_version(key: &str, value: &str) -> Result<&'static rustls::SupportedProto
 
 /// Reads a file named by a `tls_server_config` key; the error names the key and the path.
 fn read_tls_file(key: &str, path: &FsPath) -> Result<Vec<u8>, String> {
-    std::fs::read(path)
-        .map_err(|e| format!("tls_server_config.{key}: cannot read {}: {e}", path.display()))
+    std::fs::read(path).map_err(|e| {
+        format!(
+            "tls_server_config.{key}: cannot read {}: {e}",
+            path.display()
+        )
+    })
 }
 
 /// Every certificate of a PEM file, in order; an empty or malformed file is an error naming it.
@@ -276,7 +283,9 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
         _ => return Err("tls_server_config: expected a mapping of settings".to_owned()),
     };
     for key in mapping.keys() {
-        let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+        let name = key
+            .as_str()
+            .map_or_else(|| format!("{key:?}"), str::to_owned);
         if !TLS_KEYS.contains(&name.as_str()) {
             return Err(format!(
                 "tls_server_config.{name}: not supported by this build (supported keys: {})",
@@ -284,8 +293,8 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
             ));
         }
     }
-    let raw: RawTlsConfig = serde_norway::from_value(value.clone())
-        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let raw: RawTlsConfig =
+        serde_norway::from_value(value.clone()).map_err(|e| format!("tls_server_config: {e}"))?;
     let required = |key: &str, value: Option<String>| {
         value
             .filter(|v| !v.is_empty())
@@ -301,10 +310,12 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
         .map(|v| resolve(base, &v));
     match (client_auth, &client_ca_file) {
         (ClientAuthType::NoClientCert, Some(_)) => {
-            return Err("tls_server_config.client_ca_file: set, but client_auth_type is \
+            return Err(
+                "tls_server_config.client_ca_file: set, but client_auth_type is \
                         NoClientCert; set client_auth_type to RequireAndVerifyClientCert or \
                         VerifyClientCertIfGiven"
-                .to_owned())
+                    .to_owned(),
+            )
         }
         (ClientAuthType::NoClientCert, None) | (_, Some(_)) => {}
         (_, None) => {
@@ -360,8 +371,10 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
                     )
                 })?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
             let verifier = if client_auth == ClientAuthType::VerifyClientCertIfGiven {
                 verifier.allow_unauthenticated()
             } else {
@@ -376,15 +389,13 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut server_config = builder
-        .with_single_cert(certificates, key)
-        .map_err(|e| {
-            format!(
-                "tls_server_config: the key in {} does not serve the certificate in {}: {e}",
-                key_file.display(),
-                cert_file.display()
-            )
-        })?;
+    let mut server_config = builder.with_single_cert(certificates, key).map_err(|e| {
+        format!(
+            "tls_server_config: the key in {} does not serve the certificate in {}: {e}",
+            key_file.display(),
+            cert_file.display()
+        )
+    })?;
     // The router speaks HTTP/1.1 only (axum's http2 feature is off).
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsSettings {
@@ -1410,7 +1421,13 @@ mod tests {
     /// relative paths in `yaml` only resolve against the web config file's own directory.
     fn tls_web_config(yaml: &str) -> (tempfile::TempDir, Result<WebConfig, WebConfigError>) {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["ca.crt", "server.crt", "server.key", "client.crt", "client.key"] {
+        for name in [
+            "ca.crt",
+            "server.crt",
+            "server.key",
+            "client.crt",
+            "client.key",
+        ] {
             std::fs::write(dir.path().join(name), fixture(name)).unwrap();
         }
         let path = dir.path().join("web.yml");
@@ -1419,7 +1436,8 @@ mod tests {
         (dir, config)
     }
 
-    const SERVER_TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    const SERVER_TLS: &str =
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
     /// A client that trusts only the test CA.
     fn tls_client() -> reqwest::ClientBuilder {
@@ -1442,7 +1460,11 @@ mod tests {
             "key leaked into Debug"
         );
         let mut server = start_with(Some(config)).await;
-        assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+        assert!(
+            server.base.starts_with("https://127.0.0.1:"),
+            "{}",
+            server.base
+        );
         let client = tls_client().build().unwrap();
         let metrics = client
             .get(format!("{}/metrics", server.base))
@@ -1515,8 +1537,9 @@ mod tests {
     #[tokio::test]
     async fn tls_with_basic_auth() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let (_dir, config) =
-            tls_web_config(&format!("{SERVER_TLS}basic_auth_users:\n  prometheus: '{hash}'\n"));
+        let (_dir, config) = tls_web_config(&format!(
+            "{SERVER_TLS}basic_auth_users:\n  prometheus: '{hash}'\n"
+        ));
         let server = start_with(Some(config.unwrap())).await;
         let client = tls_client().build().unwrap();
         let url = format!("{}/metrics", server.base);
@@ -1541,7 +1564,10 @@ mod tests {
         let server = start_with(Some(config.unwrap())).await;
         let url = format!("{}/healthz", server.base);
         let anonymous = tls_client().build().unwrap().get(&url).send().await;
-        assert!(anonymous.is_err(), "served without a client certificate: {anonymous:?}");
+        assert!(
+            anonymous.is_err(),
+            "served without a client certificate: {anonymous:?}"
+        );
         let mut pem = fixture("client.crt");
         pem.extend(fixture("client.key"));
         let identity = reqwest::Identity::from_pem(&pem).unwrap();
@@ -1570,7 +1596,13 @@ mod tests {
             .send()
             .await;
         assert!(old.is_err(), "TLS 1.2 was served: {old:?}");
-        let new = tls_client().build().unwrap().get(&url).send().await.unwrap();
+        let new = tls_client()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(new.status(), 200);
     }
 
