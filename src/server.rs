@@ -1582,6 +1582,51 @@ mod tests {
         assert_eq!(response.status(), 200);
     }
 
+    /// VerifyClientCertIfGiven serves a client without a certificate and one with a CA-signed
+    /// certificate, but refuses a certificate the CA did not sign.
+    #[tokio::test]
+    async fn tls_verifies_client_certificate_if_given() {
+        let (_dir, config) = tls_web_config(&format!(
+            "{SERVER_TLS}  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n"
+        ));
+        let server = start_with(Some(config.unwrap())).await;
+        let url = format!("{}/healthz", server.base);
+        let anonymous = tls_client()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 200);
+        let identity = |cert: &str, key: &str| {
+            let mut pem = fixture(cert);
+            pem.extend(fixture(key));
+            reqwest::Identity::from_pem(&pem).unwrap()
+        };
+        let signed = tls_client()
+            .identity(identity("client.crt", "client.key"))
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 200);
+        // The server certificate is CA-signed but only for serverAuth, so it is no client identity.
+        let misused = tls_client()
+            .identity(identity("server.crt", "server.key"))
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await;
+        assert!(
+            misused.is_err(),
+            "a serverAuth-only certificate was accepted: {misused:?}"
+        );
+    }
+
     /// min_version TLS13 refuses a client limited to TLS 1.2 and serves a TLS 1.3 one.
     #[tokio::test]
     async fn tls_min_version_is_enforced() {
