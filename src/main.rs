@@ -320,14 +320,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.config_check {
-        println!(
-            "{}: configuration is valid ({} tenant(s))",
-            args.config_file.display(),
-            config.tenants.len()
-        );
-        return ExitCode::SUCCESS;
-    }
     let web_config = match &args.web_config_file {
         Some(path) => match handover_exporter::server::WebConfig::load(path) {
             Ok(w) => Some(Arc::new(w)),
@@ -338,6 +330,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
+    if args.config_check {
+        println!(
+            "{}: configuration is valid ({} tenant(s){})",
+            args.config_file.display(),
+            config.tenants.len(),
+            if web_config.is_some() {
+                ", web configuration too"
+            } else {
+                ""
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
     telemetry::init(args.log.log_level, args.log.log_format);
     let options = ServeOptions {
         telemetry_path: args.telemetry_path,
