@@ -168,6 +168,8 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     // Filter and sort borrowed records and copy only the page served: a request costs a scan of
     // the world, not a deep copy of it, so the simulator stays far cheaper than its clients.
     let id_field = if underscore_id { "_id" } else { "id" };
+    // The id is a field of its own in the world; it is copied into a value only when asked for.
+    let needs_id = filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
     let world = state.world_at(req.now);
     let records: Vec<(&ODataRecord, Value)> = world
         .calls
@@ -182,7 +184,14 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
                 Collection::Unsimulated => Vec::new(),
             }
         })
-        .map(|r| (r, Value::String(r.id.clone())))
+        .map(|r| {
+            let id = if needs_id {
+                Value::String(r.id.clone())
+            } else {
+                Value::Null
+            };
+            (r, id)
+        })
         .filter(|(r, id)| {
             filter
                 .iter()
