@@ -33,7 +33,11 @@ fn parsed_world() -> ReplayData {
     dump_replay(&world, dir.path(), now).expect("the generated world can be written");
     drop(world);
     let data = replay::read_dir(dir.path()).expect("the written replay directory reads back");
-    assert!(data.problems.is_empty(), "replay problems: {:?}", data.problems);
+    assert!(
+        data.problems.is_empty(),
+        "replay problems: {:?}",
+        data.problems
+    );
     data
 }
 

@@ -306,7 +306,13 @@ impl Poller {
         };
         let cases = correlate(inputs, &self.rules);
         report.cases = cases.len();
-        let ignored = not_bot_contacts(&contacts, &cases, &self.rules, read_until, self.timing.settle);
+        let ignored = not_bot_contacts(
+            &contacts,
+            &cases,
+            &self.rules,
+            read_until,
+            self.timing.settle,
+        );
         let diagnoses: Vec<Diagnosis> = cases
             .iter()
             .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
@@ -475,7 +481,7 @@ impl Poller {
 
     fn prune_due(&self, now: DateTime<Utc>) -> bool {
         let last = self.last_prune.lock().map(|g| *g).unwrap_or(None);
-        last.is_none_or(|t| now - t >= Duration::hours(1))
+        last.map_or(true, |t| now - t >= Duration::hours(1))
     }
 
     fn mark_pruned(&self, now: DateTime<Utc>) {

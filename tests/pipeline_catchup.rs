@@ -63,11 +63,18 @@ async fn capped_catch_up_matches_the_truth_and_stores_cognigy_reads() {
         let report = poller.run_cycle(Utc::now()).await.expect("cycle");
         assert!(report.cxone_ok && report.cognigy_ok, "{report:?}");
         diagnosed += report.diagnosed;
-        complete_in_a_row = if report.more { 0 } else { complete_in_a_row + 1 };
+        complete_in_a_row = if report.more {
+            0
+        } else {
+            complete_in_a_row + 1
+        };
         cycles += 1;
         assert!(cycles < 200, "catch-up did not converge");
     }
-    assert!(cycles > 2, "the page caps should force several cycles, got {cycles}");
+    assert!(
+        cycles > 2,
+        "the page caps should force several cycles, got {cycles}"
+    );
 
     let truth = sim.state.truth(Utc::now());
     let expected: BTreeMap<i64, &str> = truth
@@ -88,7 +95,11 @@ async fn capped_catch_up_matches_the_truth_and_stores_cognigy_reads() {
         .map(|r| (r.diagnosis.contact_id, r.diagnosis.reason.as_str()))
         .collect();
     assert_eq!(rows.len(), found.len(), "a contact was diagnosed twice");
-    assert_eq!(diagnosed, rows.len(), "counted diagnoses differ from stored ones");
+    assert_eq!(
+        diagnosed,
+        rows.len(),
+        "counted diagnoses differ from stored ones"
+    );
     assert_eq!(found, expected);
 
     let sessions = {

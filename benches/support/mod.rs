@@ -120,9 +120,8 @@ impl SimServer {
                             return;
                         }
                     };
-                    let app = simulator::router(state.clone()).layer(
-                        axum::middleware::from_fn_with_state(thread_log, record),
-                    );
+                    let app = simulator::router(state.clone())
+                        .layer(axum::middleware::from_fn_with_state(thread_log, record));
                     let _ = ready_tx.send(Ok(state));
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async move {

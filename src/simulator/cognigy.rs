@@ -169,7 +169,8 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     // the world, not a deep copy of it, so the simulator stays far cheaper than its clients.
     let id_field = if underscore_id { "_id" } else { "id" };
     // The id is a field of its own in the world; it is copied into a value only when asked for.
-    let needs_id = filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
+    let needs_id =
+        filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
     let world = state.world_at(req.now);
     let records: Vec<(&ODataRecord, Value)> = world
         .calls

@@ -622,6 +622,68 @@ async fn damage_page(state: &SimState, resp: Response) -> Response {
     Response::from_parts(parts, Body::from(damaged))
 }
 
+/// A tenant configuration pointing at a simulator at `base_url` with `credentials` (used by
+/// `demo` and the end-to-end tests; `odata_base_url` is `<base>/odata/v2.4`).
+pub fn simulated_tenant(
+    name: &str,
+    base_url: &str,
+    credentials: &SimCredentials,
+    rules: crate::config::Rules,
+) -> crate::config::TenantConfig {
+    use crate::config::{
+        ClientAuth, CognigyConfig, CxoneConfig, DateLiteral, HttpSettings, TenantConfig,
+    };
+    use secrecy::SecretString;
+    let http = HttpSettings {
+        timeout: std::time::Duration::from_secs(10),
+        max_retries: 3,
+        initial_backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(2),
+        requests_per_second: 200.0,
+        max_concurrency: 8,
+        http1_only: false,
+    };
+    TenantConfig {
+        name: name.to_owned(),
+        cxone: CxoneConfig {
+            issuer: base_url.to_owned(),
+            client_id: credentials.client_id.clone(),
+            client_secret: SecretString::from(credentials.client_secret.clone()),
+            access_key_id: credentials.access_key_id.clone(),
+            access_key_secret: SecretString::from(credentials.access_key_secret.clone()),
+            client_auth: ClientAuth::Basic,
+            api_version: "v30.0".into(),
+            api_endpoint: None,
+            page_size: 1000,
+            max_pages: 50,
+            http: http.clone(),
+        },
+        cognigy: CognigyConfig {
+            api_base_url: base_url.to_owned(),
+            odata_base_url: format!("{base_url}/odata/v2.4"),
+            api_key: SecretString::from(credentials.api_key.clone()),
+            project_id: credentials.project_id.clone(),
+            odata_page_size: 1000,
+            logs_page_size: 100,
+            max_pages: 50,
+            date_literal: DateLiteral::Quoted,
+            end_of_keyset_500: true,
+            http,
+        },
+        rules,
+    }
+}
+
+/// `simulate --dump DIR`: writes the world these options describe, as of now, as a replay
+/// directory, and returns its ground truth.
+pub fn dump(options: &SimulatorOptions, dir: &std::path::Path) -> anyhow::Result<Truth> {
+    options.validate()?;
+    let now = Utc::now();
+    let mut world = World::new(options.world_spec(now));
+    world.extend_until(now);
+    Ok(dump_replay(&world, dir, now)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,66 +746,4 @@ mod tests {
         assert!(!text.contains("sim-client-secret"));
         assert!(!text.contains("sim-api-key") && !text.contains("sim-access-key-secret"));
     }
-}
-
-/// A tenant configuration pointing at a simulator at `base_url` with `credentials` (used by
-/// `demo` and the end-to-end tests; `odata_base_url` is `<base>/odata/v2.4`).
-pub fn simulated_tenant(
-    name: &str,
-    base_url: &str,
-    credentials: &SimCredentials,
-    rules: crate::config::Rules,
-) -> crate::config::TenantConfig {
-    use crate::config::{
-        ClientAuth, CognigyConfig, CxoneConfig, DateLiteral, HttpSettings, TenantConfig,
-    };
-    use secrecy::SecretString;
-    let http = HttpSettings {
-        timeout: std::time::Duration::from_secs(10),
-        max_retries: 3,
-        initial_backoff: std::time::Duration::from_millis(100),
-        max_backoff: std::time::Duration::from_secs(2),
-        requests_per_second: 200.0,
-        max_concurrency: 8,
-        http1_only: false,
-    };
-    TenantConfig {
-        name: name.to_owned(),
-        cxone: CxoneConfig {
-            issuer: base_url.to_owned(),
-            client_id: credentials.client_id.clone(),
-            client_secret: SecretString::from(credentials.client_secret.clone()),
-            access_key_id: credentials.access_key_id.clone(),
-            access_key_secret: SecretString::from(credentials.access_key_secret.clone()),
-            client_auth: ClientAuth::Basic,
-            api_version: "v30.0".into(),
-            api_endpoint: None,
-            page_size: 1000,
-            max_pages: 50,
-            http: http.clone(),
-        },
-        cognigy: CognigyConfig {
-            api_base_url: base_url.to_owned(),
-            odata_base_url: format!("{base_url}/odata/v2.4"),
-            api_key: SecretString::from(credentials.api_key.clone()),
-            project_id: credentials.project_id.clone(),
-            odata_page_size: 1000,
-            logs_page_size: 100,
-            max_pages: 50,
-            date_literal: DateLiteral::Quoted,
-            end_of_keyset_500: true,
-            http,
-        },
-        rules,
-    }
-}
-
-/// `simulate --dump DIR`: writes the world these options describe, as of now, as a replay
-/// directory, and returns its ground truth.
-pub fn dump(options: &SimulatorOptions, dir: &std::path::Path) -> anyhow::Result<Truth> {
-    options.validate()?;
-    let now = Utc::now();
-    let mut world = World::new(options.world_spec(now));
-    world.extend_until(now);
-    Ok(dump_replay(&world, dir, now)?)
 }
