@@ -159,10 +159,14 @@ fn main() -> anyhow::Result<()> {
     let daemon_log = sim.log.since(mark);
     let daemon = cost_of(&daemon_log, daemon_wall);
 
-    // (c) the I/O floor: the same requests, replayed.
+    // (c) the I/O floor: the same requests, replayed. Its peak RSS growth is what serving and
+    // downloading the pages costs (mostly the simulator's), to set against the daemon's growth.
+    support::reset_peak_rss();
+    let rss_before_floor = support::status_kb("VmRSS");
     let mark = sim.log.mark();
     let started = Instant::now();
     let floor_bytes = daemon_rt.block_on(replay(&sim.base_url, &daemon_log))?;
+    let floor_peak_growth = support::status_kb("VmHWM").saturating_sub(rss_before_floor);
     let floor = Cost {
         wall: started.elapsed(),
         requests: sim.log.since(mark).len() as u64,
@@ -232,10 +236,11 @@ fn main() -> anyhow::Result<()> {
         naive.bytes as f64 / 1e6
     );
     println!(
-        "(c) I/O floor: the daemon's {} requests replayed: {:.2} s, {:.1} MB",
+        "(c) I/O floor: the daemon's {} requests replayed: {:.2} s, {:.1} MB; peak RSS growth {:.1} MB (simulator serving + download alone)",
         floor.requests,
         floor.wall.as_secs_f64(),
-        floor.bytes as f64 / 1e6
+        floor.bytes as f64 / 1e6,
+        mb(floor_peak_growth)
     );
     println!();
     println!(
