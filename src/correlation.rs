@@ -195,15 +195,18 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
 
     // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
     let mut session_for_group: HashMap<i64, CaseSession<'a>> = HashMap::new();
-    let mut unkeyed: Vec<(&'a Session, Option<String>)> = Vec::new();
+    type Records<'a> = (Vec<&'a Conversation>, Vec<&'a Analytics>);
+    let mut unkeyed: Vec<(&'a Session, Option<String>, Records<'a>)> = Vec::new();
     let mut seen_sessions: std::collections::HashSet<&str> = Default::default();
     for session in inputs.sessions {
         if !seen_sessions.insert(session.session_id.as_str()) {
             continue;
         }
         let sid = session.session_id.as_str();
-        let conv = conversations.get(sid).cloned().unwrap_or_default();
-        let anal = analytics.get(sid).cloned().unwrap_or_default();
+        // Each session id is handled once (duplicates skipped above), so its records are moved
+        // out of the index rather than copied.
+        let conv = conversations.remove(sid).unwrap_or_default();
+        let anal = analytics.remove(sid).unwrap_or_default();
         let custom = anal
             .iter()
             .find_map(|a| a.custom(rules.contact_id_field))
@@ -238,7 +241,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
                 };
                 insert_preferred(&mut session_for_group, group, candidate);
             }
-            None => unkeyed.push((session, carried)),
+            None => unkeyed.push((session, carried, (conv, anal))),
         }
     }
 
@@ -274,8 +277,10 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         }
     }
     let window = Duration::seconds(rules.correlation_window_seconds as i64);
-    unkeyed.sort_by_key(|(s, _)| (s.started_at, s.session_id.clone()));
-    for (session, carried) in unkeyed {
+    unkeyed.sort_by(|(a, ..), (b, ..)| {
+        (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id))
+    });
+    for (session, carried, (conv, anal)) in unkeyed {
         let Some(number) = normalize_e164(&session.user_id) else {
             continue;
         };
@@ -291,15 +296,14 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             })
             .min();
         if let Some((_, group_id)) = best {
-            let sid = session.session_id.as_str();
             session_for_group.insert(
                 group_id,
                 CaseSession {
                     session,
                     match_kind: MatchKind::CallerTime,
                     carried_contact_id: carried,
-                    conversations: conversations.get(sid).cloned().unwrap_or_default(),
-                    analytics: analytics.get(sid).cloned().unwrap_or_default(),
+                    conversations: conv,
+                    analytics: anal,
                 },
             );
         }

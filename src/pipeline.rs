@@ -222,7 +222,7 @@ impl Poller {
             }
         );
         let (cxone_result, cxone_elapsed) = cxone_result;
-        let (cognigy, cognigy_elapsed) = cognigy;
+        let (mut cognigy, cognigy_elapsed) = cognigy;
         report.cxone_ms = cxone_elapsed.as_millis() as u64;
         report.cognigy_ms = cognigy_elapsed.as_millis() as u64;
 
@@ -305,10 +305,18 @@ impl Poller {
         let (pending, stored_cognigy) = stored;
 
         let contacts = merge_contacts(pending, &new_contacts);
-        let mut sessions = cognigy.sessions.clone();
-        let mut conversations = cognigy.conversations.clone();
-        let mut analytics = cognigy.analytics.clone();
-        let mut logs = cognigy.logs.clone();
+        // This cycle's Cognigy records come first, the stored ones after them: the commit below
+        // writes the first `read_counts` of each without a second copy of what was read.
+        let read_counts = (
+            cognigy.sessions.len(),
+            cognigy.conversations.len(),
+            cognigy.analytics.len(),
+            cognigy.logs.len(),
+        );
+        let mut sessions = std::mem::take(&mut cognigy.sessions);
+        let mut conversations = std::mem::take(&mut cognigy.conversations);
+        let mut analytics = std::mem::take(&mut cognigy.analytics);
+        let mut logs = std::mem::take(&mut cognigy.logs);
         if let Some(set) = stored_cognigy {
             sessions.extend(set.sessions);
             conversations.extend(set.conversations);
@@ -348,6 +356,8 @@ impl Poller {
                 Verdict::Pending { .. } => None,
             })
             .collect();
+        drop(cases);
+        drop(contacts);
 
         // One transaction: records, diagnoses, cursors. The counters move in the same blocking
         // task, right after the commit: once the commit has happened, neither a deadline nor a
@@ -365,10 +375,10 @@ impl Poller {
                     CycleCommit {
                         now,
                         contacts: &new_contacts,
-                        sessions: &cognigy.sessions,
-                        conversations: &cognigy.conversations,
-                        analytics: &cognigy.analytics,
-                        logs: &cognigy.logs,
+                        sessions: &sessions[..read_counts.0],
+                        conversations: &conversations[..read_counts.1],
+                        analytics: &analytics[..read_counts.2],
+                        logs: &logs[..read_counts.3],
                         diagnoses: &diagnoses,
                         cursors: &cursor_refs,
                         ignored: &ignored,

@@ -696,8 +696,10 @@ fn record_diagnosis(tx: &Transaction<'_>, tenant: &str, d: &Diagnosis, now: &str
         .map_err(sql("totals increment"))?;
     }
     // The other legs of the group are settled by the group's diagnosis, whichever cycle made it.
+    // `INDEXED BY`: left to itself SQLite picks the (tenant, status) index here and walks every
+    // pending row for each diagnosis, which made a catch-up quadratic (issue 5).
     tx.execute(
-        "UPDATE contacts SET status = 'diagnosed',
+        "UPDATE contacts INDEXED BY contacts_by_group SET status = 'diagnosed',
                 diagnosed_at = (SELECT diagnosed_at FROM contacts WHERE tenant = ?1 AND contact_id = ?2)
          WHERE tenant = ?1 AND group_id = ?2 AND status = 'pending'",
         params![tenant, d.contact_id],

@@ -122,24 +122,6 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         }
     }
 
-    let mut records: Vec<Map<String, Value>> = {
-        let world = state.world_at(req.now);
-        world
-            .calls
-            .iter()
-            .filter_map(|c| c.session.as_ref())
-            .filter(|s| s.visible_at <= req.now)
-            .flat_map(|s| -> Vec<&ODataRecord> {
-                match collection {
-                    Collection::Sessions => vec![&s.session],
-                    Collection::Conversations => s.conversations.iter().collect(),
-                    Collection::Analytics => s.analytics.iter().collect(),
-                    Collection::Unsimulated => Vec::new(),
-                }
-            })
-            .map(|r| with_id(r, underscore_id))
-            .collect()
-    };
     let time_field = if collection == Collection::Sessions {
         "startedAt"
     } else {
@@ -163,7 +145,6 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             }
         }
     }
-    records.retain(|r| filter.iter().all(|c| c.matches(r)));
 
     // Ordering: `$orderby` or the collection's natural time order.
     let order = req.param("$orderby").unwrap_or(time_field).to_owned();
@@ -183,17 +164,65 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         };
         keys.push((field, desc));
     }
-    records.sort_by(|a, b| {
-        for (field, desc) in &keys {
-            let o = compare_values(a.get(field), b.get(field));
+
+    // Filter and sort borrowed records and copy only the page served: a request costs a scan of
+    // the world, not a deep copy of it, so the simulator stays far cheaper than its clients.
+    let id_field = if underscore_id { "_id" } else { "id" };
+    // The id is a field of its own in the world; it is copied into a value only when asked for.
+    let needs_id =
+        filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
+    let world = state.world_at(req.now);
+    let records: Vec<(&ODataRecord, Value)> = world
+        .calls
+        .iter()
+        .filter_map(|c| c.session.as_ref())
+        .filter(|s| s.visible_at <= req.now)
+        .flat_map(|s| -> Vec<&ODataRecord> {
+            match collection {
+                Collection::Sessions => vec![&s.session],
+                Collection::Conversations => s.conversations.iter().collect(),
+                Collection::Analytics => s.analytics.iter().collect(),
+                Collection::Unsimulated => Vec::new(),
+            }
+        })
+        .map(|r| {
+            let id = if needs_id {
+                Value::String(r.id.clone())
+            } else {
+                Value::Null
+            };
+            (r, id)
+        })
+        .filter(|(r, id)| {
+            filter
+                .iter()
+                .all(|c| c.matches(field_of(r, id, id_field, &c.field)))
+        })
+        .collect();
+    // Each sort key is read (and a timestamp parsed) once per record, not once per comparison.
+    let mut sorted: Vec<(Vec<SortKey>, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (r, id))| {
+            let k = keys
+                .iter()
+                .map(|(f, _)| SortKey::of(field_of(r, id, id_field, f)))
+                .collect();
+            (k, i)
+        })
+        .collect();
+    sorted.sort_by(|(a, _), (b, _)| {
+        for (n, (_, desc)) in keys.iter().enumerate() {
+            let o = a[n].compare(&b[n]);
             if o != Ordering::Equal {
                 return if *desc { o.reverse() } else { o };
             }
         }
         Ordering::Equal
     });
+    let order_of: Vec<usize> = sorted.into_iter().map(|(_, i)| i).collect();
 
-    let total = records.len();
+    let total = order_of.len();
     if count_only {
         let mut resp = (StatusCode::OK, total.to_string()).into_response();
         resp.headers_mut()
@@ -213,11 +242,14 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         (Ok(t), Ok(s)) => (t, s.unwrap_or(0)),
         (Err(e), _) | (_, Err(e)) => return odata_error(StatusCode::BAD_REQUEST, &e),
     };
-    let mut page: Vec<Map<String, Value>> = records
-        .into_iter()
+    let mut page: Vec<Map<String, Value>> = order_of
+        .iter()
         .skip(skip)
         .take(top.unwrap_or(usize::MAX))
+        .map(|&i| with_id(records[i].0, underscore_id))
         .collect();
+    drop(records);
+    drop(world);
 
     let keyset = filter.iter().any(|c| {
         matches!(c.op.as_str(), "gt" | "ge")
@@ -377,6 +409,8 @@ struct Clause {
     field: String,
     op: String,
     literal: Literal,
+    /// The literal read as a timestamp, parsed once per request rather than once per record.
+    literal_time: Option<DateTime<Utc>>,
 }
 
 /// Parses `a gt '...' and b eq 1 and c eq true`; only `and` joins are supported.
@@ -422,10 +456,14 @@ fn parse_filter(text: &str) -> Result<Vec<Clause>, String> {
         if field.starts_with('(') || field.contains('(') {
             return Err(format!("Unsupported expression '{field}' in $filter"));
         }
+        let literal_time = match &literal {
+            Literal::Quoted(t) | Literal::Bare(t) => parse_time(t),
+        };
         clauses.push(Clause {
             field: field.to_owned(),
             op,
             literal,
+            literal_time,
         });
         let after = after.trim_start();
         if after.is_empty() {
@@ -454,16 +492,13 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Clause {
-    fn matches(&self, record: &Map<String, Value>) -> bool {
-        let value = record.get(&self.field).unwrap_or(&Value::Null);
-        let text = match &self.literal {
-            Literal::Quoted(s) | Literal::Bare(s) => s.as_str(),
-        };
+    fn matches(&self, value: Option<&Value>) -> bool {
+        let value = value.unwrap_or(&Value::Null);
         let ordering = match (value, &self.literal) {
             (Value::Null, Literal::Bare(b)) if b == "null" => Some(Ordering::Equal),
             (Value::Null, _) => None,
-            (Value::String(s), _) if parse_time(s).is_some() && parse_time(text).is_some() => {
-                parse_time(s).zip(parse_time(text)).map(|(a, b)| a.cmp(&b))
+            (Value::String(s), _) if self.literal_time.is_some() && parse_time(s).is_some() => {
+                parse_time(s).zip(self.literal_time).map(|(a, b)| a.cmp(&b))
             }
             (Value::Number(n), Literal::Bare(b)) => n
                 .as_f64()
@@ -487,6 +522,44 @@ impl Clause {
             (Some(o), "lt") => o == Ordering::Less,
             (Some(o), "le") => o != Ordering::Greater,
             _ => false,
+        }
+    }
+}
+
+/// A record's field, where the id field is served as `id` or `_id`.
+fn field_of<'a>(
+    record: &'a ODataRecord,
+    id: &'a Value,
+    id_field: &str,
+    field: &str,
+) -> Option<&'a Value> {
+    if field == id_field {
+        Some(id)
+    } else {
+        record.json.get(field)
+    }
+}
+
+/// One `$orderby` key of one record, with a timestamp string parsed once.
+struct SortKey<'a> {
+    value: Option<&'a Value>,
+    time: Option<DateTime<Utc>>,
+}
+
+impl<'a> SortKey<'a> {
+    fn of(value: Option<&'a Value>) -> SortKey<'a> {
+        let time = match value {
+            Some(Value::String(s)) => parse_time(s),
+            _ => None,
+        };
+        SortKey { value, time }
+    }
+
+    /// The same order as [`compare_values`] on the raw values.
+    fn compare(&self, other: &SortKey<'_>) -> Ordering {
+        match (self.time, other.time) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => compare_values(self.value, other.value),
         }
     }
 }
@@ -574,10 +647,11 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let levels = req.params("type");
     let text_filter = req.param("filter").map(str::to_ascii_lowercase);
     let since = req.now - Duration::hours(LOG_RETENTION_HOURS);
-    let (mut entries, all_keys): (Vec<LogRecord>, Vec<(DateTime<Utc>, String)>) = {
-        let world = state.world_at(req.now);
+    // Borrowed from the world (held for the request): only the page served is copied.
+    let world = state.world_at(req.now);
+    let (mut entries, all_keys): (Vec<&LogRecord>, Vec<(DateTime<Utc>, &str)>) = {
         let all: Vec<&LogRecord> = world.calls.iter().flat_map(|c| c.logs.iter()).collect();
-        let keys = all.iter().map(|l| (l.timestamp, l.id.clone())).collect();
+        let keys = all.iter().map(|l| (l.timestamp, l.id.as_str())).collect();
         let visible = all
             .into_iter()
             .filter(|l| l.timestamp <= req.now && l.timestamp >= since)
@@ -599,7 +673,6 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
                     msg.contains(f) || l.level.contains(f) || trace.contains(f)
                 })
             })
-            .cloned()
             .collect();
         (visible, keys)
     };
@@ -608,7 +681,12 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         entries.reverse();
     }
     let total = entries.len();
-    let cursor_key = |cursor: &str| all_keys.iter().find(|(_, id)| id == cursor).cloned();
+    let cursor_key = |cursor: &str| {
+        all_keys
+            .iter()
+            .find(|(_, id)| *id == cursor)
+            .map(|(t, id)| (*t, (*id).to_owned()))
+    };
     let after = |e: &LogRecord, k: &(DateTime<Utc>, String)| {
         let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
         if descending {
@@ -617,22 +695,22 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
             o == Ordering::Greater
         }
     };
-    let (page, has_before, has_after): (Vec<LogRecord>, bool, bool) =
+    let (page, has_before, has_after): (Vec<&LogRecord>, bool, bool) =
         if let Some(cursor) = req.param("next") {
             let Some(k) = cursor_key(cursor) else {
                 return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
             };
-            let rest: Vec<LogRecord> = entries.iter().filter(|e| after(e, &k)).cloned().collect();
+            let rest: Vec<&LogRecord> = entries.iter().filter(|e| after(e, &k)).copied().collect();
             let more = rest.len() > limit;
             (rest.into_iter().take(limit).collect(), true, more)
         } else if let Some(cursor) = req.param("previous") {
             let Some(k) = cursor_key(cursor) else {
                 return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
             };
-            let before: Vec<LogRecord> = entries
+            let before: Vec<&LogRecord> = entries
                 .iter()
                 .filter(|e| !after(e, &k) && (e.timestamp, &e.id) != (k.0, &k.1))
-                .cloned()
+                .copied()
                 .collect();
             let start = before.len().saturating_sub(limit);
             (before[start..].to_vec(), start > 0, true)
@@ -643,7 +721,7 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
                 .unwrap_or(0);
             let more = entries.len() > skip + limit;
             (
-                entries.iter().skip(skip).take(limit).cloned().collect(),
+                entries.iter().skip(skip).take(limit).copied().collect(),
                 skip > 0,
                 more,
             )
@@ -722,10 +800,11 @@ mod tests {
             serde_json::from_value(json!({"timestamp": "2026-03-20T09:00:01.000Z", "n": 5}))
                 .expect("object");
         let yes = parse_filter("timestamp gt 2026-03-20T10:00:00+02:00").expect("parses");
-        assert!(yes[0].matches(&record));
+        let field = |c: &Clause| record.get(&c.field);
+        assert!(yes[0].matches(field(&yes[0])));
         let no = parse_filter("timestamp gt '2026-03-20T09:00:01Z'").expect("parses");
-        assert!(!no[0].matches(&record));
+        assert!(!no[0].matches(field(&no[0])));
         let ge = parse_filter("timestamp ge '2026-03-20T09:00:01Z' and n lt 6").expect("parses");
-        assert!(ge.iter().all(|c| c.matches(&record)));
+        assert!(ge.iter().all(|c| c.matches(field(c))));
     }
 }

@@ -8,7 +8,7 @@
 //! it does not generate data or decide faults other than the CXone-specific ones (token lifetime,
 //! old field names).
 
-use super::world::{iso, ContactRecord, BUSINESS_UNIT_ID};
+use super::world::{iso, ContactRecord, World, BUSINESS_UNIT_ID};
 use super::{json_response, ApiRequest, PageKind, SimState};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -266,15 +266,14 @@ fn select_fields(contact: Value, fields: Option<&[String]>) -> Value {
     }
 }
 
-fn visible_contacts(state: &SimState, now: DateTime<Utc>) -> Vec<ContactRecord> {
-    let world = state.world_at(now);
+/// The contacts of `world` visible at `now`, borrowed: a page clones only what it serves, so a
+/// request costs a scan of the world, not a deep copy of it.
+fn visible_contacts(world: &World, now: DateTime<Utc>) -> impl Iterator<Item = &ContactRecord> {
     world
         .calls
         .iter()
         .flat_map(|c| c.contacts.iter())
-        .filter(|c| c.last_update_time <= now)
-        .cloned()
-        .collect()
+        .filter(move |c| c.last_update_time <= now)
 }
 
 fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
@@ -304,8 +303,8 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let descending = req
         .param("orderBy")
         .is_some_and(|o| o.to_ascii_lowercase().contains("desc"));
-    let mut contacts: Vec<ContactRecord> = visible_contacts(state, req.now)
-        .into_iter()
+    let world = state.world_at(req.now);
+    let mut contacts: Vec<&ContactRecord> = visible_contacts(&world, req.now)
         .filter(|c| updated_since.map_or(true, |t| c.last_update_time >= t))
         .filter(|c| start.map_or(true, |t| c.started_at >= t))
         .filter(|c| end.map_or(true, |t| c.started_at < t))
@@ -321,7 +320,7 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         contacts.reverse();
     }
     let total = contacts.len();
-    let page: Vec<&ContactRecord> = contacts.iter().skip(skip).take(top).collect();
+    let page: Vec<&ContactRecord> = contacts.iter().skip(skip).take(top).copied().collect();
     if page.is_empty() {
         return (StatusCode::NO_CONTENT.into_response(), PageKind::Other);
     }
@@ -364,9 +363,11 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
 
 fn find_contact(state: &SimState, req: &ApiRequest, id: &str) -> Option<ContactRecord> {
     let id: i64 = id.parse().ok()?;
-    visible_contacts(state, req.now)
-        .into_iter()
+    let world = state.world_at(req.now);
+    let found = visible_contacts(&world, req.now)
         .find(|c| c.contact_id == id)
+        .cloned();
+    found
 }
 
 fn single(state: &SimState, req: &ApiRequest, id: &str) -> (Response, PageKind) {

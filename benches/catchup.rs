@@ -1,0 +1,303 @@
+//! Catch-up benchmark (issue 5): the simulator on loopback with a 24 h backlog of a tenant taking
+//! 100 000 calls a day, and in the same run
+//! (a) the daemon's pipeline (`Poller::run_cycle` back to back, real SQLite file) catching up,
+//! (b) the naive per-contact strategy (one `GET /contacts/{id}` and one OData
+//!     `Conversations?$filter=sessionId eq '...'` per completed contact, sequentially) over a
+//!     sample, scaled linearly to the whole backlog,
+//! (c) the I/O floor: exactly the requests the daemon made, replayed with their auth and nothing
+//!     else done (each stream in order, the five streams concurrently, as the daemon reads them).
+//!
+//! It prints figures and ratios; it asserts no target. Settings via env: `CATCHUP_CALLS_PER_DAY`
+//! (100000), `CATCHUP_BACKLOG_HOURS` (24), `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use chrono::Utc;
+use handover_exporter::metrics::Metrics;
+use handover_exporter::pipeline::{Poller, Timing};
+use handover_exporter::server::Readiness;
+use handover_exporter::simulator::SimulatorOptions;
+use handover_exporter::sources::cognigy::CognigyClient;
+use handover_exporter::sources::cxone::CxoneClient;
+use handover_exporter::sources::http::{NoopObserver, RequestObserver};
+use handover_exporter::store::{DiagnosisFilter, Store};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{mb, Recorded, SimServer};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one strategy cost.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    requests: u64,
+    bytes: u64,
+}
+
+fn cost_of(log: &[Recorded], wall: Duration) -> Cost {
+    Cost {
+        wall,
+        requests: log.len() as u64,
+        bytes: log.iter().map(|r| r.bytes).sum(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let calls_per_day: f64 = env_or("CATCHUP_CALLS_PER_DAY", 100_000.0);
+    let backlog_hours: f64 = env_or("CATCHUP_BACKLOG_HOURS", 24.0);
+    let sample: usize = env_or("CATCHUP_NAIVE_SAMPLE", 2000);
+    let seed: u64 = env_or("CATCHUP_SEED", 7);
+    println!("catch-up benchmark: {}", support::machine());
+
+    let options = SimulatorOptions {
+        seed,
+        rate_per_day: Some(calls_per_day),
+        backlog_hours,
+        cognigy_lag_seconds: 60,
+        ..SimulatorOptions::default()
+    };
+    let sim = SimServer::start(options.clone(), 2)?;
+    // Generate the backlog before measuring (the simulator would otherwise do it on the first
+    // request, inside the daemon's time).
+    let generated = Instant::now();
+    let (calls, contact_ids, sessions_by_call) = {
+        let world = sim.state.world_at(Utc::now());
+        let now = Utc::now();
+        let visible: Vec<_> = world.calls.iter().filter(|c| c.visible_at <= now).collect();
+        let contacts: Vec<(i64, Option<String>)> = visible
+            .iter()
+            .flat_map(|c| {
+                let sid = c.session.as_ref().map(|s| s.session_id.clone());
+                c.contacts.iter().map(move |x| (x.contact_id, sid.clone()))
+            })
+            .collect();
+        let with_session = visible.iter().filter(|c| c.session.is_some()).count();
+        (world.calls.len(), contacts, with_session)
+    };
+    println!(
+        "world: {calls} calls over {backlog_hours} h at {calls_per_day} calls/day, {} completed contacts, {sessions_by_call} bot sessions (generated in {:.1} s)",
+        contact_ids.len(),
+        generated.elapsed().as_secs_f64()
+    );
+    let rss_with_world = support::status_kb("VmRSS");
+
+    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("daemon")
+        .enable_all()
+        .build()?;
+
+    // (a) the daemon's pipeline.
+    let state_dir = tempfile::tempdir()?;
+    let mut config =
+        handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5));
+    config.state_path = state_dir.path().join("state.db").display().to_string();
+    // A contact older than `max_pending_seconds` is given up as `source_unavailable` while a
+    // capped catch-up is still paging Cognigy; the bench lets every backlog contact be diagnosed
+    // (the default of 2 h would give up on most of a 24 h backlog; reported in issue 5).
+    config.tenants[0].rules.max_pending_seconds = ((backlog_hours + 2.0) * 3600.0) as u64;
+    let tenant = config.tenants[0].clone();
+    let names = vec![tenant.name.clone()];
+    support::reset_peak_rss();
+    let rss_before = support::status_kb("VmRSS");
+    let mark = sim.log.mark();
+    let cpu_before = support::named_threads_cpu_seconds("daemon");
+    let started = Instant::now();
+    let (cycles, diagnosed, pending) = daemon_rt.block_on(async {
+        let store = Arc::new(Mutex::new(Store::open(&config.state_path)?));
+        let store_for_summary = store.clone();
+        let metrics = Arc::new(Metrics::new(&names, "bench"));
+        let readiness = Arc::new(Readiness::new(&names, config.poll_interval));
+        let poller = Poller::new(
+            &tenant,
+            Timing::from_config(&config),
+            store,
+            metrics,
+            readiness,
+        )?;
+        let mut cycles = 0u32;
+        let mut diagnosed = 0usize;
+        let mut previous_complete = false;
+        loop {
+            let report = poller.run_cycle(Utc::now()).await?;
+            cycles += 1;
+            diagnosed += report.diagnosed;
+            println!(
+                "  cycle {cycles}: read {} contacts, {} cognigy records; {} cases, {} diagnosed, {} pending, more={} (cxone {} ms, cognigy {} ms)",
+                report.contacts_read, report.cognigy_records_read, report.cases, report.diagnosed,
+                report.pending, report.more, report.cxone_ms, report.cognigy_ms
+            );
+            let complete = !report.more && report.cxone_ok && report.cognigy_ok;
+            if (complete && previous_complete) || cycles >= 500 {
+                let rows = store_for_summary
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+                    .diagnoses(&DiagnosisFilter {
+                        limit: 10_000_000,
+                        ..DiagnosisFilter::default()
+                    })?;
+                let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
+                for r in &rows {
+                    *outcomes.entry(r.diagnosis.outcome.as_str()).or_insert(0) += 1;
+                }
+                println!("  stored diagnoses by outcome: {outcomes:?}");
+                break Ok::<_, anyhow::Error>((cycles, diagnosed, report.pending));
+            }
+            previous_complete = complete;
+        }
+    })?;
+    let daemon_wall = started.elapsed();
+    let daemon_cpu = support::named_threads_cpu_seconds("daemon") - cpu_before;
+    let peak_kb = support::status_kb("VmHWM");
+    let daemon_log = sim.log.since(mark);
+    let daemon = cost_of(&daemon_log, daemon_wall);
+
+    // (c) the I/O floor: the same requests, replayed. Its peak RSS growth is what serving and
+    // downloading the pages costs (mostly the simulator's), to set against the daemon's growth.
+    support::reset_peak_rss();
+    let rss_before_floor = support::status_kb("VmRSS");
+    let mark = sim.log.mark();
+    let started = Instant::now();
+    let floor_bytes = daemon_rt.block_on(replay(&sim.base_url, &daemon_log))?;
+    let floor_peak_growth = support::status_kb("VmHWM").saturating_sub(rss_before_floor);
+    let floor = Cost {
+        wall: started.elapsed(),
+        requests: sim.log.since(mark).len() as u64,
+        bytes: floor_bytes,
+    };
+
+    // (b) the naive per-contact strategy over a sample.
+    let step = (contact_ids.len() / sample.max(1)).max(1);
+    let picked: Vec<(i64, Option<String>)> = contact_ids
+        .iter()
+        .step_by(step)
+        .take(sample)
+        .cloned()
+        .collect();
+    let mark = sim.log.mark();
+    let started = Instant::now();
+    daemon_rt.block_on(async {
+        let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
+        let cxone = CxoneClient::new(&tenant.cxone, observer.clone())?;
+        let cognigy = CognigyClient::new(&tenant.cognigy, observer)?;
+        for (id, session) in &picked {
+            cxone.contact(*id).await?;
+            // A naive client does not know whether the call reached the bot: it asks anyway.
+            let sid = session
+                .clone()
+                .unwrap_or_else(|| format!("no-session-{id}"));
+            cognigy.conversations_for_session(&sid).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let sample_cost = cost_of(&sim.log.since(mark), started.elapsed());
+    let scale = contact_ids.len() as f64 / picked.len().max(1) as f64;
+    let naive = Cost {
+        wall: sample_cost.wall.mul_f64(scale),
+        requests: (sample_cost.requests as f64 * scale).round() as u64,
+        bytes: (sample_cost.bytes as f64 * scale).round() as u64,
+    };
+
+    println!();
+    println!(
+        "(a) daemon catch-up: {cycles} cycles, {diagnosed} diagnosed, {pending} still pending (inside the Cognigy lag)"
+    );
+    println!(
+        "    wall {:.2} s, {} API requests, {:.1} MB downloaded, daemon-thread CPU {:.2} s",
+        daemon.wall.as_secs_f64(),
+        daemon.requests,
+        daemon.bytes as f64 / 1e6,
+        daemon_cpu
+    );
+    println!(
+        "    peak RSS {:.1} MB for the whole process (simulator world included: {:.1} MB before the run); growth during the run {:.1} MB",
+        mb(peak_kb),
+        mb(rss_with_world),
+        mb(peak_kb.saturating_sub(rss_before))
+    );
+    let by_endpoint = endpoint_counts(&daemon_log);
+    println!("    requests by path: {by_endpoint:?}");
+    println!(
+        "(b) naive per-contact: sample of {} contacts (every {step}th), {} requests, {:.2} s, {:.1} MB; scaled x{scale:.1} to all {} contacts: {:.1} s, {} requests, {:.1} MB",
+        picked.len(),
+        sample_cost.requests,
+        sample_cost.wall.as_secs_f64(),
+        sample_cost.bytes as f64 / 1e6,
+        contact_ids.len(),
+        naive.wall.as_secs_f64(),
+        naive.requests,
+        naive.bytes as f64 / 1e6
+    );
+    println!(
+        "(c) I/O floor: the daemon's {} requests replayed: {:.2} s, {:.1} MB; peak RSS growth {:.1} MB (simulator serving + download alone)",
+        floor.requests,
+        floor.wall.as_secs_f64(),
+        floor.bytes as f64 / 1e6,
+        mb(floor_peak_growth)
+    );
+    println!();
+    println!(
+        "ratios: naive/daemon API requests {:.1}x (target >= 20x), naive/daemon wall time {:.1}x (target >= 10x), daemon/floor wall time {:.2}x (target <= 2x); peak RSS growth {:.1} MB (target < 256 MB)",
+        naive.requests as f64 / daemon.requests.max(1) as f64,
+        naive.wall.as_secs_f64() / daemon.wall.as_secs_f64().max(1e-9),
+        daemon.wall.as_secs_f64() / floor.wall.as_secs_f64().max(1e-9),
+        mb(peak_kb.saturating_sub(rss_before))
+    );
+    println!("finished with {}", support::machine());
+    drop(state_dir);
+    Ok(())
+}
+
+/// Requests per path (query dropped), for the report.
+fn endpoint_counts(log: &[Recorded]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for r in log {
+        let path = r.path_and_query.split('?').next().unwrap_or("").to_owned();
+        *out.entry(format!("{} {path}", r.method)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Replays the GET requests of `log` with their auth headers: one sequential stream per path (as
+/// the daemon pages each source in order), the streams concurrently. Returns the bytes received.
+async fn replay(base_url: &str, log: &[Recorded]) -> anyhow::Result<u64> {
+    let client = reqwest::Client::builder().build()?;
+    let mut streams: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
+    for r in log.iter().filter(|r| r.method == "GET") {
+        let path = r.path_and_query.split('?').next().unwrap_or("").to_owned();
+        streams.entry(path).or_default().push(r.clone());
+    }
+    let mut tasks = Vec::new();
+    for (_, stream) in streams {
+        let client = client.clone();
+        let base = base_url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut bytes = 0u64;
+            for r in stream {
+                let mut request = client
+                    .get(format!("{base}{}", r.path_and_query))
+                    .header("accept", "application/json");
+                if let Some(v) = &r.authorization {
+                    request = request.header("authorization", v.clone());
+                }
+                if let Some(v) = &r.api_key {
+                    request = request.header("x-api-key", v.clone());
+                }
+                bytes += request.send().await?.bytes().await?.len() as u64;
+            }
+            Ok::<u64, reqwest::Error>(bytes)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total)
+}
