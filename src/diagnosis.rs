@@ -182,6 +182,9 @@ pub struct Horizon {
     pub cxone_read_until: DateTime<Utc>,
     /// How long after a contact ends its already-correlated session data is taken as complete.
     pub settle_seconds: i64,
+    /// The lagging sources answered this cycle but hit their page caps: they are catching up
+    /// (after an outage or on first start), so a contact is not given up as `source_unavailable`.
+    pub catching_up: bool,
 }
 
 impl Horizon {
@@ -192,6 +195,7 @@ impl Horizon {
             cognigy_read_until: DateTime::<Utc>::MAX_UTC,
             cxone_read_until: DateTime::<Utc>::MAX_UTC,
             settle_seconds: 0,
+            catching_up: false,
         }
     }
 }
@@ -297,7 +301,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         None
     };
     if let Some((source, read_until, needed)) = lagging {
-        if horizon.now >= ended + max_pending {
+        if horizon.now >= ended + max_pending && !horizon.catching_up {
             let facts = vec![Fact {
                 source: FactSource::Rule,
                 id: source.into(),

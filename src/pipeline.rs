@@ -331,6 +331,7 @@ impl Poller {
                 .or_else(|| cursors.get(CURSOR_CXONE).copied())
                 .unwrap_or(DateTime::<Utc>::MIN_UTC),
             settle_seconds: self.timing.settle.num_seconds(),
+            catching_up: report.cxone_ok && report.cognigy_ok && report.more,
         };
         let inputs = Inputs {
             contacts: &contacts,

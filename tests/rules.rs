@@ -279,6 +279,7 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
         cognigy_read_until: ended + Duration::seconds(60),
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&r, &early)[0],
@@ -289,6 +290,7 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
         cognigy_read_until: ended + Duration::seconds(901),
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(
         matches!(&w.diagnose_with(&r, &late_but_ok)[0], Verdict::Diagnosed(d) if d.reason == Reason::NoBotSession)
@@ -298,9 +300,21 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
         cognigy_read_until: ended,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(
         matches!(&w.diagnose_with(&r, &source_down)[0], Verdict::Diagnosed(d) if d.reason == Reason::SourceUnavailable)
+    );
+    let catching_up = Horizon {
+        catching_up: true,
+        ..source_down
+    };
+    assert!(
+        matches!(
+            w.diagnose_with(&r, &catching_up)[0],
+            Verdict::Pending { .. }
+        ),
+        "a source that is catching up is waited for, not given up"
     );
 }
 
@@ -314,6 +328,7 @@ fn waits_for_cxone_to_settle() {
         cognigy_read_until: ended + Duration::seconds(61),
         cxone_read_until: ended + Duration::seconds(30),
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &horizon)[0],
@@ -333,6 +348,7 @@ fn correlated_case_waits_only_for_settle() {
         cognigy_read_until: ended,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &before)[0],
@@ -343,6 +359,7 @@ fn correlated_case_waits_only_for_settle() {
         cognigy_read_until: ended + Duration::seconds(61),
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &after)[0],
@@ -687,6 +704,7 @@ fn transferred_contact_waits_for_its_leg() {
         cognigy_read_until: ended + Duration::seconds(600),
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
@@ -708,6 +726,7 @@ fn case_without_master_waits_for_it() {
         cognigy_read_until: ended + Duration::seconds(600),
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
+        catching_up: false,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
