@@ -495,39 +495,24 @@ impl Poller {
                 }
             }
         };
-        match sessions {
-            Ok(b) => {
-                next_cursor(
-                    CURSOR_SESSIONS,
-                    Ok((b.truncated, b.ended_on_500, b.newest)),
-                    &mut read,
-                );
-                read.sessions = b.records;
-            }
-            Err(e) => next_cursor(CURSOR_SESSIONS, Err(&e), &mut read),
-        }
-        match conversations {
-            Ok(b) => {
-                next_cursor(
-                    CURSOR_CONVERSATIONS,
-                    Ok((b.truncated, b.ended_on_500, b.newest)),
-                    &mut read,
-                );
-                read.conversations = b.records;
-            }
-            Err(e) => next_cursor(CURSOR_CONVERSATIONS, Err(&e), &mut read),
-        }
-        match analytics {
-            Ok(b) => {
-                next_cursor(
-                    CURSOR_ANALYTICS,
-                    Ok((b.truncated, b.ended_on_500, b.newest)),
-                    &mut read,
-                );
-                read.analytics = b.records;
-            }
-            Err(e) => next_cursor(CURSOR_ANALYTICS, Err(&e), &mut read),
-        }
+        next_cursor(
+            CURSOR_SESSIONS,
+            sessions.as_ref().map(keyset_state),
+            &mut read,
+        );
+        read.sessions = sessions.map(|b| b.records).unwrap_or_default();
+        next_cursor(
+            CURSOR_CONVERSATIONS,
+            conversations.as_ref().map(keyset_state),
+            &mut read,
+        );
+        read.conversations = conversations.map(|b| b.records).unwrap_or_default();
+        next_cursor(
+            CURSOR_ANALYTICS,
+            analytics.as_ref().map(keyset_state),
+            &mut read,
+        );
+        read.analytics = analytics.map(|b| b.records).unwrap_or_default();
         // Logs are written in real time, so each pass re-reads only the overlap. They are read
         // newest first down to the cursor. A pass cut short by the page cap keeps its starting
         // point and continues from the server's cursor next cycle; the pass that completes it
@@ -650,4 +635,11 @@ fn not_bot_contacts(
         })
         .map(|c| c.contact_id)
         .collect()
+}
+
+/// How an OData keyset read ended: (page-capped, ended on a 500, newest record time).
+fn keyset_state<T>(
+    batch: &crate::sources::cognigy::Batch<T>,
+) -> (bool, bool, Option<DateTime<Utc>>) {
+    (batch.truncated, batch.ended_on_500, batch.newest)
 }
