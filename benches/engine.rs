@@ -7,6 +7,10 @@
 //! `correlate` + `diagnose` over the crate's wire types. `ENGINE_CALLS` sets the number of calls
 //! (default 50 000 calls, which is about 100 000 contacts with their backchannel and agent legs).
 
+/// The binary's allocator (src/main.rs), so these figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use handover_exporter::metrics::{Metrics, PollSource};

@@ -7,6 +7,10 @@
 //! Env: `STEADY_SECONDS` (180), `STEADY_INTERVAL_SECONDS` (5), `STEADY_CALLS_PER_DAY` (100000),
 //! `STEADY_BACKLOG_HOURS` (0.25, caught up before measuring starts).
 
+/// The binary's allocator (src/main.rs), so these figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/mod.rs"]
 mod support;
 

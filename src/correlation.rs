@@ -10,10 +10,10 @@
 use crate::config::Rules;
 use crate::logline::{classify, HandoverLog};
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
-use crate::sources::cxone::wire::CompletedContact;
+use crate::sources::cxone::wire::{seconds, CompletedContact};
 use chrono::Duration;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// The contact id Cognigy's extension uses to mean "test, do not call CXone".
 pub const SENTINEL_CONTACT_ID: &str = "100000000000";
@@ -93,11 +93,15 @@ impl Case<'_> {
 
     /// When the group's last known contact ended.
     pub fn ended_at(&self) -> chrono::DateTime<chrono::Utc> {
+        // Compared as milliseconds: date arithmetic per contact showed in the engine's profile.
         self.contacts
             .iter()
-            .map(|c| c.ended_at())
-            .max()
-            .unwrap_or_else(|| self.primary().ended_at())
+            .max_by_key(|c| {
+                c.contact_start_date.timestamp_millis()
+                    + seconds(c.total_duration_seconds).num_milliseconds()
+            })
+            .unwrap_or(&self.primary())
+            .ended_at()
     }
 
     /// When the group's first contact started.
@@ -159,45 +163,44 @@ pub fn usable_contact_id(text: &str) -> Option<i64> {
 pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     // Contact groups, deduplicated by contact id.
     let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
-    let mut groups: HashMap<i64, Vec<&'a CompletedContact>> = HashMap::new();
+    let mut groups: HashMap<i64, Vec<&'a CompletedContact>> =
+        HashMap::with_capacity(inputs.contacts.len());
     for contact in inputs.contacts {
         if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
             continue;
         }
-        if group_of.contains_key(&contact.contact_id) {
+        let group = contact.group_id();
+        if group_of.insert(contact.contact_id, group).is_some() {
+            // A second copy of a contact already grouped: the first one wins.
             continue;
         }
-        group_of.insert(contact.contact_id, contact.group_id());
-        groups.entry(contact.group_id()).or_default().push(contact);
+        groups.entry(group).or_default().push(contact);
     }
 
     // Cognigy records by session. The same record can be in the inputs twice (re-read by an
-    // overlapping window and loaded from the store): the first copy of an id wins.
-    let mut seen_records: std::collections::HashSet<&str> = Default::default();
-    let mut conversations: HashMap<&str, Vec<&'a Conversation>> = HashMap::new();
+    // overlapping window and loaded from the store): the first copy of an id wins. Duplicates are
+    // dropped per session when the session is used, which is far cheaper than one global set of
+    // every record id (a session holds a handful of records).
+    let mut conversations: HashMap<&str, Vec<&'a Conversation>> =
+        HashMap::with_capacity(inputs.sessions.len());
     for c in inputs.conversations {
-        if c.id.as_deref().is_some_and(|id| !seen_records.insert(id)) {
-            continue;
-        }
         conversations
             .entry(c.session_id.as_str())
             .or_default()
             .push(c);
     }
-    seen_records.clear();
-    let mut analytics: HashMap<&str, Vec<&'a Analytics>> = HashMap::new();
+    let mut analytics: HashMap<&str, Vec<&'a Analytics>> =
+        HashMap::with_capacity(inputs.sessions.len());
     for a in inputs.analytics {
-        if a.id.as_deref().is_some_and(|id| !seen_records.insert(id)) {
-            continue;
-        }
         analytics.entry(a.session_id.as_str()).or_default().push(a);
     }
 
     // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
-    let mut session_for_group: HashMap<i64, CaseSession<'a>> = HashMap::new();
+    let mut session_for_group: HashMap<i64, CaseSession<'a>> =
+        HashMap::with_capacity(inputs.sessions.len());
     type Records<'a> = (Vec<&'a Conversation>, Vec<&'a Analytics>);
     let mut unkeyed: Vec<(&'a Session, Option<String>, Records<'a>)> = Vec::new();
-    let mut seen_sessions: std::collections::HashSet<&str> = Default::default();
+    let mut seen_sessions: HashSet<&str> = HashSet::with_capacity(inputs.sessions.len());
     for session in inputs.sessions {
         if !seen_sessions.insert(session.session_id.as_str()) {
             continue;
@@ -205,8 +208,10 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         let sid = session.session_id.as_str();
         // Each session id is handled once (duplicates skipped above), so its records are moved
         // out of the index rather than copied.
-        let conv = conversations.remove(sid).unwrap_or_default();
-        let anal = analytics.remove(sid).unwrap_or_default();
+        let mut conv = conversations.remove(sid).unwrap_or_default();
+        let mut anal = analytics.remove(sid).unwrap_or_default();
+        keep_first_by_id(&mut conv, |c| c.id.as_deref());
+        keep_first_by_id(&mut anal, |a| a.id.as_deref());
         let custom = anal
             .iter()
             .find_map(|a| a.custom(rules.contact_id_field))
@@ -310,12 +315,12 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     }
 
     // Log lines: by session id, else by the contact id in the message.
-    let mut session_group: HashMap<&str, i64> = HashMap::new();
+    let mut session_group: HashMap<&str, i64> = HashMap::with_capacity(session_for_group.len());
     for (group_id, cs) in &session_for_group {
         session_group.insert(cs.session.session_id.as_str(), *group_id);
     }
     let mut logs_for_group: HashMap<i64, Vec<CaseLog<'a>>> = HashMap::new();
-    let mut seen_logs: std::collections::HashSet<&str> = Default::default();
+    let mut seen_logs: HashSet<&str> = HashSet::with_capacity(inputs.logs.len());
     for entry in inputs.logs {
         if let Some(id) = entry.id.as_deref() {
             if !seen_logs.insert(id) {
@@ -342,7 +347,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         }
     }
 
-    let mut cases = Vec::new();
+    let mut cases = Vec::with_capacity(session_for_group.len());
     for (group_id, mut members) in groups {
         let session = session_for_group.remove(&group_id);
         let bot_entry = members.iter().any(|c| is_entry(c));
@@ -364,6 +369,31 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     cases
 }
 
+/// Drops every record whose id an earlier record of `records` already has (records without an
+/// id are all kept). Sessions hold a handful of records, so pairwise comparison beats hashing.
+fn keep_first_by_id<'a, T>(records: &mut Vec<&'a T>, id: impl Fn(&'a T) -> Option<&'a str>) {
+    if records.len() < 2 {
+        return;
+    }
+    if records.len() <= 64 {
+        // Kept records are moved to the front in their order; what is left behind is dropped.
+        let mut kept = 0;
+        for i in 0..records.len() {
+            let this = id(records[i]);
+            let duplicate =
+                this.is_some() && records[..kept].iter().any(|earlier| id(earlier) == this);
+            if !duplicate {
+                records.swap(kept, i);
+                kept += 1;
+            }
+        }
+        records.truncate(kept);
+    } else {
+        let mut seen: HashSet<&'a str> = HashSet::with_capacity(records.len());
+        records.retain(|r| id(r).map_or(true, |i| seen.insert(i)));
+    }
+}
+
 /// Keeps the better of two sessions pointing at one group: stronger match kind, then earlier start.
 fn insert_preferred<'a>(
     map: &mut HashMap<i64, CaseSession<'a>>,
@@ -382,7 +412,28 @@ fn insert_preferred<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_e164;
+    use super::{keep_first_by_id, normalize_e164};
+
+    /// Deduplication keeps the first record of each id in input order, keeps every record
+    /// without an id, and does so the same way for small and large sessions.
+    #[test]
+    fn keep_first_by_id_keeps_first_copies_in_order() {
+        for size in [0usize, 1, 5, 64, 65, 300] {
+            let records: Vec<(usize, Option<String>)> = (0..size)
+                .map(|i| (i, (i % 7 != 3).then(|| format!("id-{}", i % 11))))
+                .collect();
+            let mut refs: Vec<&(usize, Option<String>)> = records.iter().collect();
+            keep_first_by_id(&mut refs, |r| r.1.as_deref());
+            let mut seen = std::collections::HashSet::new();
+            let expected: Vec<usize> = records
+                .iter()
+                .filter(|r| r.1.as_ref().map_or(true, |id| seen.insert(id.clone())))
+                .map(|r| r.0)
+                .collect();
+            let got: Vec<usize> = refs.iter().map(|r| r.0).collect();
+            assert_eq!(got, expected, "size {size}");
+        }
+    }
 
     /// Non-ASCII caller ids (webchat user names) neither panic nor normalise to a number.
     #[test]

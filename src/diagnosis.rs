@@ -9,9 +9,11 @@
 use crate::config::Rules;
 use crate::correlation::{usable_contact_id, Case, MatchKind};
 use crate::logline::HandoverLog;
+use crate::sources::cognigy::wire::{Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 macro_rules! label_enum {
@@ -219,7 +221,134 @@ pub struct Fact {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
-    pub detail: String,
+    pub detail: Detail,
+}
+
+/// What a fact says. It keeps the values it is made of and is rendered as one line of text only
+/// when shown or stored (`Display`, and a JSON string): diagnosing a case then formats no text,
+/// which was about a third of the engine's time (issue 5). Read back from JSON it is the text.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    /// Text as it is: a log line, a fixed phrase, a rule's explanation, or a stored detail.
+    Text(Cow<'static, str>),
+    /// A CXone contact's queueing facts.
+    Contact {
+        what: &'static str,
+        point_of_contact_id: i64,
+        skill_id: i64,
+        pre_queue_seconds: f64,
+        in_queue_seconds: f64,
+        agent_id: i64,
+        abandoned: bool,
+        total_duration_seconds: f64,
+    },
+    /// A Cognigy session's start.
+    SessionStarted {
+        user_id: String,
+        handover_escalations: i64,
+        matched_by: MatchKind,
+    },
+    /// The session's `handoverEscalations` counter.
+    HandoverEscalations(i64),
+    /// A Voice Gateway event in a Conversations record.
+    VoiceGateway {
+        name: String,
+        sip_status: Option<i64>,
+        refer_status: Option<i64>,
+        dial_call_status: Option<String>,
+    },
+    /// The `X-InContact-MasterId` SIP header of a Conversations record.
+    SipMasterId(String),
+    /// Any other Conversations record.
+    Message { kind: String, source: String },
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Text(text) => f.write_str(text),
+            Detail::Contact {
+                what,
+                point_of_contact_id,
+                skill_id,
+                pre_queue_seconds,
+                in_queue_seconds,
+                agent_id,
+                abandoned,
+                total_duration_seconds,
+            } => write!(
+                f,
+                "{what}: point of contact {point_of_contact_id}, skill {skill_id}, preQueue \
+                 {pre_queue_seconds} s, inQueue {in_queue_seconds} s, agent {agent_id}, abandoned \
+                 {abandoned}, duration {total_duration_seconds} s"
+            ),
+            Detail::SessionStarted {
+                user_id,
+                handover_escalations,
+                matched_by,
+            } => write!(
+                f,
+                "session started (user {user_id}, handoverEscalations {handover_escalations}, \
+                 matched by {})",
+                matched_by.as_str()
+            ),
+            Detail::HandoverEscalations(n) => write!(f, "handoverEscalations = {n}"),
+            Detail::VoiceGateway {
+                name,
+                sip_status,
+                refer_status,
+                dial_call_status,
+            } => {
+                write!(f, "Voice Gateway {name}")?;
+                if let Some(v) = sip_status {
+                    write!(f, " sip_status={v}")?;
+                }
+                if let Some(v) = refer_status {
+                    write!(f, " refer_status={v}")?;
+                }
+                if let Some(v) = dial_call_status {
+                    write!(f, " dial_call_status={v}")?;
+                }
+                Ok(())
+            }
+            Detail::SipMasterId(id) => write!(f, "SIP X-InContact-MasterId {id}"),
+            Detail::Message { kind, source } => write!(f, "{kind} message from {source}"),
+        }
+    }
+}
+
+/// Two details are equal when they read the same (a detail read back from the store is text).
+impl PartialEq for Detail {
+    fn eq(&self, other: &Detail) -> bool {
+        match (self, other) {
+            (Detail::Text(a), Detail::Text(b)) => a == b,
+            _ => self.to_string() == other.to_string(),
+        }
+    }
+}
+
+impl From<String> for Detail {
+    fn from(text: String) -> Detail {
+        Detail::Text(Cow::Owned(text))
+    }
+}
+
+impl From<&'static str> for Detail {
+    fn from(text: &'static str) -> Detail {
+        Detail::Text(Cow::Borrowed(text))
+    }
+}
+
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Detail {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Detail, D::Error> {
+        String::deserialize(deserializer).map(Detail::from)
+    }
 }
 
 /// Everything that decided a diagnosis.
@@ -306,7 +435,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                 source: FactSource::Rule,
                 id: source.into(),
                 at: Some(read_until),
-                detail: format!("{source} read only up to {read_until}, needed up to {needed}"),
+                detail: format!("{source} read only up to {read_until}, needed up to {needed}")
+                    .into(),
             }];
             return done(
                 case,
@@ -344,7 +474,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                 "no Cognigy session matched by custom field, SIP header or caller within {} s; \
                  Cognigy lag of {} s has passed",
                 rules.correlation_window_seconds, rules.cognigy_lag_seconds
-            ),
+            )
+            .into(),
         }];
         return done(case, Reason::NoBotSession, facts, derived);
     };
@@ -372,7 +503,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
             .and_then(usable_contact_id)
             .is_some();
         if session.match_kind == MatchKind::CallerTime || !carried_ok || no_output.is_some() {
-            let mut facts = derived.escalation_facts.clone();
+            let mut facts = derived.escalation_facts();
             facts.push(Fact {
                 source: FactSource::CognigySession,
                 id: session.session.session_id.clone(),
@@ -381,7 +512,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                     "matched by {}; carried contact id {:?}",
                     session.match_kind.as_str(),
                     session.carried_contact_id.as_deref().unwrap_or("")
-                ),
+                )
+                .into(),
             });
             if let Some(log) = no_output {
                 facts.push(log_fact(log.entry));
@@ -490,7 +622,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
             };
         }
         let deadline = Duration::seconds(rules.handover_deadline_seconds as i64);
-        let mut facts = derived.escalation_facts.clone();
+        let mut facts = derived.escalation_facts();
         facts.push(contact_fact(case.primary(), "ended without queueing"));
         let reason = if ended - escalated_at <= deadline {
             Reason::BeforeQueue
@@ -514,7 +646,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
             detail: format!(
                 "executionTime {} ms >= bot_turn_timeout_ms {}",
                 a.execution_time, rules.bot_turn_timeout_ms
-            ),
+            )
+            .into(),
         };
         return done(case, Reason::BotTurnSlow, vec![fact], derived);
     }
@@ -529,12 +662,51 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     done(case, Reason::BotCompleted, vec![fact], derived)
 }
 
+/// One escalation signal of a case, kept as a reference: most diagnoses never show the
+/// escalation facts, so they are only made into [`Fact`]s when a rule reports them.
+#[derive(Debug, Clone, Copy)]
+enum Escalation<'a> {
+    /// The session's `handoverEscalations` counter, dated by its latest message (no real time).
+    Counter(&'a Session, DateTime<Utc>),
+    /// A Conversations record with `inHandoverRequest = true`.
+    HandoverRequest(&'a Conversation),
+    /// A Voice Gateway transfer event.
+    Transfer(&'a Conversation),
+    /// An escalation log line of the CXone extension.
+    Log(&'a LogEntry),
+}
+
+impl Escalation<'_> {
+    fn at(&self) -> DateTime<Utc> {
+        match self {
+            Escalation::Counter(_, at) => *at,
+            Escalation::HandoverRequest(c) | Escalation::Transfer(c) => c.timestamp,
+            Escalation::Log(l) => l.timestamp,
+        }
+    }
+
+    fn fact(&self) -> Fact {
+        match self {
+            Escalation::Counter(s, at) => Fact {
+                source: FactSource::CognigySession,
+                id: s.session_id.clone(),
+                at: Some(*at),
+                detail: Detail::HandoverEscalations(s.handover_escalations),
+            },
+            Escalation::HandoverRequest(c) => handover_request_fact(c),
+            Escalation::Transfer(c) => conversation_fact(c),
+            Escalation::Log(l) => log_fact(l),
+        }
+    }
+}
+
 /// Facts derived once per case: escalation, queueing, latencies, the timeline.
 struct Derived<'a> {
     started: DateTime<Utc>,
     ended: DateTime<Utc>,
     escalated_at: Option<DateTime<Utc>>,
-    escalation_facts: Vec<Fact>,
+    /// The escalation signals in time order.
+    escalations: Vec<Escalation<'a>>,
     queued_contact: Option<&'a CompletedContact>,
     timeline: Vec<Fact>,
 }
@@ -545,27 +717,34 @@ impl<'a> Derived<'a> {
             started,
             ended,
             escalated_at: None,
-            escalation_facts: Vec::new(),
+            escalations: Vec::new(),
             queued_contact: None,
             timeline: Vec::new(),
         }
     }
 
+    /// The escalation signals as facts (for the rules that report them).
+    fn escalation_facts(&self) -> Vec<Fact> {
+        self.escalations.iter().map(Escalation::fact).collect()
+    }
+
     fn compute(case: &Case<'a>, started: DateTime<Utc>, ended: DateTime<Utc>) -> Derived<'a> {
         let mut d = Derived::empty(started, ended);
-        let mut escalations: Vec<Fact> = Vec::new();
+        let conversations = case.session.as_ref().map_or(0, |s| s.conversations.len());
+        d.timeline
+            .reserve(1 + conversations + case.logs.len() + case.contacts.len());
+        let mut escalations: Vec<Escalation<'a>> = Vec::new();
         if let Some(cs) = &case.session {
             let s = cs.session;
             d.timeline.push(Fact {
                 source: FactSource::CognigySession,
                 id: s.session_id.clone(),
                 at: Some(s.started_at),
-                detail: format!(
-                    "session started (user {}, handoverEscalations {}, matched by {})",
-                    s.user_id,
-                    s.handover_escalations,
-                    cs.match_kind.as_str()
-                ),
+                detail: Detail::SessionStarted {
+                    user_id: s.user_id.clone(),
+                    handover_escalations: s.handover_escalations,
+                    matched_by: cs.match_kind,
+                },
             });
             if s.handover_escalations > 0 {
                 // The session record has no escalation time; fall back to the latest message or
@@ -576,28 +755,17 @@ impl<'a> Derived<'a> {
                     .map(|c| c.timestamp)
                     .max()
                     .unwrap_or(s.started_at);
-                escalations.push(Fact {
-                    source: FactSource::CognigySession,
-                    id: s.session_id.clone(),
-                    at: Some(at),
-                    detail: format!("handoverEscalations = {}", s.handover_escalations),
-                });
+                escalations.push(Escalation::Counter(s, at));
             }
             for c in &cs.conversations {
                 if c.in_handover_request {
-                    escalations.push(Fact {
-                        detail: "inHandoverRequest = true".into(),
-                        ..conversation_fact(c)
-                    });
+                    escalations.push(Escalation::HandoverRequest(c));
                 }
                 if c.input_data.event.as_ref().is_some_and(|e| e.is_transfer()) {
-                    escalations.push(conversation_fact(c));
+                    escalations.push(Escalation::Transfer(c));
                 }
                 if c.in_handover_request {
-                    d.timeline.push(Fact {
-                        detail: "inHandoverRequest = true".into(),
-                        ..conversation_fact(c)
-                    });
+                    d.timeline.push(handover_request_fact(c));
                 } else if c.input_data.event.is_some() || c.input_data.master_contact_id.is_some() {
                     d.timeline.push(conversation_fact(c));
                 }
@@ -606,18 +774,18 @@ impl<'a> Derived<'a> {
         for l in &case.logs {
             d.timeline.push(log_fact(l.entry));
             if l.event.is_escalation() {
-                escalations.push(log_fact(l.entry));
+                escalations.push(Escalation::Log(l.entry));
             }
         }
-        // The earliest escalation signal; facts with a real timestamp come before the fallback.
+        // The earliest escalation signal; signals with a real timestamp come before the counter.
         d.escalated_at = escalations
             .iter()
-            .filter(|f| f.source != FactSource::CognigySession)
-            .filter_map(|f| f.at)
+            .filter(|e| !matches!(e, Escalation::Counter(..)))
+            .map(Escalation::at)
             .min()
-            .or_else(|| escalations.iter().filter_map(|f| f.at).min());
-        escalations.sort_by_key(|f| f.at);
-        d.escalation_facts = escalations;
+            .or_else(|| escalations.iter().map(Escalation::at).min());
+        escalations.sort_by_key(Escalation::at);
+        d.escalations = escalations;
         d.queued_contact = case
             .contacts
             .iter()
@@ -675,33 +843,38 @@ fn done(case: &Case<'_>, reason: Reason, decided_by: Vec<Fact>, derived: Derived
     }))
 }
 
-fn log_fact(entry: &crate::sources::cognigy::wire::LogEntry) -> Fact {
+fn handover_request_fact(c: &Conversation) -> Fact {
+    Fact {
+        source: FactSource::CognigyConversation,
+        id: c.id.clone().unwrap_or_else(|| c.session_id.clone()),
+        at: Some(c.timestamp),
+        detail: "inHandoverRequest = true".into(),
+    }
+}
+
+fn log_fact(entry: &LogEntry) -> Fact {
     Fact {
         source: FactSource::CognigyLog,
         id: entry.id.clone().unwrap_or_default(),
         at: Some(entry.timestamp),
-        detail: entry.msg.clone(),
+        detail: entry.msg.clone().into(),
     }
 }
 
-fn conversation_fact(c: &crate::sources::cognigy::wire::Conversation) -> Fact {
+fn conversation_fact(c: &Conversation) -> Fact {
     let detail = match &c.input_data.event {
-        Some(e) => {
-            let mut s = format!("Voice Gateway {}", e.name);
-            if let Some(v) = e.sip_status {
-                s.push_str(&format!(" sip_status={v}"));
-            }
-            if let Some(v) = e.refer_status {
-                s.push_str(&format!(" refer_status={v}"));
-            }
-            if let Some(v) = &e.dial_call_status {
-                s.push_str(&format!(" dial_call_status={v}"));
-            }
-            s
-        }
+        Some(e) => Detail::VoiceGateway {
+            name: e.name.clone(),
+            sip_status: e.sip_status,
+            refer_status: e.refer_status,
+            dial_call_status: e.dial_call_status.clone(),
+        },
         None => match &c.input_data.master_contact_id {
-            Some(id) => format!("SIP X-InContact-MasterId {id}"),
-            None => format!("{} message from {}", c.kind, c.source),
+            Some(id) => Detail::SipMasterId(id.clone()),
+            None => Detail::Message {
+                kind: c.kind.clone(),
+                source: c.source.clone(),
+            },
         },
     };
     Fact {
@@ -712,20 +885,20 @@ fn conversation_fact(c: &crate::sources::cognigy::wire::Conversation) -> Fact {
     }
 }
 
-fn contact_fact(c: &CompletedContact, what: &str) -> Fact {
+fn contact_fact(c: &CompletedContact, what: &'static str) -> Fact {
     Fact {
         source: FactSource::CxoneContact,
         id: c.contact_id.to_string(),
         at: Some(c.contact_start_date),
-        detail: format!(
-            "{what}: point of contact {}, skill {}, preQueue {} s, inQueue {} s, agent {}, abandoned {}, duration {} s",
-            c.point_of_contact_id,
-            c.skill_id,
-            c.pre_queue_seconds,
-            c.in_queue_seconds,
-            c.agent_id,
-            c.abandoned,
-            c.total_duration_seconds
-        ),
+        detail: Detail::Contact {
+            what,
+            point_of_contact_id: c.point_of_contact_id,
+            skill_id: c.skill_id,
+            pre_queue_seconds: c.pre_queue_seconds,
+            in_queue_seconds: c.in_queue_seconds,
+            agent_id: c.agent_id,
+            abandoned: c.abandoned,
+            total_duration_seconds: c.total_duration_seconds,
+        },
     }
 }

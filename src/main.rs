@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc rather than the system allocator: correlation and diagnosis allocate many small
+/// records, and glibc malloc was about a third of the engine's time (README, Performance). The
+/// benches declare the same allocator so their figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "handover-exporter",

@@ -148,14 +148,18 @@ pub fn diagnose_data(data: &ReplayData) -> Vec<Diagnosis> {
         logs: &data.logs,
     };
     let horizon = Horizon::final_data();
-    correlate(inputs, &data.rules)
-        .iter()
-        .filter_map(|case| match diagnose(case, &data.rules, &horizon) {
-            Verdict::Diagnosed(d) => Some(*d),
-            // Final data never leaves a case pending; skip defensively rather than panic.
-            Verdict::Pending { .. } => None,
-        })
-        .collect()
+    let cases = correlate(inputs, &data.rules);
+    let mut diagnoses = Vec::with_capacity(cases.len());
+    diagnoses.extend(
+        cases
+            .iter()
+            .filter_map(|case| match diagnose(case, &data.rules, &horizon) {
+                Verdict::Diagnosed(d) => Some(*d),
+                // Final data never leaves a case pending; skip defensively rather than panic.
+                Verdict::Pending { .. } => None,
+            }),
+    );
+    diagnoses
 }
 
 /// Files in `dir` whose name starts with `prefix` and ends with `.json`, sorted by name.

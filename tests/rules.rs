@@ -937,7 +937,7 @@ fn duplicate_records_count_once() {
         .evidence
         .timeline
         .iter()
-        .filter(|f| f.detail.starts_with("SIP"))
+        .filter(|f| f.detail.to_string().starts_with("SIP"))
         .count();
     assert_eq!(sip_facts, 1);
 }

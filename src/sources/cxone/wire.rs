@@ -91,7 +91,11 @@ impl CompletedContact {
     pub fn was_transferred(&self) -> bool {
         let indicator = self.transfer_indicator_name.trim();
         (!indicator.is_empty() && !indicator.eq_ignore_ascii_case("none"))
-            || self.end_reason.to_ascii_lowercase().contains("transfer")
+            || self
+                .end_reason
+                .as_bytes()
+                .windows(8)
+                .any(|w| w.eq_ignore_ascii_case(b"transfer"))
     }
 
     /// When it entered the queue: `contactStart + preQueueSeconds`.
