@@ -10,10 +10,11 @@
 use crate::config::Rules;
 use crate::logline::{classify, HandoverLog};
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
-use crate::sources::cxone::wire::{seconds, CompletedContact};
-use chrono::Duration;
+use crate::sources::cxone::wire::CompletedContact;
+use chrono::{DateTime, Duration, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
+use std::collections::hash_map;
 
 /// The contact id Cognigy's extension uses to mean "test, do not call CXone".
 pub const SENTINEL_CONTACT_ID: &str = "100000000000";
@@ -82,6 +83,10 @@ pub struct Case<'a> {
     pub session: Option<CaseSession<'a>>,
     /// Handover log lines tied to the session (by `meta.sessionId`) or naming a group contact.
     pub logs: Vec<CaseLog<'a>>,
+    /// When the group's first contact started.
+    started_at: DateTime<Utc>,
+    /// When the group's last known contact ended.
+    ended_at: DateTime<Utc>,
 }
 
 impl Case<'_> {
@@ -92,25 +97,13 @@ impl Case<'_> {
     }
 
     /// When the group's last known contact ended.
-    pub fn ended_at(&self) -> chrono::DateTime<chrono::Utc> {
-        // Compared as milliseconds: date arithmetic per contact showed in the engine's profile.
-        self.contacts
-            .iter()
-            .max_by_key(|c| {
-                c.contact_start_date.timestamp_millis()
-                    + seconds(c.total_duration_seconds).num_milliseconds()
-            })
-            .unwrap_or(&self.primary())
-            .ended_at()
+    pub fn ended_at(&self) -> DateTime<Utc> {
+        self.ended_at
     }
 
     /// When the group's first contact started.
-    pub fn started_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.contacts
-            .iter()
-            .map(|c| c.contact_start_date)
-            .min()
-            .unwrap_or_else(|| self.primary().contact_start_date)
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.started_at
     }
 
     /// Whether the master contact's own record is among the group's contacts.
@@ -159,98 +152,67 @@ pub fn usable_contact_id(text: &str) -> Option<i64> {
     t.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
+/// A contact group being collected, with what the cases need of its members computed while
+/// the contacts are read in order (later passes then need not revisit every member).
+struct Group<'a> {
+    members: Vec<&'a CompletedContact>,
+    bot_entry: bool,
+    started_at: DateTime<Utc>,
+    ended_at: DateTime<Utc>,
+}
+
+/// Records of one kind grouped by the session they belong to: `of(slot)` is every record of the
+/// session in input order. Built by counting (one hash lookup per record, two flat arrays)
+/// rather than a map of growing vectors, which was a third of correlation's time (issue 5).
+struct BySession<'a, T> {
+    starts: Vec<u32>,
+    records: Vec<&'a T>,
+}
+
+impl<'a, T> BySession<'a, T> {
+    fn build(
+        records: &'a [T],
+        slot_of: &HashMap<&str, u32>,
+        sessions: usize,
+        session_id: impl Fn(&T) -> &str,
+    ) -> BySession<'a, T> {
+        let slots: Vec<u32> = records
+            .iter()
+            .map(|r| slot_of.get(session_id(r)).copied().unwrap_or(u32::MAX))
+            .collect();
+        let mut starts = vec![0u32; sessions + 1];
+        for &slot in &slots {
+            if slot != u32::MAX {
+                starts[slot as usize + 1] += 1;
+            }
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next: Vec<u32> = starts[..sessions].to_vec();
+        let mut grouped: Vec<Option<&'a T>> = vec![None; starts[sessions] as usize];
+        for (record, &slot) in records.iter().zip(&slots) {
+            if slot != u32::MAX {
+                let at = &mut next[slot as usize];
+                grouped[*at as usize] = Some(record);
+                *at += 1;
+            }
+        }
+        BySession {
+            starts,
+            // Every position was filled: the counts above were taken over the same records.
+            records: grouped.into_iter().flatten().collect(),
+        }
+    }
+
+    fn of(&self, slot: usize) -> Vec<&'a T> {
+        let (from, to) = (self.starts[slot] as usize, self.starts[slot + 1] as usize);
+        self.records[from..to].to_vec()
+    }
+}
+
 /// Joins contacts and sessions into cases, one per bot contact group, ordered by master id.
 pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
-    // Contact groups, deduplicated by contact id.
-    let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
-    let mut groups: HashMap<i64, Vec<&'a CompletedContact>> =
-        HashMap::with_capacity(inputs.contacts.len());
-    for contact in inputs.contacts {
-        if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
-            continue;
-        }
-        let group = contact.group_id();
-        if group_of.insert(contact.contact_id, group).is_some() {
-            // A second copy of a contact already grouped: the first one wins.
-            continue;
-        }
-        groups.entry(group).or_default().push(contact);
-    }
-
-    // Cognigy records by session. The same record can be in the inputs twice (re-read by an
-    // overlapping window and loaded from the store): the first copy of an id wins. Duplicates are
-    // dropped per session when the session is used, which is far cheaper than one global set of
-    // every record id (a session holds a handful of records).
-    let mut conversations: HashMap<&str, Vec<&'a Conversation>> =
-        HashMap::with_capacity(inputs.sessions.len());
-    for c in inputs.conversations {
-        conversations
-            .entry(c.session_id.as_str())
-            .or_default()
-            .push(c);
-    }
-    let mut analytics: HashMap<&str, Vec<&'a Analytics>> =
-        HashMap::with_capacity(inputs.sessions.len());
-    for a in inputs.analytics {
-        analytics.entry(a.session_id.as_str()).or_default().push(a);
-    }
-
-    // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
-    let mut session_for_group: HashMap<i64, CaseSession<'a>> =
-        HashMap::with_capacity(inputs.sessions.len());
-    type Records<'a> = (Vec<&'a Conversation>, Vec<&'a Analytics>);
-    let mut unkeyed: Vec<(&'a Session, Option<String>, Records<'a>)> = Vec::new();
-    let mut seen_sessions: HashSet<&str> = HashSet::with_capacity(inputs.sessions.len());
-    for session in inputs.sessions {
-        if !seen_sessions.insert(session.session_id.as_str()) {
-            continue;
-        }
-        let sid = session.session_id.as_str();
-        // Each session id is handled once (duplicates skipped above), so its records are moved
-        // out of the index rather than copied.
-        let mut conv = conversations.remove(sid).unwrap_or_default();
-        let mut anal = analytics.remove(sid).unwrap_or_default();
-        keep_first_by_id(&mut conv, |c| c.id.as_deref());
-        keep_first_by_id(&mut anal, |a| a.id.as_deref());
-        let custom = anal
-            .iter()
-            .find_map(|a| a.custom(rules.contact_id_field))
-            .map(str::to_owned);
-        let header = conv
-            .iter()
-            .find_map(|c| c.input_data.master_contact_id.clone())
-            .or_else(|| {
-                conv.iter()
-                    .find_map(|c| c.input_data.spawned_contact_id.clone())
-            });
-        let keyed = [
-            (MatchKind::CustomField, custom.clone()),
-            (MatchKind::SipHeader, header.clone()),
-        ]
-        .into_iter()
-        .find_map(|(kind, text)| {
-            let text = text?;
-            let id = usable_contact_id(&text)?;
-            let group = group_of.get(&id).copied().unwrap_or(id);
-            Some((kind, text, group))
-        });
-        let carried = custom.or(header);
-        match keyed {
-            Some((kind, text, group)) => {
-                let candidate = CaseSession {
-                    session,
-                    match_kind: kind,
-                    carried_contact_id: Some(text),
-                    conversations: conv,
-                    analytics: anal,
-                };
-                insert_preferred(&mut session_for_group, group, candidate);
-            }
-            None => unkeyed.push((session, carried, (conv, anal))),
-        }
-    }
-
-    // Bot groups: configured entry, or pointed to by a keyed session.
     let is_entry = |c: &CompletedContact| {
         rules
             .bot_entry_points_of_contact
@@ -258,20 +220,115 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             || rules.bot_entry_skills.contains(&c.skill_id)
     };
 
-    // Caller/time matching for sessions without a usable id: candidates are bot-entry groups
-    // without a keyed session, by normalised caller number.
-    let mut by_caller: HashMap<String, Vec<(i64, &'a CompletedContact)>> = HashMap::new();
-    for (group_id, members) in &groups {
-        if session_for_group.contains_key(group_id) {
+    // Contact groups, deduplicated by contact id.
+    let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
+    let mut groups: HashMap<i64, Group<'a>> = HashMap::with_capacity(inputs.contacts.len());
+    for contact in inputs.contacts {
+        if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
             continue;
         }
-        let master = members
+        let group_id = contact.group_id();
+        if group_of.insert(contact.contact_id, group_id).is_some() {
+            // A second copy of a contact already grouped: the first one wins.
+            continue;
+        }
+        let started = contact.contact_start_date;
+        let ended = contact.ended_at();
+        let group = groups.entry(group_id).or_insert_with(|| Group {
+            members: Vec::new(),
+            bot_entry: false,
+            started_at: started,
+            ended_at: ended,
+        });
+        group.members.push(contact);
+        group.bot_entry |= is_entry(contact);
+        group.started_at = group.started_at.min(started);
+        group.ended_at = group.ended_at.max(ended);
+    }
+
+    // Sessions, each id once (the first record wins), and their Cognigy records. The same record
+    // can be in the inputs twice (re-read by an overlapping window and loaded from the store):
+    // the first copy of an id wins, checked per session (a session holds a handful of records).
+    let mut slot_of: HashMap<&str, u32> = HashMap::with_capacity(inputs.sessions.len());
+    let mut sessions: Vec<&'a Session> = Vec::with_capacity(inputs.sessions.len());
+    for session in inputs.sessions {
+        let next = sessions.len() as u32;
+        if let hash_map::Entry::Vacant(v) = slot_of.entry(session.session_id.as_str()) {
+            v.insert(next);
+            sessions.push(session);
+        }
+    }
+    let conversations = BySession::build(inputs.conversations, &slot_of, sessions.len(), |c| {
+        c.session_id.as_str()
+    });
+    let analytics = BySession::build(inputs.analytics, &slot_of, sessions.len(), |a| {
+        a.session_id.as_str()
+    });
+
+    // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
+    let mut session_for_group: HashMap<i64, CaseSession<'a>> =
+        HashMap::with_capacity(sessions.len());
+    let mut unkeyed: Vec<CaseSession<'a>> = Vec::new();
+    for (slot, session) in sessions.iter().enumerate() {
+        let mut conv = conversations.of(slot);
+        let mut anal = analytics.of(slot);
+        keep_first_by_id(&mut conv, |c| c.id.as_deref());
+        keep_first_by_id(&mut anal, |a| a.id.as_deref());
+        let custom = anal.iter().find_map(|a| a.custom(rules.contact_id_field));
+        let header = conv
             .iter()
-            .find(|c| c.contact_id == *group_id)
-            .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
-            .copied();
-        if let Some(master) = master {
-            if members.iter().any(|c| is_entry(c)) {
+            .find_map(|c| c.input_data.master_contact_id.as_deref())
+            .or_else(|| {
+                conv.iter()
+                    .find_map(|c| c.input_data.spawned_contact_id.as_deref())
+            });
+        let keyed = [
+            (MatchKind::CustomField, custom),
+            (MatchKind::SipHeader, header),
+        ]
+        .into_iter()
+        .find_map(|(kind, text)| {
+            let text = text?;
+            let id = usable_contact_id(text)?;
+            let group = group_of.get(&id).copied().unwrap_or(id);
+            Some((kind, text, group))
+        });
+        match keyed {
+            Some((kind, text, group)) => {
+                let candidate = CaseSession {
+                    session,
+                    match_kind: kind,
+                    carried_contact_id: Some(text.to_owned()),
+                    conversations: conv,
+                    analytics: anal,
+                };
+                insert_preferred(&mut session_for_group, group, candidate);
+            }
+            None => unkeyed.push(CaseSession {
+                session,
+                match_kind: MatchKind::CallerTime,
+                carried_contact_id: custom.or(header).map(str::to_owned),
+                conversations: conv,
+                analytics: anal,
+            }),
+        }
+    }
+
+    // Caller/time matching for sessions without a usable id: candidates are bot-entry groups
+    // without a keyed session, by normalised caller number.
+    if !unkeyed.is_empty() {
+        let mut by_caller: HashMap<String, Vec<(i64, &'a CompletedContact)>> = HashMap::new();
+        for (group_id, group) in &groups {
+            if !group.bot_entry || session_for_group.contains_key(group_id) {
+                continue;
+            }
+            let members = &group.members;
+            let master = members
+                .iter()
+                .find(|c| c.contact_id == *group_id)
+                .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
+                .copied();
+            if let Some(master) = master {
                 if let Some(number) = normalize_e164(&master.from_address) {
                     by_caller
                         .entry(number)
@@ -280,37 +337,30 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
                 }
             }
         }
-    }
-    let window = Duration::seconds(rules.correlation_window_seconds as i64);
-    unkeyed.sort_by(|(a, ..), (b, ..)| {
-        (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id))
-    });
-    for (session, carried, (conv, anal)) in unkeyed {
-        let Some(number) = normalize_e164(&session.user_id) else {
-            continue;
-        };
-        let Some(candidates) = by_caller.get(&number) else {
-            continue;
-        };
-        let best = candidates
-            .iter()
-            .filter(|(group_id, _)| !session_for_group.contains_key(group_id))
-            .filter_map(|(group_id, c)| {
-                let gap = session.started_at - c.contact_start_date;
-                (gap >= Duration::zero() && gap <= window).then_some((gap, *group_id))
-            })
-            .min();
-        if let Some((_, group_id)) = best {
-            session_for_group.insert(
-                group_id,
-                CaseSession {
-                    session,
-                    match_kind: MatchKind::CallerTime,
-                    carried_contact_id: carried,
-                    conversations: conv,
-                    analytics: anal,
-                },
-            );
+        let window = Duration::seconds(rules.correlation_window_seconds as i64);
+        unkeyed.sort_by(|a, b| {
+            (a.session.started_at, &a.session.session_id)
+                .cmp(&(b.session.started_at, &b.session.session_id))
+        });
+        for candidate in unkeyed {
+            let session = candidate.session;
+            let Some(number) = normalize_e164(&session.user_id) else {
+                continue;
+            };
+            let Some(candidates) = by_caller.get(&number) else {
+                continue;
+            };
+            let best = candidates
+                .iter()
+                .filter(|(group_id, _)| !session_for_group.contains_key(group_id))
+                .filter_map(|(group_id, c)| {
+                    let gap = session.started_at - c.contact_start_date;
+                    (gap >= Duration::zero() && gap <= window).then_some((gap, *group_id))
+                })
+                .min();
+            if let Some((_, group_id)) = best {
+                session_for_group.insert(group_id, candidate);
+            }
         }
     }
 
@@ -348,24 +398,30 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     }
 
     let mut cases = Vec::with_capacity(session_for_group.len());
-    for (group_id, mut members) in groups {
+    for (group_id, group) in groups {
         let session = session_for_group.remove(&group_id);
-        let bot_entry = members.iter().any(|c| is_entry(c));
-        if !bot_entry && session.is_none() {
+        if !group.bot_entry && session.is_none() {
             continue;
         }
-        members.sort_by_key(|c| (c.contact_id != group_id, c.contact_start_date, c.contact_id));
+        let mut members = group.members;
+        // Contact ids are unique within a group, so the order is total and need not be stable.
+        members.sort_unstable_by_key(|c| {
+            (c.contact_id != group_id, c.contact_start_date, c.contact_id)
+        });
         let mut logs = logs_for_group.remove(&group_id).unwrap_or_default();
         logs.sort_by_key(|l| l.entry.timestamp);
         cases.push(Case {
             master_contact_id: group_id,
             contacts: members,
-            bot_entry,
+            bot_entry: group.bot_entry,
             session,
             logs,
+            started_at: group.started_at,
+            ended_at: group.ended_at,
         });
     }
-    cases.sort_by_key(|c| c.master_contact_id);
+    // Master ids are unique, so the order is total and need not be stable.
+    cases.sort_unstable_by_key(|c| c.master_contact_id);
     cases
 }
 
