@@ -108,9 +108,10 @@ impl Case<'_> {
 
     /// Whether the master contact's own record is among the group's contacts.
     pub fn has_master(&self) -> bool {
+        // `correlate` puts the master contact first when the group has it.
         self.contacts
-            .iter()
-            .any(|c| c.contact_id == self.master_contact_id)
+            .first()
+            .is_some_and(|c| c.contact_id == self.master_contact_id)
     }
 }
 
@@ -272,8 +273,8 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     for (slot, session) in sessions.iter().enumerate() {
         let mut conv = conversations.of(slot);
         let mut anal = analytics.of(slot);
-        keep_first_by_id(&mut conv, |c| c.id.as_deref());
-        keep_first_by_id(&mut anal, |a| a.id.as_deref());
+        keep_first_by_id(&mut conv, |c| (c.timestamp, c.id.as_deref()));
+        keep_first_by_id(&mut anal, |a| (a.timestamp, a.id.as_deref()));
         let custom = anal.iter().find_map(|a| a.custom(rules.contact_id_field));
         let header = conv
             .iter()
@@ -420,14 +421,29 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             ended_at: group.ended_at,
         });
     }
-    // Master ids are unique, so the order is total and need not be stable.
-    cases.sort_unstable_by_key(|c| c.master_contact_id);
-    cases
+    // Ordered by master id (unique, so unstable is exact). A case is large, so the ids are
+    // sorted and each case moved once, rather than the cases being swapped around by the sort.
+    let mut order: Vec<(i64, usize)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.master_contact_id, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Case<'a>>> = cases.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
 }
 
 /// Drops every record whose id an earlier record of `records` already has (records without an
-/// id are all kept). Sessions hold a handful of records, so pairwise comparison beats hashing.
-fn keep_first_by_id<'a, T>(records: &mut Vec<&'a T>, id: impl Fn(&'a T) -> Option<&'a str>) {
+/// id are all kept). `key` gives a record's time and id: a copy of a record has the same time
+/// (Cognigy records are immutable), so times are compared first and ids only when they agree.
+/// Sessions hold a handful of records, so pairwise comparison beats hashing.
+fn keep_first_by_id<'a, T>(
+    records: &mut Vec<&'a T>,
+    key: impl Fn(&'a T) -> (DateTime<Utc>, Option<&'a str>),
+) {
     if records.len() < 2 {
         return;
     }
@@ -435,9 +451,12 @@ fn keep_first_by_id<'a, T>(records: &mut Vec<&'a T>, id: impl Fn(&'a T) -> Optio
         // Kept records are moved to the front in their order; what is left behind is dropped.
         let mut kept = 0;
         for i in 0..records.len() {
-            let this = id(records[i]);
-            let duplicate =
-                this.is_some() && records[..kept].iter().any(|earlier| id(earlier) == this);
+            let (at, id) = key(records[i]);
+            let duplicate = id.is_some()
+                && records[..kept].iter().any(|earlier| {
+                    let (earlier_at, earlier_id) = key(earlier);
+                    earlier_at == at && earlier_id == id
+                });
             if !duplicate {
                 records.swap(kept, i);
                 kept += 1;
@@ -445,8 +464,11 @@ fn keep_first_by_id<'a, T>(records: &mut Vec<&'a T>, id: impl Fn(&'a T) -> Optio
         }
         records.truncate(kept);
     } else {
-        let mut seen: HashSet<&'a str> = HashSet::with_capacity(records.len());
-        records.retain(|r| id(r).map_or(true, |i| seen.insert(i)));
+        let mut seen: HashSet<(DateTime<Utc>, &'a str)> = HashSet::with_capacity(records.len());
+        records.retain(|r| match key(r) {
+            (at, Some(id)) => seen.insert((at, id)),
+            (_, None) => true,
+        });
     }
 }
 
@@ -475,11 +497,12 @@ mod tests {
     #[test]
     fn keep_first_by_id_keeps_first_copies_in_order() {
         for size in [0usize, 1, 5, 64, 65, 300] {
+            let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
             let records: Vec<(usize, Option<String>)> = (0..size)
                 .map(|i| (i, (i % 7 != 3).then(|| format!("id-{}", i % 11))))
                 .collect();
             let mut refs: Vec<&(usize, Option<String>)> = records.iter().collect();
-            keep_first_by_id(&mut refs, |r| r.1.as_deref());
+            keep_first_by_id(&mut refs, |r| (at, r.1.as_deref()));
             let mut seen = std::collections::HashSet::new();
             let expected: Vec<usize> = records
                 .iter()

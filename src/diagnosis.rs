@@ -392,7 +392,7 @@ pub struct Diagnosis {
     pub failure: Option<Failure>,
     pub reason: Reason,
     pub rule: u8,
-    pub summary: String,
+    pub summary: Cow<'static, str>,
     pub evidence: Evidence,
 }
 
@@ -838,7 +838,7 @@ fn done(case: &Case<'_>, reason: Reason, decided_by: Vec<Fact>, derived: Derived
         failure: reason.failure(),
         reason,
         rule: reason.rule(),
-        summary: reason.explain().to_owned(),
+        summary: reason.explain().into(),
         evidence,
     }))
 }

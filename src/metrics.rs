@@ -608,7 +608,7 @@ mod tests {
             failure: reason.failure(),
             reason,
             rule: reason.rule(),
-            summary: String::new(),
+            summary: "".into(),
             evidence: Evidence {
                 contact_ids: vec![id],
                 bot_entry: true,

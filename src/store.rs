@@ -741,7 +741,7 @@ mod tests {
             failure: reason.failure(),
             reason,
             rule: reason.rule(),
-            summary: reason.explain().to_owned(),
+            summary: reason.explain().into(),
             evidence: Evidence {
                 contact_ids: vec![id],
                 bot_entry: true,
