@@ -1,12 +1,14 @@
 //! One poll cycle for one tenant: the only place that joins the stages (DESIGN §7).
 //!
-//! A cycle reads CXone completed contacts since the cursor minus the overlap, reads the four
-//! Cognigy windows, loads the still-pending contacts and the Cognigy records they may need from
-//! the store, correlates and diagnoses, and then, in ONE store transaction, upserts what it read,
-//! marks the new diagnoses and advances the cursors. Only after that commit are the counters
-//! incremented, and only for the diagnoses the store reports as newly recorded: a crash at any
-//! point neither loses a contact nor counts one twice. A failing source never stops the others:
-//! its cursor simply does not move. This module does not schedule cycles (see `daemon`).
+//! A cycle reads CXone completed contacts since the cursor minus the overlap and the four
+//! Cognigy windows, and writes what it read with the advanced cursors in ONE store transaction
+//! (ingest). It then decides: it loads, a bounded batch at a time, the pending contact groups
+//! that the read horizon may let it decide, with the Cognigy records of their time span,
+//! correlates and diagnoses them, and commits each batch's diagnoses in one transaction; the
+//! counters are incremented right after that commit, and only for the diagnoses the store
+//! reports as newly recorded. A crash at any point neither loses a contact nor counts one twice.
+//! A failing source never stops the others: its cursor simply does not move. This module does
+//! not schedule cycles (see `daemon`).
 
 use crate::config::{Config, Rules, TenantConfig};
 use crate::correlation::{correlate, Inputs};
@@ -18,10 +20,14 @@ use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::wire::CompletedContact;
 use crate::sources::cxone::CxoneClient;
 use crate::sources::http::{RequestObserver, SourceError};
-use crate::store::{CycleCommit, Store, StoreError};
+use crate::store::{CycleCommit, RipeKey, Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// How many pending groups one decide batch loads (about 2.3 contacts and 10 Cognigy records
+/// each at the simulator's mix): the bound on a cycle's working set (issue 5).
+const DECIDE_BATCH_GROUPS: usize = 10_000;
 
 /// Cursor names in the store.
 const CURSOR_CXONE: &str = "cxone";
@@ -222,7 +228,7 @@ impl Poller {
             }
         );
         let (cxone_result, cxone_elapsed) = cxone_result;
-        let (mut cognigy, cognigy_elapsed) = cognigy;
+        let (cognigy, cognigy_elapsed) = cognigy;
         report.cxone_ms = cxone_elapsed.as_millis() as u64;
         report.cognigy_ms = cognigy_elapsed.as_millis() as u64;
 
@@ -281,49 +287,6 @@ impl Poller {
             + cognigy.analytics.len()
             + cognigy.logs.len();
 
-        // Load what earlier cycles left pending, with the Cognigy records it may need.
-        let earliest_new = new_contacts.iter().map(|c| c.contact_start_date).min();
-        let lookback =
-            Duration::seconds(self.rules.correlation_window_seconds as i64) + Duration::minutes(1);
-        let stored = self
-            .with_store(move |store, tenant| {
-                let pending = store.pending(tenant)?;
-                let earliest = pending
-                    .iter()
-                    .map(|c| c.contact_start_date)
-                    .chain(earliest_new)
-                    .min();
-                let cognigy = match earliest {
-                    // Sessions start after their contact (caller matching allows a window);
-                    // every other Cognigy record comes later still.
-                    Some(t) => Some(store.cognigy_since(tenant, t - lookback)?),
-                    None => None,
-                };
-                Ok((pending, cognigy))
-            })
-            .await?;
-        let (pending, stored_cognigy) = stored;
-
-        let contacts = merge_contacts(pending, &new_contacts);
-        // This cycle's Cognigy records come first, the stored ones after them: the commit below
-        // writes the first `read_counts` of each without a second copy of what was read.
-        let read_counts = (
-            cognigy.sessions.len(),
-            cognigy.conversations.len(),
-            cognigy.analytics.len(),
-            cognigy.logs.len(),
-        );
-        let mut sessions = std::mem::take(&mut cognigy.sessions);
-        let mut conversations = std::mem::take(&mut cognigy.conversations);
-        let mut analytics = std::mem::take(&mut cognigy.analytics);
-        let mut logs = std::mem::take(&mut cognigy.logs);
-        if let Some(set) = stored_cognigy {
-            sessions.extend(set.sessions);
-            conversations.extend(set.conversations);
-            analytics.extend(set.analytics);
-            logs.extend(set.logs);
-        }
-
         let horizon = Horizon {
             now,
             cognigy_read_until: read_until,
@@ -333,64 +296,139 @@ impl Poller {
             settle_seconds: self.timing.settle.num_seconds(),
             catching_up: report.cxone_ok && report.cognigy_ok && report.more,
         };
-        let inputs = Inputs {
-            contacts: &contacts,
-            sessions: &sessions,
-            conversations: &conversations,
-            analytics: &analytics,
-            logs: &logs,
-        };
-        let cases = correlate(inputs, &self.rules);
-        report.cases = cases.len();
-        let ignored = not_bot_contacts(
-            &contacts,
-            &cases,
-            &self.rules,
-            read_until,
-            now,
-            self.timing.settle,
-        );
-        let diagnoses: Vec<Diagnosis> = cases
-            .iter()
-            .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
-                Verdict::Diagnosed(d) => Some(*d),
-                Verdict::Pending { .. } => None,
-            })
-            .collect();
-        drop(cases);
-        drop(contacts);
 
-        // One transaction: records, diagnoses, cursors. The counters move in the same blocking
-        // task, right after the commit: once the commit has happened, neither a deadline nor a
-        // shutdown that drops this future can keep them from moving (a blocking task runs to
-        // its end).
-        let metrics = self.metrics.clone();
-        let recorded = self
-            .with_store(move |store, tenant| {
-                let cursor_refs: Vec<(&str, DateTime<Utc>, String)> = cursor_updates
-                    .iter()
-                    .map(|(n, w, d)| (*n, *w, d.clone()))
-                    .collect();
-                let recorded = store.commit_cycle(
-                    tenant,
-                    CycleCommit {
-                        now,
-                        contacts: &new_contacts,
-                        sessions: &sessions[..read_counts.0],
-                        conversations: &conversations[..read_counts.1],
-                        analytics: &analytics[..read_counts.2],
-                        logs: &logs[..read_counts.3],
-                        diagnoses: &diagnoses,
-                        cursors: &cursor_refs,
-                        ignored: &ignored,
-                    },
-                )?;
-                for d in &recorded {
-                    metrics.record_diagnosis(tenant, d);
-                }
-                Ok(recorded)
-            })
-            .await?;
+        // 1. Ingest: what was read and the cursors, in one transaction. Nothing is decided here;
+        //    a crash after it loses nothing (the contacts wait in the store as pending).
+        let ingest = Ingest {
+            contacts: new_contacts,
+            cognigy,
+            cursors: cursor_updates,
+        };
+        self.with_store(move |store, tenant| {
+            let cursor_refs: Vec<(&str, DateTime<Utc>, String)> = ingest
+                .cursors
+                .iter()
+                .map(|(n, w, d)| (*n, *w, d.clone()))
+                .collect();
+            store.commit_cycle(
+                tenant,
+                CycleCommit {
+                    now,
+                    contacts: &ingest.contacts,
+                    sessions: &ingest.cognigy.sessions,
+                    conversations: &ingest.cognigy.conversations,
+                    analytics: &ingest.cognigy.analytics,
+                    logs: &ingest.cognigy.logs,
+                    diagnoses: &[],
+                    cursors: &cursor_refs,
+                    ignored: &[],
+                },
+            )
+        })
+        .await?;
+
+        // 2. Decide: the pending groups that may be decidable now, a batch at a time, each batch
+        //    with the Cognigy records of its time span, correlated, diagnosed and committed in
+        //    its own transaction. A group whose last contact ended after `decidable_by` would
+        //    only be found pending again, so it is not even loaded: memory stays bounded by the
+        //    batch however long a backlog is, and a cycle during a long Cognigy catch-up costs
+        //    no correlation at all.
+        let settle = self.timing.settle;
+        let lag = Duration::seconds(self.rules.cognigy_lag_seconds as i64);
+        let max_pending = Duration::seconds(self.rules.max_pending_seconds as i64);
+        let window = Duration::seconds(self.rules.correlation_window_seconds as i64);
+        let decidable_by = before(horizon.cognigy_read_until, settle.min(lag))
+            .min(before(horizon.cxone_read_until, settle))
+            .max(before(now, max_pending));
+        // Sessions start after their contact (caller matching allows a window); every other
+        // Cognigy record comes later still, and none is needed past the case's settle time.
+        let lookback = window + Duration::minutes(1);
+        let reach = settle + lag + window;
+        let mut after: Option<RipeKey> = None;
+        loop {
+            let from_key = after.take();
+            let batch = self
+                .with_store(move |store, tenant| {
+                    let (contacts, last) = store.ripe_pending(
+                        tenant,
+                        decidable_by,
+                        from_key.as_ref(),
+                        DECIDE_BATCH_GROUPS,
+                    )?;
+                    let span = contacts
+                        .iter()
+                        .map(|c| c.contact_start_date)
+                        .min()
+                        .zip(contacts.iter().map(|c| c.ended_at()).max());
+                    let Some((first_start, last_end)) = span else {
+                        return Ok(None);
+                    };
+                    let cognigy = store.cognigy_between(
+                        tenant,
+                        before(first_start, lookback),
+                        last_end
+                            .checked_add_signed(reach)
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    )?;
+                    Ok(Some((contacts, cognigy, last)))
+                })
+                .await?;
+            let Some((contacts, cognigy, last)) = batch else {
+                break;
+            };
+            let inputs = Inputs {
+                contacts: &contacts,
+                sessions: &cognigy.sessions,
+                conversations: &cognigy.conversations,
+                analytics: &cognigy.analytics,
+                logs: &cognigy.logs,
+            };
+            let cases = correlate(inputs, &self.rules);
+            report.cases += cases.len();
+            let ignored = not_bot_contacts(&contacts, &cases, &self.rules, read_until, now, settle);
+            let diagnoses: Vec<Diagnosis> = cases
+                .iter()
+                .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
+                    Verdict::Diagnosed(d) => Some(*d),
+                    Verdict::Pending { .. } => None,
+                })
+                .collect();
+            drop(cases);
+            drop(cognigy);
+            drop(contacts);
+
+            // One transaction per batch. The counters move in the same blocking task, right
+            // after the commit: once the commit has happened, neither a deadline nor a shutdown
+            // that drops this future can keep them from moving (a blocking task runs to its end).
+            let metrics = self.metrics.clone();
+            let recorded = self
+                .with_store(move |store, tenant| {
+                    let recorded = store.commit_cycle(
+                        tenant,
+                        CycleCommit {
+                            now,
+                            contacts: &[],
+                            sessions: &[],
+                            conversations: &[],
+                            analytics: &[],
+                            logs: &[],
+                            diagnoses: &diagnoses,
+                            cursors: &[],
+                            ignored: &ignored,
+                        },
+                    )?;
+                    for d in &recorded {
+                        metrics.record_diagnosis(tenant, d);
+                    }
+                    Ok(recorded.len())
+                })
+                .await?;
+            report.diagnosed += recorded;
+            match last {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
 
         // Housekeeping after the commit: a failure here is logged, and loses nothing.
         let prune_before = self.prune_due(now).then(|| now - self.timing.retention);
@@ -415,7 +453,6 @@ impl Poller {
                 tracing::warn!(tenant = %self.tenant, kind = e.kind(), error = %e, "pruning or counting pending contacts failed");
             }
         }
-        report.diagnosed = recorded.len();
         self.publish_source(PollSource::Cxone, report.cxone_ok, now);
         self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
         if let Some(w) = cxone_watermark {
@@ -591,24 +628,16 @@ impl Poller {
     }
 }
 
-/// Pending contacts from the store plus this cycle's reads; the newer record of a contact wins.
-fn merge_contacts(
-    pending: Vec<CompletedContact>,
-    new: &[CompletedContact],
-) -> Vec<CompletedContact> {
-    let mut by_id: HashMap<i64, CompletedContact> =
-        pending.into_iter().map(|c| (c.contact_id, c)).collect();
-    for c in new {
-        match by_id.get(&c.contact_id) {
-            Some(old) if old.last_update_time > c.last_update_time => {}
-            _ => {
-                by_id.insert(c.contact_id, c.clone());
-            }
-        }
-    }
-    let mut out: Vec<CompletedContact> = by_id.into_values().collect();
-    out.sort_by_key(|c| c.contact_id);
-    out
+/// What one cycle read, written before anything is decided.
+struct Ingest {
+    contacts: Vec<CompletedContact>,
+    cognigy: CognigyRead,
+    cursors: Vec<(&'static str, DateTime<Utc>, String)>,
+}
+
+/// `t - d`, or the earliest time when that is out of range.
+fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Contacts that belong to no case and can no longer become one: Cognigy was read past their

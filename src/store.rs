@@ -128,6 +128,13 @@ pub struct Cursor {
     pub detail: String,
 }
 
+/// Where a batch of [`Store::ripe_pending`] ended: the last group's last end and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RipeKey {
+    last_end: String,
+    group_id: i64,
+}
+
 /// Cognigy records of one tenant, as kept for re-correlation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CognigySet {
@@ -389,6 +396,81 @@ impl Store {
         Ok(out)
     }
 
+    /// The next batch of pending groups that may be decidable: up to `limit` groups that have a
+    /// pending contact and whose last contact ended at or before `ended_by`, after the group
+    /// `after` (last end, group id) in that order, with the records of all their contacts.
+    /// Returns the contacts and the key of the batch's last group (`None` when there is none).
+    /// Loading by batch keeps a cycle's memory bounded however long the backlog is (issue 5).
+    pub fn ripe_pending(
+        &self,
+        tenant: &str,
+        ended_by: DateTime<Utc>,
+        after: Option<&RipeKey>,
+        limit: usize,
+    ) -> Result<(Vec<CompletedContact>, Option<RipeKey>)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "WITH ripe AS (
+                   SELECT group_id, MAX(ended_at) AS last_end FROM contacts
+                   WHERE tenant = ?1 AND group_id IN
+                     (SELECT group_id FROM contacts WHERE tenant = ?1 AND status = 'pending')
+                   GROUP BY group_id
+                   HAVING MAX(ended_at) <= ?2 AND (MAX(ended_at), group_id) > (?3, ?4)
+                   ORDER BY MAX(ended_at), group_id
+                   LIMIT ?5)
+                 SELECT c.record, r.last_end, r.group_id FROM contacts c
+                 JOIN ripe r ON c.group_id = r.group_id
+                 WHERE c.tenant = ?1 AND c.record IS NOT NULL
+                 ORDER BY r.last_end, r.group_id, c.contact_id",
+            )
+            .map_err(sql("ripe pending query"))?;
+        let (after_end, after_group) = match after {
+            Some(k) => (k.last_end.clone(), k.group_id),
+            None => (String::new(), i64::MIN),
+        };
+        let rows = stmt
+            .query_map(
+                params![
+                    tenant,
+                    ts(ended_by),
+                    after_end,
+                    after_group,
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .map_err(sql("ripe pending query"))?;
+        let mut out = Vec::new();
+        let mut last = None;
+        for row in rows {
+            let (text, last_end, group_id) = row.map_err(sql("ripe pending query"))?;
+            out.push(serde_json::from_str(&text).map_err(json("contact record"))?);
+            last = Some(RipeKey { last_end, group_id });
+        }
+        Ok((out, last))
+    }
+
+    /// The Cognigy records of the tenant dated from `from` to `to` (inclusive).
+    pub fn cognigy_between(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<CognigySet> {
+        self.cognigy_query(
+            "SELECT kind, record FROM cognigy_records WHERE tenant = ?1 AND at >= ?2 AND at <= ?3
+             ORDER BY at, record_key",
+            params![tenant, ts(from), ts(to)],
+        )
+    }
+
     /// How many contacts of the tenant are pending.
     pub fn pending_count(&self, tenant: &str) -> Result<u64> {
         self.conn
@@ -404,15 +486,20 @@ impl Store {
     /// The Cognigy records of the tenant whose time (session start, record timestamp) is at or
     /// after `since`, oldest first.
     pub fn cognigy_since(&self, tenant: &str, since: DateTime<Utc>) -> Result<CognigySet> {
+        self.cognigy_query(
+            "SELECT kind, record FROM cognigy_records WHERE tenant = ?1 AND at >= ?2
+             ORDER BY at, record_key",
+            params![tenant, ts(since)],
+        )
+    }
+
+    fn cognigy_query(&self, query: &str, args: impl rusqlite::Params) -> Result<CognigySet> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT kind, record FROM cognigy_records WHERE tenant = ?1 AND at >= ?2
-                 ORDER BY at, record_key",
-            )
+            .prepare_cached(query)
             .map_err(sql("cognigy query"))?;
         let rows = stmt
-            .query_map(params![tenant, ts(since)], |r| {
+            .query_map(args, |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(sql("cognigy query"))?;
