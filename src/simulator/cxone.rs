@@ -8,6 +8,7 @@
 //! it does not generate data or decide faults other than the CXone-specific ones (token lifetime,
 //! old field names).
 
+use super::selection::keep_first_sorted;
 use super::world::{iso, ContactRecord, World, BUSINESS_UNIT_ID};
 use super::{json_response, ApiRequest, PageKind, SimState};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -304,7 +305,10 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         .param("orderBy")
         .is_some_and(|o| o.to_ascii_lowercase().contains("desc"));
     let world = state.world_at(req.now);
-    let mut contacts: Vec<&ContactRecord> = visible_contacts(&world, req.now)
+    // Each matching contact with its position in the world, the last key of the order: equal
+    // (lastUpdateTime, contactId) keys keep world order ascending and reversed descending, as a
+    // stable sort followed by a reversal leaves them.
+    let mut contacts: Vec<(usize, &ContactRecord)> = visible_contacts(&world, req.now)
         .filter(|c| updated_since.map_or(true, |t| c.last_update_time >= t))
         .filter(|c| start.map_or(true, |t| c.started_at >= t))
         .filter(|c| end.map_or(true, |t| c.started_at < t))
@@ -314,13 +318,23 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
             })
         })
         .filter(|c| skill.map_or(true, |s| s == c.skill_id))
+        .enumerate()
         .collect();
-    contacts.sort_by_key(|c| (c.last_update_time, c.contact_id));
-    if descending {
-        contacts.reverse();
-    }
     let total = contacts.len();
-    let page: Vec<&ContactRecord> = contacts.iter().skip(skip).take(top).copied().collect();
+    // Only the contacts up to the end of the page are put in order.
+    keep_first_sorted(&mut contacts, skip.saturating_add(top), |a, b| {
+        let o = (a.1.last_update_time, a.1.contact_id, a.0).cmp(&(
+            b.1.last_update_time,
+            b.1.contact_id,
+            b.0,
+        ));
+        if descending {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    let page: Vec<&ContactRecord> = contacts.iter().skip(skip).take(top).map(|c| c.1).collect();
     if page.is_empty() {
         return (StatusCode::NO_CONTENT.into_response(), PageKind::Other);
     }
@@ -361,11 +375,14 @@ fn completed(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     (json_response(StatusCode::OK, &body), PageKind::Data)
 }
 
+/// The contact `id` if it is visible at the request's time: a lookup in the world's contact
+/// index (contact ids are unique, so this is the contact a scan of the visible ones would find).
 fn find_contact(state: &SimState, req: &ApiRequest, id: &str) -> Option<ContactRecord> {
     let id: i64 = id.parse().ok()?;
     let world = state.world_at(req.now);
-    let found = visible_contacts(&world, req.now)
-        .find(|c| c.contact_id == id)
+    let found = world
+        .contact(id)
+        .filter(|c| c.last_update_time <= req.now)
         .cloned();
     found
 }

@@ -11,6 +11,7 @@
 
 pub mod cognigy;
 pub mod cxone;
+pub mod selection;
 pub mod truth;
 pub mod world;
 
