@@ -875,4 +875,145 @@ mod tests {
         let ge = parse_filter("timestamp ge '2026-03-20T09:00:01Z' and n lt 6").expect("parses");
         assert!(ge.iter().all(|c| c.matches(field(c))));
     }
+
+    fn odata_ids(state: &SimState, collection: &str, query: &str) -> Vec<String> {
+        let raw_query = format!("apikey=sim-api-key&{query}");
+        let req = ApiRequest {
+            method: Method::GET,
+            path: format!("/odata/v2.4/{collection}"),
+            query: super::super::parse_query(&raw_query),
+            raw_query,
+            headers: axum::http::HeaderMap::new(),
+            body: axum::body::Bytes::new(),
+            now: Utc::now(),
+        };
+        let (response, _) = handle_odata(state, &req);
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// OData pages (several `$top`/`$skip`, both directions, heavily tied keys, the natural time
+    /// filter and the `sessionId` lookup) hold exactly the records, in exactly the order, of a full
+    /// stable sort of a scan of the world, as the simulator served them before partial selection.
+    #[test]
+    fn odata_pages_equal_a_full_stable_sort_of_a_scan() {
+        use crate::simulator::world::{World, WorldSpec};
+        let now = Utc::now();
+        let world = World::new(WorldSpec::finite(
+            11,
+            300,
+            Duration::hours(2),
+            Duration::seconds(60),
+            now,
+        ));
+        let conversations: Vec<ODataRecord> = world
+            .calls
+            .iter()
+            .filter_map(|c| c.session.clone())
+            .flat_map(|s| s.conversations)
+            .collect();
+        let session_id = world
+            .calls
+            .iter()
+            .find_map(|c| c.session.as_ref().filter(|s| s.conversations.len() > 3))
+            .map(|s| s.session_id.clone())
+            .expect("a session with conversations");
+        let middle = conversations[conversations.len() / 2]
+            .json
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .expect("timestamp")
+            .to_owned();
+        let state = SimState::new(
+            "http://sim".into(),
+            world,
+            super::super::Faults::default(),
+            super::super::SimCredentials::default(),
+        );
+        let text = |r: &ODataRecord, f: &str| r.json[f].as_str().unwrap_or("").to_owned();
+        let time = |r: &ODataRecord| parse_time(&text(r, "timestamp"));
+        for descending in [false, true] {
+            // `type` has two values: almost every comparison is a tie, broken by world order.
+            let mut expected = conversations.clone();
+            expected.sort_by(|a, b| {
+                let o = text(a, "type").cmp(&text(b, "type"));
+                if descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            let direction = if descending { "desc" } else { "asc" };
+            for (top, skip) in [
+                (1, 0),
+                (25, 0),
+                (25, 40),
+                (500, 3),
+                (100_000, 0),
+                (7, 100_000),
+            ] {
+                let ids = odata_ids(
+                    &state,
+                    "Conversations",
+                    &format!("$orderby=type {direction}&$top={top}&$skip={skip}"),
+                );
+                let want: Vec<String> = expected
+                    .iter()
+                    .skip(skip)
+                    .take(top)
+                    .map(|r| r.id.clone())
+                    .collect();
+                assert_eq!(ids, want, "type {direction}, top {top}, skip {skip}");
+            }
+            // The natural time as filter and key, ties (same millisecond) in world order.
+            let mut expected: Vec<&ODataRecord> = conversations
+                .iter()
+                .filter(|r| time(r) > parse_time(&middle))
+                .collect();
+            expected.sort_by(|a, b| {
+                let o = time(a).cmp(&time(b));
+                if descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            let ids = odata_ids(
+                &state,
+                "Conversations",
+                &format!("$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top=30&$skip=5"),
+            );
+            let want: Vec<String> = expected
+                .iter()
+                .skip(5)
+                .take(30)
+                .map(|r| r.id.clone())
+                .collect();
+            assert_eq!(ids, want, "timestamp {direction}");
+        }
+        // The session lookup finds exactly what a scan finds.
+        let want: Vec<String> = conversations
+            .iter()
+            .filter(|r| text(r, "sessionId") == session_id)
+            .map(|r| r.id.clone())
+            .collect();
+        let ids = odata_ids(
+            &state,
+            "Conversations",
+            &format!("$filter=sessionId eq '{session_id}'&$orderby=timestamp asc"),
+        );
+        assert_eq!(ids, want);
+        assert!(odata_ids(&state, "Conversations", "$filter=sessionId eq 'nobody'").is_empty());
+    }
 }

@@ -1350,7 +1350,11 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             session_id: session_id.clone(),
             ended_at: session_end,
             visible_at: session_end + lag,
-            session: ODataRecord::new(object_id(session_start, index, 0), session_json, "startedAt"),
+            session: ODataRecord::new(
+                object_id(session_start, index, 0),
+                session_json,
+                "startedAt",
+            ),
             conversations: std::mem::take(&mut b.conversations),
             analytics: std::mem::take(&mut b.analytics),
         })
@@ -1554,5 +1558,58 @@ mod tests {
             assert!(rules.contains_key(key), "{key}");
         }
         assert_eq!(sim_rules().handover_skills, vec![4001, 4002]);
+    }
+
+    /// The contact and session lookups agree with a scan of the kept calls, before and after a
+    /// streaming world forgets calls past its retention, and forget the forgotten calls.
+    #[test]
+    fn lookups_agree_with_a_scan_across_pruning() {
+        let now = Utc::now();
+        let mut spec =
+            WorldSpec::streaming(5, 2880.0, Duration::hours(3), Duration::seconds(60), now);
+        spec.retention = Some(Duration::hours(1));
+        let mut world = World::new(spec);
+        world.extend_until(now - Duration::hours(2));
+        let early: Vec<(i64, Option<String>)> = world
+            .calls
+            .iter()
+            .map(|c| {
+                let sid = c.session.as_ref().map(|s| s.session_id.clone());
+                (c.contacts[0].contact_id, sid)
+            })
+            .collect();
+        world.extend_until(now);
+        let first_kept = world.calls.first().expect("calls kept").index;
+        assert!(first_kept > 0, "old calls are forgotten");
+        let check = |world: &World| {
+            for call in &world.calls {
+                for contact in &call.contacts {
+                    let found = world.contact(contact.contact_id).expect("indexed");
+                    assert_eq!(found.contact_id, contact.contact_id);
+                    assert_eq!(found.last_update_time, contact.last_update_time);
+                }
+                if let Some(s) = &call.session {
+                    let calls: Vec<usize> = world
+                        .calls_with_session(&s.session_id)
+                        .map(|c| c.index)
+                        .collect();
+                    assert_eq!(calls, vec![call.index]);
+                }
+            }
+        };
+        check(&world);
+        let forgotten = early
+            .iter()
+            .filter(|(id, _)| !world.calls.iter().any(|c| c.contacts[0].contact_id == *id));
+        let mut n = 0;
+        for (id, sid) in forgotten {
+            n += 1;
+            assert!(world.contact(*id).is_none(), "{id} was forgotten");
+            if let Some(sid) = sid {
+                assert_eq!(world.calls_with_session(sid).count(), 0);
+            }
+        }
+        assert!(n > 0, "some early calls were forgotten");
+        assert!(world.contact(1).is_none());
     }
 }
