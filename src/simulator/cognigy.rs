@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// The server's cap on a REST page (api/cognigy.md §1.4).
 pub const MAX_LOG_LIMIT: usize = 100;
@@ -180,39 +181,10 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             Some(session_id) => Box::new(world.calls_with_session(session_id)),
             None => Box::new(world.calls.iter()),
         };
-    let records: Vec<(&ODataRecord, Value)> = calls
-        .filter_map(|c| c.session.as_ref())
-        .filter(|s| s.visible_at <= req.now)
-        .flat_map(|s| -> &[ODataRecord] {
-            match collection {
-                Collection::Sessions => std::slice::from_ref(&s.session),
-                Collection::Conversations => &s.conversations,
-                Collection::Analytics => &s.analytics,
-                Collection::Unsimulated => &[],
-            }
-        })
-        .map(|r| {
-            let id = if needs_id {
-                Value::String(r.id.clone())
-            } else {
-                Value::Null
-            };
-            (r, id)
-        })
-        .filter(|(r, id)| {
-            filter
-                .iter()
-                .all(|c| c.matches_record(r, id, id_field, time_field))
-        })
-        .collect();
-
-    let total = records.len();
-    if count_only {
-        let mut resp = (StatusCode::OK, total.to_string()).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return (resp, PageKind::Other);
-    }
+    let count_wanted = count_only
+        || req
+            .param("$count")
+            .is_some_and(|c| c.eq_ignore_ascii_case("true"));
     let parse_usize = |k: &str| -> Result<Option<usize>, String> {
         req.param(k)
             .map(|v| {
@@ -222,9 +194,74 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             })
             .transpose()
     };
-    let (top, skip) = match (parse_usize("$top"), parse_usize("$skip")) {
-        (Ok(t), Ok(s)) => (t, s.unwrap_or(0)),
-        (Err(e), _) | (_, Err(e)) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    let top_and_skip = match (parse_usize("$top"), parse_usize("$skip")) {
+        (Ok(t), Ok(s)) => Ok((t, s.unwrap_or(0))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    // Ordered by the natural time alone, ascending, with no count asked for and a bounded page:
+    // the scan can stop at the first call that starts after the page's last record, since no
+    // record of that call or a later one is earlier than its call's start (checked by the world).
+    let page_end = match &top_and_skip {
+        Ok((Some(top), skip))
+            if !count_wanted
+                && matches!(keys.as_slice(), [(f, false)] if f == time_field && f != id_field)
+                && world.records_follow_call_starts() =>
+        {
+            Some(skip.saturating_add(*top))
+        }
+        _ => None,
+    };
+    let mut records: Vec<(&ODataRecord, Value)> = Vec::new();
+    // The natural times of the first `page_end` matching records so far (its top: the latest).
+    let mut page_times: BinaryHeap<DateTime<Utc>> = BinaryHeap::new();
+    for call in calls {
+        if let Some(end) = page_end {
+            if page_times.len() >= end && page_times.peek().is_some_and(|t| call.started_at > *t) {
+                break;
+            }
+        }
+        let Some(session) = call.session.as_ref().filter(|s| s.visible_at <= req.now) else {
+            continue;
+        };
+        let of_collection: &[ODataRecord] = match collection {
+            Collection::Sessions => std::slice::from_ref(&session.session),
+            Collection::Conversations => &session.conversations,
+            Collection::Analytics => &session.analytics,
+            Collection::Unsimulated => &[],
+        };
+        for r in of_collection {
+            let id = if needs_id {
+                Value::String(r.id.clone())
+            } else {
+                Value::Null
+            };
+            if !filter
+                .iter()
+                .all(|c| c.matches_record(r, &id, id_field, time_field))
+            {
+                continue;
+            }
+            if let (Some(end), Some(t)) = (page_end, r.natural_time) {
+                page_times.push(t);
+                if page_times.len() > end {
+                    page_times.pop();
+                }
+            }
+            records.push((r, id));
+        }
+    }
+
+    // (Every matching record when a count is wanted: a stopped scan is never counted.)
+    let total = records.len();
+    if count_only {
+        let mut resp = (StatusCode::OK, total.to_string()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return (resp, PageKind::Other);
+    }
+    let (top, skip) = match top_and_skip {
+        Ok(v) => v,
+        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
     };
     // Each sort key is read (a timestamp parsed, or the natural time taken as built) once per
     // record, not once per comparison; the record's world position is the last key, so equal
@@ -913,7 +950,8 @@ mod tests {
         let world = World::new(WorldSpec::finite(
             11,
             300,
-            Duration::hours(2),
+            // Dense (a call every 2 s), so calls overlap and records interleave across calls.
+            Duration::minutes(10),
             Duration::seconds(60),
             now,
         ));
@@ -989,19 +1027,23 @@ mod tests {
                     o
                 }
             });
-            let ids = odata_ids(
-                &state,
-                "Conversations",
-                &format!("$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top=30&$skip=5"),
-            );
-            let want: Vec<String> = expected
-                .iter()
-                .skip(5)
-                .take(30)
-                .map(|r| r.id.clone())
-                .collect();
-            assert_eq!(ids, want, "timestamp {direction}");
+            // Ascending with `$top`, the scan stops early; these pages prove it stops late enough.
+            for (top, skip) in [(1, 0), (30, 5), (500, 100), (100_000, 0)] {
+                let ids = odata_ids(
+                    &state,
+                    "Conversations",
+                    &format!("$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top={top}&$skip={skip}"),
+                );
+                let want: Vec<String> = expected
+                    .iter()
+                    .skip(skip)
+                    .take(top)
+                    .map(|r| r.id.clone())
+                    .collect();
+                assert_eq!(ids, want, "timestamp {direction}, top {top}, skip {skip}");
+            }
         }
+        assert!(state.world_at(now).records_follow_call_starts());
         // The session lookup finds exactly what a scan finds.
         let want: Vec<String> = conversations
             .iter()
@@ -1014,6 +1056,12 @@ mod tests {
             &format!("$filter=sessionId eq '{session_id}'&$orderby=timestamp asc"),
         );
         assert_eq!(ids, want);
+        let ids = odata_ids(
+            &state,
+            "Conversations",
+            &format!("$filter=sessionId eq '{session_id}'&$orderby=timestamp asc&$top=2&$skip=1"),
+        );
+        assert_eq!(ids, want[1..3].to_vec());
         assert!(odata_ids(&state, "Conversations", "$filter=sessionId eq 'nobody'").is_empty());
     }
 }

@@ -337,6 +337,12 @@ pub struct World {
     /// `sessionId` value of any OData record -> indices of the calls holding such a record,
     /// ascending.
     calls_of_session: HashMap<String, Vec<usize>>,
+    /// Whether every call generated so far starts no earlier than the one before it and every
+    /// OData record of its session has a natural time no earlier than the call's start: then a
+    /// scan in call order may stop once calls start after the last record it needs.
+    records_follow_call_starts: bool,
+    /// The start of the last call generated.
+    last_start: Option<DateTime<Utc>>,
 }
 
 impl World {
@@ -348,6 +354,8 @@ impl World {
             next_index: 0,
             call_of_contact: HashMap::new(),
             calls_of_session: HashMap::new(),
+            records_follow_call_starts: true,
+            last_start: None,
         };
         if let Some(n) = world.spec.calls {
             while world.next_index < n {
@@ -395,6 +403,12 @@ impl World {
         }
     }
 
+    /// Whether no OData record of a call is earlier than its call's start and calls come in start
+    /// order (true of every generated world; checked as calls are generated, never assumed).
+    pub fn records_follow_call_starts(&self) -> bool {
+        self.records_follow_call_starts
+    }
+
     /// The kept call with generator index `index`.
     pub fn call(&self, index: usize) -> Option<&Call> {
         let first = self.calls.first()?.index;
@@ -433,6 +447,15 @@ impl World {
         let half = (self.spec.interval.num_milliseconds() / 2).max(1);
         let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
         let call = generate_call(index, start, &mut rng, &self.spec);
+        let in_start_order = self.last_start.is_none_or(|last| last <= call.started_at);
+        let records_after_start = call.session.iter().all(|s| {
+            std::iter::once(&s.session)
+                .chain(&s.conversations)
+                .chain(&s.analytics)
+                .all(|r| r.natural_time.is_some_and(|t| t >= call.started_at))
+        });
+        self.records_follow_call_starts &= in_start_order && records_after_start;
+        self.last_start = Some(call.started_at);
         for contact in &call.contacts {
             self.call_of_contact
                 .entry(contact.contact_id)
