@@ -447,7 +447,7 @@ impl World {
         let half = (self.spec.interval.num_milliseconds() / 2).max(1);
         let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
         let call = generate_call(index, start, &mut rng, &self.spec);
-        let in_start_order = self.last_start.is_none_or(|last| last <= call.started_at);
+        let in_start_order = self.last_start.map_or(true, |last| last <= call.started_at);
         let records_after_start = call.session.iter().all(|s| {
             std::iter::once(&s.session)
                 .chain(&s.conversations)
