@@ -6,7 +6,9 @@
 //! same calls whether the world is built at once (`calls`) or grows in real time (`rate`). The truth
 //! is known by construction: the generator picks the reason first and then writes exactly the
 //! records that make it true under [`SimRules`], respecting the rule order. It never calls the
-//! crate's diagnosis. This module builds data only; serving it is `cxone.rs` / `cognigy.rs`.
+//! crate's diagnosis. This module builds data only, plus the lookups that let a server find a
+//! contact or a session's calls without a scan (kept in step as calls are added and forgotten);
+//! serving it is `cxone.rs` / `cognigy.rs`.
 
 use crate::config::Rules;
 use crate::diagnosis::Reason;
