@@ -1,14 +1,20 @@
 //! Catch-up benchmark (issue 5): the simulator on loopback with a 24 h backlog of a tenant taking
 //! 100 000 calls a day, and in the same run
-//! (a) the daemon's pipeline (`Poller::run_cycle` back to back, real SQLite file) catching up,
+//! (a) the daemon's pipeline (`Poller::run_cycle` back to back, real SQLite file) catching up, in a
+//!     child process of its own (this bench re-executed with `CATCHUP_ROLE=daemon`), so its peak
+//!     RSS is the daemon's alone (runtime, SQLite, everything) and not the simulator's world,
 //! (b) the naive per-contact strategy (one `GET /contacts/{id}` and one OData
 //!     `Conversations?$filter=sessionId eq '...'` per completed contact, sequentially) over a
 //!     sample, scaled linearly to the whole backlog,
 //! (c) the I/O floor: exactly the requests the daemon made, replayed with their auth and nothing
 //!     else done (each stream in order, the five streams concurrently, as the daemon reads them).
 //!
-//! It prints figures and ratios; it asserts no target. Settings via env: `CATCHUP_CALLS_PER_DAY`
-//! (100000), `CATCHUP_BACKLOG_HOURS` (24), `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7).
+//! The parent process holds the simulator and its request log (requests and bytes are counted
+//! there for every strategy); the child reports its cycles, wall and CPU time and memory in one
+//! `CATCHUP_DAEMON_RESULT {json}` line on stdout. It prints figures and ratios; it asserts no
+//! target. Settings via env: `CATCHUP_CALLS_PER_DAY` (100000), `CATCHUP_BACKLOG_HOURS` (24),
+//! `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7). Command-line arguments (`cargo bench`
+//! passes `--bench`) are ignored.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -22,7 +28,11 @@ use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};
 use handover_exporter::store::{DiagnosisFilter, Store};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{mb, Recorded, SimServer};
@@ -50,20 +60,72 @@ fn cost_of(log: &[Recorded], wall: Duration) -> Cost {
     }
 }
 
+/// The environment variable that makes this executable the daemon child.
+const ROLE_VAR: &str = "CATCHUP_ROLE";
+/// The prefix of the child's one machine-readable summary line on stdout.
+const RESULT_MARKER: &str = "CATCHUP_DAEMON_RESULT ";
+
+/// The bench settings, from the environment (the child gets the parent's values explicitly).
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    calls_per_day: f64,
+    backlog_hours: f64,
+    sample: usize,
+    seed: u64,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            calls_per_day: env_or("CATCHUP_CALLS_PER_DAY", 100_000.0),
+            backlog_hours: env_or("CATCHUP_BACKLOG_HOURS", 24.0),
+            sample: env_or("CATCHUP_NAIVE_SAMPLE", 2000),
+            seed: env_or("CATCHUP_SEED", 7),
+        }
+    }
+
+    /// The simulator's options; the daemon child derives its config from the same options.
+    fn simulator_options(&self) -> SimulatorOptions {
+        SimulatorOptions {
+            seed: self.seed,
+            rate_per_day: Some(self.calls_per_day),
+            backlog_hours: self.backlog_hours,
+            cognigy_lag_seconds: 60,
+            ..SimulatorOptions::default()
+        }
+    }
+}
+
+/// What the daemon child reports about its catch-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DaemonResult {
+    cycles: u32,
+    diagnosed: usize,
+    pending: u64,
+    /// From opening the store to the end of the last cycle.
+    wall_seconds: f64,
+    /// User + system CPU time of the whole child process (`/proc/self/stat`).
+    cpu_seconds: f64,
+    /// `VmHWM` of the child at the end: its peak resident set, in kB.
+    peak_rss_kb: u64,
+    /// `VmRSS` of the child when it started, in kB.
+    start_rss_kb: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let calls_per_day: f64 = env_or("CATCHUP_CALLS_PER_DAY", 100_000.0);
-    let backlog_hours: f64 = env_or("CATCHUP_BACKLOG_HOURS", 24.0);
-    let sample: usize = env_or("CATCHUP_NAIVE_SAMPLE", 2000);
-    let seed: u64 = env_or("CATCHUP_SEED", 7);
+    if std::env::var(ROLE_VAR).as_deref() == Ok("daemon") {
+        return daemon_child();
+    }
+    let settings = Settings::from_env();
+    let Settings {
+        calls_per_day,
+        backlog_hours,
+        sample,
+        ..
+    } = settings;
     println!("catch-up benchmark: {}", support::machine());
 
-    let options = SimulatorOptions {
-        seed,
-        rate_per_day: Some(calls_per_day),
-        backlog_hours,
-        cognigy_lag_seconds: 60,
-        ..SimulatorOptions::default()
-    };
+    let options = settings.simulator_options();
     let sim = SimServer::start(options.clone(), 2)?;
     // Generate the backlog before measuring (the simulator would otherwise do it on the first
     // request, inside the daemon's time).
@@ -89,28 +151,188 @@ fn main() -> anyhow::Result<()> {
     );
     let rss_with_world = support::status_kb("VmRSS");
 
-    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("daemon")
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("client")
         .enable_all()
         .build()?;
 
-    // (a) the daemon's pipeline.
+    // (a) the daemon's pipeline, in a child process; the parent only serves and records.
     let state_dir = tempfile::tempdir()?;
-    let mut config =
-        handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5));
-    config.state_path = state_dir.path().join("state.db").display().to_string();
-    // A contact older than `max_pending_seconds` is given up as `source_unavailable` while a
-    // capped catch-up is still paging Cognigy; the bench lets every backlog contact be diagnosed
-    // (the default of 2 h would give up on most of a 24 h backlog; reported in issue 5).
-    config.tenants[0].rules.max_pending_seconds = ((backlog_hours + 2.0) * 3600.0) as u64;
+    let state_path = state_dir.path().join("state.db");
+    let mark = sim.log.mark();
+    let started = Instant::now();
+    let result = run_daemon_child(&settings, &sim.base_url, &state_path)?;
+    let child_wall = started.elapsed();
+    let daemon_log = sim.log.since(mark);
+    let daemon = cost_of(
+        &daemon_log,
+        Duration::from_secs_f64(result.wall_seconds.max(0.0)),
+    );
+    let DaemonResult {
+        cycles,
+        diagnosed,
+        pending,
+        ..
+    } = result;
+
+    // (c) the I/O floor: the same requests, replayed. Its peak RSS growth is what serving and
+    // downloading the pages costs (mostly the simulator's), to set against the daemon's growth.
+    support::reset_peak_rss();
+    let rss_before_floor = support::status_kb("VmRSS");
+    let mark = sim.log.mark();
+    let started = Instant::now();
+    let floor_bytes = client_rt.block_on(replay(&sim.base_url, &daemon_log))?;
+    let floor_peak_growth = support::status_kb("VmHWM").saturating_sub(rss_before_floor);
+    let floor = Cost {
+        wall: started.elapsed(),
+        requests: sim.log.since(mark).len() as u64,
+        bytes: floor_bytes,
+    };
+
+    // (b) the naive per-contact strategy over a sample.
+    let step = (contact_ids.len() / sample.max(1)).max(1);
+    let picked: Vec<(i64, Option<String>)> = contact_ids
+        .iter()
+        .step_by(step)
+        .take(sample)
+        .cloned()
+        .collect();
+    let tenant = handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5))
+        .tenants
+        .remove(0);
+    let mark = sim.log.mark();
+    let started = Instant::now();
+    client_rt.block_on(async {
+        let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
+        let cxone = CxoneClient::new(&tenant.cxone, observer.clone())?;
+        let cognigy = CognigyClient::new(&tenant.cognigy, observer)?;
+        for (id, session) in &picked {
+            cxone.contact(*id).await?;
+            // A naive client does not know whether the call reached the bot: it asks anyway.
+            let sid = session
+                .clone()
+                .unwrap_or_else(|| format!("no-session-{id}"));
+            cognigy.conversations_for_session(&sid).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let sample_cost = cost_of(&sim.log.since(mark), started.elapsed());
+    let scale = contact_ids.len() as f64 / picked.len().max(1) as f64;
+    let naive = Cost {
+        wall: sample_cost.wall.mul_f64(scale),
+        requests: (sample_cost.requests as f64 * scale).round() as u64,
+        bytes: (sample_cost.bytes as f64 * scale).round() as u64,
+    };
+
+    println!();
+    println!(
+        "(a) daemon catch-up: {cycles} cycles, {diagnosed} diagnosed, {pending} still pending (inside the Cognigy lag)"
+    );
+    println!(
+        "    wall {:.2} s ({:.2} s for the child process including start-up), {} API requests, {:.1} MB downloaded, daemon process CPU {:.2} s",
+        daemon.wall.as_secs_f64(),
+        child_wall.as_secs_f64(),
+        daemon.requests,
+        daemon.bytes as f64 / 1e6,
+        result.cpu_seconds
+    );
+    println!(
+        "    daemon process peak RSS {:.1} MB (the whole child process: runtime, SQLite, everything; {:.1} MB at start) (target < 256 MB); the simulator's process holds the world: {:.1} MB",
+        mb(result.peak_rss_kb),
+        mb(result.start_rss_kb),
+        mb(rss_with_world)
+    );
+    let by_endpoint = endpoint_counts(&daemon_log);
+    println!("    requests by path: {by_endpoint:?}");
+    println!(
+        "(b) naive per-contact: sample of {} contacts (every {step}th), {} requests, {:.2} s, {:.1} MB; scaled x{scale:.1} to all {} contacts: {:.1} s, {} requests, {:.1} MB",
+        picked.len(),
+        sample_cost.requests,
+        sample_cost.wall.as_secs_f64(),
+        sample_cost.bytes as f64 / 1e6,
+        contact_ids.len(),
+        naive.wall.as_secs_f64(),
+        naive.requests,
+        naive.bytes as f64 / 1e6
+    );
+    println!(
+        "(c) I/O floor: the daemon's {} requests replayed: {:.2} s ({:.1} ms per request), {:.1} MB; peak RSS growth {:.1} MB (simulator serving + download alone)",
+        floor.requests,
+        floor.wall.as_secs_f64(),
+        floor.wall.as_secs_f64() * 1e3 / floor.requests.max(1) as f64,
+        floor.bytes as f64 / 1e6,
+        mb(floor_peak_growth)
+    );
+    println!();
+    println!(
+        "ratios: naive/daemon API requests {:.1}x (target >= 20x), naive/daemon wall time {:.1}x (target >= 10x), daemon/floor wall time {:.2}x (target <= 2x); daemon process peak RSS {:.1} MB (target < 256 MB)",
+        naive.requests as f64 / daemon.requests.max(1) as f64,
+        naive.wall.as_secs_f64() / daemon.wall.as_secs_f64().max(1e-9),
+        daemon.wall.as_secs_f64() / floor.wall.as_secs_f64().max(1e-9),
+        mb(result.peak_rss_kb)
+    );
+    println!("finished with {}", support::machine());
+    drop(state_dir);
+    Ok(())
+}
+
+/// Runs this executable as the daemon child against `base_url`, echoing its stdout, and returns
+/// its summary line.
+fn run_daemon_child(
+    settings: &Settings,
+    base_url: &str,
+    state_path: &Path,
+) -> anyhow::Result<DaemonResult> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(ROLE_VAR, "daemon")
+        .env("CATCHUP_BASE_URL", base_url)
+        .env("CATCHUP_STATE_PATH", state_path)
+        .env("CATCHUP_CALLS_PER_DAY", settings.calls_per_day.to_string())
+        .env("CATCHUP_BACKLOG_HOURS", settings.backlog_hours.to_string())
+        .env("CATCHUP_SEED", settings.seed.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the daemon child has no stdout pipe"))?;
+    let mut result = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        match line.strip_prefix(RESULT_MARKER) {
+            Some(json) => result = Some(serde_json::from_str::<DaemonResult>(json)?),
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        anyhow::bail!("the daemon child failed: {status}");
+    }
+    result.ok_or_else(|| anyhow::anyhow!("the daemon child printed no {RESULT_MARKER}line"))
+}
+
+/// The child's side: today's catch-up loop (`Poller::run_cycle` back to back until two complete
+/// cycles in a row), each cycle printed, then one `CATCHUP_DAEMON_RESULT {json}` line.
+fn daemon_child() -> anyhow::Result<()> {
+    let start_rss_kb = support::status_kb("VmRSS");
+    let settings = Settings::from_env();
+    let base_url = std::env::var("CATCHUP_BASE_URL")
+        .map_err(|_| anyhow::anyhow!("CATCHUP_BASE_URL is not set for the daemon child"))?;
+    let state_path = std::env::var("CATCHUP_STATE_PATH")
+        .map_err(|_| anyhow::anyhow!("CATCHUP_STATE_PATH is not set for the daemon child"))?;
+    let options = settings.simulator_options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("daemon")
+        .enable_all()
+        .build()?;
+    let mut config = handover_exporter::demo::config(&base_url, &options, Duration::from_secs(5));
+    config.state_path = state_path;
     let tenant = config.tenants[0].clone();
     let names = vec![tenant.name.clone()];
-    support::reset_peak_rss();
-    let rss_before = support::status_kb("VmRSS");
-    let mark = sim.log.mark();
-    let cpu_before = support::named_threads_cpu_seconds("daemon");
     let started = Instant::now();
-    let (cycles, diagnosed, pending) = daemon_rt.block_on(async {
+    let (cycles, diagnosed, pending) = runtime.block_on(async {
         let store = Arc::new(Mutex::new(Store::open(&config.state_path)?));
         let store_for_summary = store.clone();
         let metrics = Arc::new(Metrics::new(&names, "bench"));
@@ -153,105 +375,16 @@ fn main() -> anyhow::Result<()> {
             previous_complete = complete;
         }
     })?;
-    let daemon_wall = started.elapsed();
-    let daemon_cpu = support::named_threads_cpu_seconds("daemon") - cpu_before;
-    let peak_kb = support::status_kb("VmHWM");
-    let daemon_log = sim.log.since(mark);
-    let daemon = cost_of(&daemon_log, daemon_wall);
-
-    // (c) the I/O floor: the same requests, replayed. Its peak RSS growth is what serving and
-    // downloading the pages costs (mostly the simulator's), to set against the daemon's growth.
-    support::reset_peak_rss();
-    let rss_before_floor = support::status_kb("VmRSS");
-    let mark = sim.log.mark();
-    let started = Instant::now();
-    let floor_bytes = daemon_rt.block_on(replay(&sim.base_url, &daemon_log))?;
-    let floor_peak_growth = support::status_kb("VmHWM").saturating_sub(rss_before_floor);
-    let floor = Cost {
-        wall: started.elapsed(),
-        requests: sim.log.since(mark).len() as u64,
-        bytes: floor_bytes,
+    let result = DaemonResult {
+        cycles,
+        diagnosed,
+        pending,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: support::process_cpu_seconds().unwrap_or(0.0),
+        peak_rss_kb: support::status_kb("VmHWM"),
+        start_rss_kb,
     };
-
-    // (b) the naive per-contact strategy over a sample.
-    let step = (contact_ids.len() / sample.max(1)).max(1);
-    let picked: Vec<(i64, Option<String>)> = contact_ids
-        .iter()
-        .step_by(step)
-        .take(sample)
-        .cloned()
-        .collect();
-    let mark = sim.log.mark();
-    let started = Instant::now();
-    daemon_rt.block_on(async {
-        let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
-        let cxone = CxoneClient::new(&tenant.cxone, observer.clone())?;
-        let cognigy = CognigyClient::new(&tenant.cognigy, observer)?;
-        for (id, session) in &picked {
-            cxone.contact(*id).await?;
-            // A naive client does not know whether the call reached the bot: it asks anyway.
-            let sid = session
-                .clone()
-                .unwrap_or_else(|| format!("no-session-{id}"));
-            cognigy.conversations_for_session(&sid).await?;
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
-    let sample_cost = cost_of(&sim.log.since(mark), started.elapsed());
-    let scale = contact_ids.len() as f64 / picked.len().max(1) as f64;
-    let naive = Cost {
-        wall: sample_cost.wall.mul_f64(scale),
-        requests: (sample_cost.requests as f64 * scale).round() as u64,
-        bytes: (sample_cost.bytes as f64 * scale).round() as u64,
-    };
-
-    println!();
-    println!(
-        "(a) daemon catch-up: {cycles} cycles, {diagnosed} diagnosed, {pending} still pending (inside the Cognigy lag)"
-    );
-    println!(
-        "    wall {:.2} s, {} API requests, {:.1} MB downloaded, daemon-thread CPU {:.2} s",
-        daemon.wall.as_secs_f64(),
-        daemon.requests,
-        daemon.bytes as f64 / 1e6,
-        daemon_cpu
-    );
-    println!(
-        "    peak RSS {:.1} MB for the whole process (simulator world included: {:.1} MB before the run); growth during the run {:.1} MB",
-        mb(peak_kb),
-        mb(rss_with_world),
-        mb(peak_kb.saturating_sub(rss_before))
-    );
-    let by_endpoint = endpoint_counts(&daemon_log);
-    println!("    requests by path: {by_endpoint:?}");
-    println!(
-        "(b) naive per-contact: sample of {} contacts (every {step}th), {} requests, {:.2} s, {:.1} MB; scaled x{scale:.1} to all {} contacts: {:.1} s, {} requests, {:.1} MB",
-        picked.len(),
-        sample_cost.requests,
-        sample_cost.wall.as_secs_f64(),
-        sample_cost.bytes as f64 / 1e6,
-        contact_ids.len(),
-        naive.wall.as_secs_f64(),
-        naive.requests,
-        naive.bytes as f64 / 1e6
-    );
-    println!(
-        "(c) I/O floor: the daemon's {} requests replayed: {:.2} s, {:.1} MB; peak RSS growth {:.1} MB (simulator serving + download alone)",
-        floor.requests,
-        floor.wall.as_secs_f64(),
-        floor.bytes as f64 / 1e6,
-        mb(floor_peak_growth)
-    );
-    println!();
-    println!(
-        "ratios: naive/daemon API requests {:.1}x (target >= 20x), naive/daemon wall time {:.1}x (target >= 10x), daemon/floor wall time {:.2}x (target <= 2x); peak RSS growth {:.1} MB (target < 256 MB)",
-        naive.requests as f64 / daemon.requests.max(1) as f64,
-        naive.wall.as_secs_f64() / daemon.wall.as_secs_f64().max(1e-9),
-        daemon.wall.as_secs_f64() / floor.wall.as_secs_f64().max(1e-9),
-        mb(peak_kb.saturating_sub(rss_before))
-    );
-    println!("finished with {}", support::machine());
-    drop(state_dir);
+    println!("{RESULT_MARKER}{}", serde_json::to_string(&result)?);
     Ok(())
 }
 

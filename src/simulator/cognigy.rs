@@ -10,13 +10,15 @@
 //! instead of an empty page at the end of a keyset. It serves what the world holds and judges
 //! nothing.
 
-use super::world::{LogRecord, ODataRecord};
+use super::selection::keep_first_sorted;
+use super::world::{Call, LogRecord, ODataRecord};
 use super::{json_response, ApiRequest, PageKind, SimState};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// The server's cap on a REST page (api/cognigy.md §1.4).
 pub const MAX_LOG_LIMIT: usize = 100;
@@ -165,70 +167,24 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         keys.push((field, desc));
     }
 
-    // Filter and sort borrowed records and copy only the page served: a request costs a scan of
-    // the world, not a deep copy of it, so the simulator stays far cheaper than its clients.
+    // Filter borrowed records, put in order only those up to the end of the page and copy only the
+    // page served: a request costs one cheap scan of the world (or of one session's calls), not a
+    // full sort or a deep copy, so the simulator stays far cheaper than its clients.
     let id_field = if underscore_id { "_id" } else { "id" };
     // The id is a field of its own in the world; it is copied into a value only when asked for.
     let needs_id =
         filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
     let world = state.world_at(req.now);
-    let records: Vec<(&ODataRecord, Value)> = world
-        .calls
-        .iter()
-        .filter_map(|c| c.session.as_ref())
-        .filter(|s| s.visible_at <= req.now)
-        .flat_map(|s| -> Vec<&ODataRecord> {
-            match collection {
-                Collection::Sessions => vec![&s.session],
-                Collection::Conversations => s.conversations.iter().collect(),
-                Collection::Analytics => s.analytics.iter().collect(),
-                Collection::Unsimulated => Vec::new(),
-            }
-        })
-        .map(|r| {
-            let id = if needs_id {
-                Value::String(r.id.clone())
-            } else {
-                Value::Null
-            };
-            (r, id)
-        })
-        .filter(|(r, id)| {
-            filter
-                .iter()
-                .all(|c| c.matches(field_of(r, id, id_field, &c.field)))
-        })
-        .collect();
-    // Each sort key is read (and a timestamp parsed) once per record, not once per comparison.
-    let mut sorted: Vec<(Vec<SortKey>, usize)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (r, id))| {
-            let k = keys
-                .iter()
-                .map(|(f, _)| SortKey::of(field_of(r, id, id_field, f)))
-                .collect();
-            (k, i)
-        })
-        .collect();
-    sorted.sort_by(|(a, _), (b, _)| {
-        for (n, (_, desc)) in keys.iter().enumerate() {
-            let o = a[n].compare(&b[n]);
-            if o != Ordering::Equal {
-                return if *desc { o.reverse() } else { o };
-            }
-        }
-        Ordering::Equal
-    });
-    let order_of: Vec<usize> = sorted.into_iter().map(|(_, i)| i).collect();
-
-    let total = order_of.len();
-    if count_only {
-        let mut resp = (StatusCode::OK, total.to_string()).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return (resp, PageKind::Other);
-    }
+    // `sessionId eq '<id>'` can only match records of the calls the world indexes under that id.
+    let calls: Box<dyn Iterator<Item = &Call>> =
+        match filter.iter().find_map(Clause::exact_session_id) {
+            Some(session_id) => Box::new(world.calls_with_session(session_id)),
+            None => Box::new(world.calls.iter()),
+        };
+    let count_wanted = count_only
+        || req
+            .param("$count")
+            .is_some_and(|c| c.eq_ignore_ascii_case("true"));
     let parse_usize = |k: &str| -> Result<Option<usize>, String> {
         req.param(k)
             .map(|v| {
@@ -238,16 +194,106 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             })
             .transpose()
     };
-    let (top, skip) = match (parse_usize("$top"), parse_usize("$skip")) {
-        (Ok(t), Ok(s)) => (t, s.unwrap_or(0)),
-        (Err(e), _) | (_, Err(e)) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    let top_and_skip = match (parse_usize("$top"), parse_usize("$skip")) {
+        (Ok(t), Ok(s)) => Ok((t, s.unwrap_or(0))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let mut page: Vec<Map<String, Value>> = order_of
+    // Ordered by the natural time alone, ascending, with no count asked for and a bounded page:
+    // the scan can stop at the first call that starts after the page's last record, since no
+    // record of that call or a later one is earlier than its call's start (checked by the world).
+    let page_end = match &top_and_skip {
+        Ok((Some(top), skip))
+            if !count_wanted
+                && matches!(keys.as_slice(), [(f, false)] if f == time_field && f != id_field)
+                && world.records_follow_call_starts() =>
+        {
+            Some(skip.saturating_add(*top))
+        }
+        _ => None,
+    };
+    let mut records: Vec<(&ODataRecord, Value)> = Vec::new();
+    // The natural times of the first `page_end` matching records so far (its top: the latest).
+    let mut page_times: BinaryHeap<DateTime<Utc>> = BinaryHeap::new();
+    for call in calls {
+        if let Some(end) = page_end {
+            if page_times.len() >= end && page_times.peek().is_some_and(|t| call.started_at > *t) {
+                break;
+            }
+        }
+        let Some(session) = call.session.as_ref().filter(|s| s.visible_at <= req.now) else {
+            continue;
+        };
+        let of_collection: &[ODataRecord] = match collection {
+            Collection::Sessions => std::slice::from_ref(&session.session),
+            Collection::Conversations => &session.conversations,
+            Collection::Analytics => &session.analytics,
+            Collection::Unsimulated => &[],
+        };
+        for r in of_collection {
+            let id = if needs_id {
+                Value::String(r.id.clone())
+            } else {
+                Value::Null
+            };
+            if !filter
+                .iter()
+                .all(|c| c.matches_record(r, &id, id_field, time_field))
+            {
+                continue;
+            }
+            if let (Some(end), Some(t)) = (page_end, r.natural_time) {
+                page_times.push(t);
+                if page_times.len() > end {
+                    page_times.pop();
+                }
+            }
+            records.push((r, id));
+        }
+    }
+
+    // (Every matching record when a count is wanted: a stopped scan is never counted.)
+    let total = records.len();
+    if count_only {
+        let mut resp = (StatusCode::OK, total.to_string()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return (resp, PageKind::Other);
+    }
+    let (top, skip) = match top_and_skip {
+        Ok(v) => v,
+        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    };
+    // Each sort key is read (a timestamp parsed, or the natural time taken as built) once per
+    // record, not once per comparison; the record's world position is the last key, so equal
+    // keys keep world order in either direction, as a stable sort leaves them.
+    let mut sorted: Vec<(Vec<SortKey>, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (r, id))| {
+            let k = keys
+                .iter()
+                .map(|(f, _)| SortKey::of_record(r, id, id_field, time_field, f))
+                .collect();
+            (k, i)
+        })
+        .collect();
+    let end = skip.saturating_add(top.unwrap_or(usize::MAX));
+    keep_first_sorted(&mut sorted, end, |(a, i), (b, j)| {
+        for (n, (_, desc)) in keys.iter().enumerate() {
+            let o = a[n].compare(&b[n]);
+            if o != Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        i.cmp(j)
+    });
+    let mut page: Vec<Map<String, Value>> = sorted
         .iter()
         .skip(skip)
         .take(top.unwrap_or(usize::MAX))
-        .map(|&i| with_id(records[i].0, underscore_id))
+        .map(|(_, i)| with_id(records[*i].0, underscore_id))
         .collect();
+    drop(sorted);
     drop(records);
     drop(world);
 
@@ -492,6 +538,36 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Clause {
+    /// The session id of a `sessionId eq '<id>'` clause that compares text (not a date literal),
+    /// for which only records whose `sessionId` is exactly that string match.
+    fn exact_session_id(&self) -> Option<&str> {
+        match &self.literal {
+            Literal::Quoted(q)
+                if self.field == "sessionId" && self.op == "eq" && self.literal_time.is_none() =>
+            {
+                Some(q)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `record` matches, its natural time field compared as the instant set when it was
+    /// built (the same instant [`Clause::matches`] would parse from its string).
+    fn matches_record(
+        &self,
+        record: &ODataRecord,
+        id: &Value,
+        id_field: &str,
+        time_field: &str,
+    ) -> bool {
+        if self.field == time_field && self.field != id_field {
+            if let (Some(time), Some(literal)) = (record.natural_time, self.literal_time) {
+                return self.holds(Some(time.cmp(&literal)));
+            }
+        }
+        self.matches(field_of(record, id, id_field, &self.field))
+    }
+
     fn matches(&self, value: Option<&Value>) -> bool {
         let value = value.unwrap_or(&Value::Null);
         let ordering = match (value, &self.literal) {
@@ -512,6 +588,12 @@ impl Clause {
             (Value::String(s), Literal::Quoted(q)) => Some(s.as_str().cmp(q.as_str())),
             _ => None,
         };
+        self.holds(ordering)
+    }
+
+    /// Whether the operator holds for a value that compares to the literal as `ordering` (`None`:
+    /// not comparable).
+    fn holds(&self, ordering: Option<Ordering>) -> bool {
         match (ordering, self.op.as_str()) {
             (None, "ne") => true,
             (None, _) => false,
@@ -547,6 +629,25 @@ struct SortKey<'a> {
 }
 
 impl<'a> SortKey<'a> {
+    /// The key `field` of `record`; its natural time field is taken as parsed when the record was
+    /// built (the same instant [`SortKey::of`] parses from its string).
+    fn of_record(
+        record: &'a ODataRecord,
+        id: &'a Value,
+        id_field: &str,
+        time_field: &str,
+        field: &str,
+    ) -> SortKey<'a> {
+        let value = field_of(record, id, id_field, field);
+        if field == time_field && field != id_field && record.natural_time.is_some() {
+            return SortKey {
+                value,
+                time: record.natural_time,
+            };
+        }
+        SortKey::of(value)
+    }
+
     fn of(value: Option<&'a Value>) -> SortKey<'a> {
         let time = match value {
             Some(Value::String(s)) => parse_time(s),
@@ -647,45 +748,48 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
     let levels = req.params("type");
     let text_filter = req.param("filter").map(str::to_ascii_lowercase);
     let since = req.now - Duration::hours(LOG_RETENTION_HOURS);
-    // Borrowed from the world (held for the request): only the page served is copied.
+    // Borrowed from the world (held for the request): only the page served is copied, and only
+    // the entries up to the end of the page are put in order.
     let world = state.world_at(req.now);
-    let (mut entries, all_keys): (Vec<&LogRecord>, Vec<(DateTime<Utc>, &str)>) = {
-        let all: Vec<&LogRecord> = world.calls.iter().flat_map(|c| c.logs.iter()).collect();
-        let keys = all.iter().map(|l| (l.timestamp, l.id.as_str())).collect();
-        let visible = all
-            .into_iter()
-            .filter(|l| l.timestamp <= req.now && l.timestamp >= since)
-            .filter(|l| levels.is_empty() || levels.contains(&l.level))
-            .filter(|l| {
-                text_filter.as_deref().map_or(true, |f| {
-                    let msg = l
-                        .json
-                        .get("msg")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
-                    let trace = l
-                        .json
-                        .get("traceId")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
-                    msg.contains(f) || l.level.contains(f) || trace.contains(f)
-                })
+    let all_logs = || world.calls.iter().flat_map(|c| c.logs.iter());
+    // Each entry with its world position, the last key of the order: equal (timestamp, id) keys
+    // keep world order ascending and reversed descending, as a stable sort then a reversal did.
+    let mut entries: Vec<(usize, &LogRecord)> = all_logs()
+        .filter(|l| l.timestamp <= req.now && l.timestamp >= since)
+        .filter(|l| levels.is_empty() || levels.contains(&l.level))
+        .filter(|l| {
+            text_filter.as_deref().map_or(true, |f| {
+                let msg = l
+                    .json
+                    .get("msg")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                let trace = l
+                    .json
+                    .get("traceId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                msg.contains(f) || l.level.contains(f) || trace.contains(f)
             })
-            .collect();
-        (visible, keys)
+        })
+        .enumerate()
+        .collect();
+    let serving_order = |a: &(usize, &LogRecord), b: &(usize, &LogRecord)| {
+        let o = (a.1.timestamp, &a.1.id, a.0).cmp(&(b.1.timestamp, &b.1.id, b.0));
+        if descending {
+            o.reverse()
+        } else {
+            o
+        }
     };
-    entries.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
-    if descending {
-        entries.reverse();
-    }
     let total = entries.len();
+    // A cursor names any kept entry, visible on this request or not (the first in world order).
     let cursor_key = |cursor: &str| {
-        all_keys
-            .iter()
-            .find(|(_, id)| *id == cursor)
-            .map(|(t, id)| (*t, (*id).to_owned()))
+        all_logs()
+            .find(|l| l.id == cursor)
+            .map(|l| (l.timestamp, l.id.clone()))
     };
     let after = |e: &LogRecord, k: &(DateTime<Utc>, String)| {
         let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
@@ -700,28 +804,29 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
             let Some(k) = cursor_key(cursor) else {
                 return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
             };
-            let rest: Vec<&LogRecord> = entries.iter().filter(|e| after(e, &k)).copied().collect();
-            let more = rest.len() > limit;
-            (rest.into_iter().take(limit).collect(), true, more)
+            entries.retain(|e| after(e.1, &k));
+            let more = entries.len() > limit;
+            keep_first_sorted(&mut entries, limit, serving_order);
+            (entries.iter().map(|e| e.1).collect(), true, more)
         } else if let Some(cursor) = req.param("previous") {
             let Some(k) = cursor_key(cursor) else {
                 return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
             };
-            let before: Vec<&LogRecord> = entries
-                .iter()
-                .filter(|e| !after(e, &k) && (e.timestamp, &e.id) != (k.0, &k.1))
-                .copied()
-                .collect();
-            let start = before.len().saturating_sub(limit);
-            (before[start..].to_vec(), start > 0, true)
+            entries.retain(|e| !after(e.1, &k) && (e.1.timestamp, &e.1.id) != (k.0, &k.1));
+            let start = entries.len().saturating_sub(limit);
+            // The last `limit` before the cursor: the first ones of the reversed order, turned back.
+            keep_first_sorted(&mut entries, limit, |a, b| serving_order(b, a));
+            entries.reverse();
+            (entries.iter().map(|e| e.1).collect(), start > 0, true)
         } else {
             let skip = req
                 .param("skip")
                 .and_then(|s| s.parse::<usize>().ok())
                 .unwrap_or(0);
-            let more = entries.len() > skip + limit;
+            let more = entries.len() > skip.saturating_add(limit);
+            keep_first_sorted(&mut entries, skip.saturating_add(limit), serving_order);
             (
-                entries.iter().skip(skip).take(limit).copied().collect(),
+                entries.iter().skip(skip).take(limit).map(|e| e.1).collect(),
                 skip > 0,
                 more,
             )
@@ -806,5 +911,157 @@ mod tests {
         assert!(!no[0].matches(field(&no[0])));
         let ge = parse_filter("timestamp ge '2026-03-20T09:00:01Z' and n lt 6").expect("parses");
         assert!(ge.iter().all(|c| c.matches(field(c))));
+    }
+
+    fn odata_ids(state: &SimState, collection: &str, query: &str) -> Vec<String> {
+        let raw_query = format!("apikey=sim-api-key&{query}");
+        let req = ApiRequest {
+            method: Method::GET,
+            path: format!("/odata/v2.4/{collection}"),
+            query: super::super::parse_query(&raw_query),
+            raw_query,
+            headers: axum::http::HeaderMap::new(),
+            body: axum::body::Bytes::new(),
+            now: Utc::now(),
+        };
+        let (response, _) = handle_odata(state, &req);
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// OData pages (several `$top`/`$skip`, both directions, heavily tied keys, the natural time
+    /// filter and the `sessionId` lookup) hold exactly the records, in exactly the order, of a full
+    /// stable sort of a scan of the world, as the simulator served them before partial selection.
+    #[test]
+    fn odata_pages_equal_a_full_stable_sort_of_a_scan() {
+        use crate::simulator::world::{World, WorldSpec};
+        let now = Utc::now();
+        let world = World::new(WorldSpec::finite(
+            11,
+            300,
+            // Dense (a call every 2 s), so calls overlap and records interleave across calls.
+            Duration::minutes(10),
+            Duration::seconds(60),
+            now,
+        ));
+        let conversations: Vec<ODataRecord> = world
+            .calls
+            .iter()
+            .filter_map(|c| c.session.clone())
+            .flat_map(|s| s.conversations)
+            .collect();
+        let session_id = world
+            .calls
+            .iter()
+            .find_map(|c| c.session.as_ref().filter(|s| s.conversations.len() > 3))
+            .map(|s| s.session_id.clone())
+            .expect("a session with conversations");
+        let middle = conversations[conversations.len() / 2]
+            .json
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .expect("timestamp")
+            .to_owned();
+        let state = SimState::new(
+            "http://sim".into(),
+            world,
+            super::super::Faults::default(),
+            super::super::SimCredentials::default(),
+        );
+        let text = |r: &ODataRecord, f: &str| r.json[f].as_str().unwrap_or("").to_owned();
+        let time = |r: &ODataRecord| parse_time(&text(r, "timestamp"));
+        for descending in [false, true] {
+            // `type` has two values: almost every comparison is a tie, broken by world order.
+            let mut expected = conversations.clone();
+            expected.sort_by(|a, b| {
+                let o = text(a, "type").cmp(&text(b, "type"));
+                if descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            let direction = if descending { "desc" } else { "asc" };
+            for (top, skip) in [
+                (1, 0),
+                (25, 0),
+                (25, 40),
+                (500, 3),
+                (100_000, 0),
+                (7, 100_000),
+            ] {
+                let ids = odata_ids(
+                    &state,
+                    "Conversations",
+                    &format!("$orderby=type {direction}&$top={top}&$skip={skip}"),
+                );
+                let want: Vec<String> = expected
+                    .iter()
+                    .skip(skip)
+                    .take(top)
+                    .map(|r| r.id.clone())
+                    .collect();
+                assert_eq!(ids, want, "type {direction}, top {top}, skip {skip}");
+            }
+            // The natural time as filter and key, ties (same millisecond) in world order.
+            let mut expected: Vec<&ODataRecord> = conversations
+                .iter()
+                .filter(|r| time(r) > parse_time(&middle))
+                .collect();
+            expected.sort_by(|a, b| {
+                let o = time(a).cmp(&time(b));
+                if descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            // Ascending with `$top`, the scan stops early; these pages prove it stops late enough.
+            for (top, skip) in [(1, 0), (30, 5), (500, 100), (100_000, 0)] {
+                let ids = odata_ids(
+                    &state,
+                    "Conversations",
+                    &format!("$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top={top}&$skip={skip}"),
+                );
+                let want: Vec<String> = expected
+                    .iter()
+                    .skip(skip)
+                    .take(top)
+                    .map(|r| r.id.clone())
+                    .collect();
+                assert_eq!(ids, want, "timestamp {direction}, top {top}, skip {skip}");
+            }
+        }
+        assert!(state.world_at(now).records_follow_call_starts());
+        // The session lookup finds exactly what a scan finds.
+        let want: Vec<String> = conversations
+            .iter()
+            .filter(|r| text(r, "sessionId") == session_id)
+            .map(|r| r.id.clone())
+            .collect();
+        let ids = odata_ids(
+            &state,
+            "Conversations",
+            &format!("$filter=sessionId eq '{session_id}'&$orderby=timestamp asc"),
+        );
+        assert_eq!(ids, want);
+        let ids = odata_ids(
+            &state,
+            "Conversations",
+            &format!("$filter=sessionId eq '{session_id}'&$orderby=timestamp asc&$top=2&$skip=1"),
+        );
+        assert_eq!(ids, want[1..3].to_vec());
+        assert!(odata_ids(&state, "Conversations", "$filter=sessionId eq 'nobody'").is_empty());
     }
 }

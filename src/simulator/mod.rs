@@ -11,6 +11,7 @@
 
 pub mod cognigy;
 pub mod cxone;
+pub mod selection;
 pub mod truth;
 pub mod world;
 
@@ -495,7 +496,12 @@ pub fn percent_decode(text: &str) -> String {
 
 /// A JSON answer.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut resp = (status, value.to_string()).into_response();
+    json_text_response(status, value.to_string())
+}
+
+/// A JSON response from already serialized text.
+pub fn json_text_response(status: StatusCode, text: String) -> Response {
+    let mut resp = (status, text).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

@@ -6,7 +6,9 @@
 //! same calls whether the world is built at once (`calls`) or grows in real time (`rate`). The truth
 //! is known by construction: the generator picks the reason first and then writes exactly the
 //! records that make it true under [`SimRules`], respecting the rule order. It never calls the
-//! crate's diagnosis. This module builds data only; serving it is `cxone.rs` / `cognigy.rs`.
+//! crate's diagnosis. This module builds data only, plus the lookups that let a server find a
+//! contact or a session's calls without a scan (kept in step as calls are added and forgotten);
+//! serving it is `cxone.rs` / `cognigy.rs`.
 
 use crate::config::Rules;
 use crate::diagnosis::Reason;
@@ -15,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// The bot entry point of contact of the simulated tenant.
 pub const BOT_ENTRY_POC: i64 = 3_189_288;
@@ -255,6 +258,27 @@ pub struct ContactRecord {
 pub struct ODataRecord {
     pub id: String,
     pub json: Map<String, Value>,
+    /// The record's natural time field (`startedAt` of a session, `timestamp` of a conversation
+    /// or analytics record) exactly as a reader of `json` parses it: set once when the record is
+    /// built, so serving a page does not parse a timestamp string per record and request.
+    pub natural_time: Option<DateTime<Utc>>,
+}
+
+impl ODataRecord {
+    /// A record whose natural time is the RFC 3339 string in `json[time_field]` (`None` when that
+    /// field is missing or not such a string, as it then is for a reader of the JSON too).
+    pub fn new(id: String, json: Map<String, Value>, time_field: &str) -> ODataRecord {
+        let natural_time = json
+            .get(time_field)
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map(|d| d.with_timezone(&Utc));
+        ODataRecord {
+            id,
+            json,
+            natural_time,
+        }
+    }
 }
 
 /// A Cognigy session with its OData records, visible together once the session ended plus lag.
@@ -305,9 +329,22 @@ pub struct Call {
 #[derive(Debug, Clone)]
 pub struct World {
     pub spec: WorldSpec,
-    /// The calls kept, oldest first (a streaming world forgets calls past its retention).
+    /// The calls kept, oldest first, with consecutive indices (a streaming world forgets calls
+    /// past its retention). Only this module adds or removes calls, keeping the lookups in step.
     pub calls: Vec<Call>,
     next_index: usize,
+    /// Contact id -> index of the call holding that contact (contact ids are unique by
+    /// construction: four per call index).
+    call_of_contact: HashMap<i64, usize>,
+    /// `sessionId` value of any OData record -> indices of the calls holding such a record,
+    /// ascending.
+    calls_of_session: HashMap<String, Vec<usize>>,
+    /// Whether every call generated so far starts no earlier than the one before it and every
+    /// OData record of its session has a natural time no earlier than the call's start: then a
+    /// scan in call order may stop once calls start after the last record it needs.
+    records_follow_call_starts: bool,
+    /// The start of the last call generated.
+    last_start: Option<DateTime<Utc>>,
 }
 
 impl World {
@@ -317,6 +354,10 @@ impl World {
             spec,
             calls: Vec::new(),
             next_index: 0,
+            call_of_contact: HashMap::new(),
+            calls_of_session: HashMap::new(),
+            records_follow_call_starts: true,
+            last_start: None,
         };
         if let Some(n) = world.spec.calls {
             while world.next_index < n {
@@ -346,8 +387,52 @@ impl World {
                 .iter()
                 .take_while(|c| c.visible_at < cutoff)
                 .count();
-            self.calls.drain(..keep_from);
+            for call in self.calls.drain(..keep_from) {
+                for contact in &call.contacts {
+                    if self.call_of_contact.get(&contact.contact_id) == Some(&call.index) {
+                        self.call_of_contact.remove(&contact.contact_id);
+                    }
+                }
+                for session_id in session_ids(&call) {
+                    if let Some(indices) = self.calls_of_session.get_mut(session_id) {
+                        indices.retain(|i| *i != call.index);
+                        if indices.is_empty() {
+                            self.calls_of_session.remove(session_id);
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether no OData record of a call is earlier than its call's start and calls come in start
+    /// order (true of every generated world; checked as calls are generated, never assumed).
+    pub fn records_follow_call_starts(&self) -> bool {
+        self.records_follow_call_starts
+    }
+
+    /// The kept call with generator index `index`.
+    pub fn call(&self, index: usize) -> Option<&Call> {
+        let first = self.calls.first()?.index;
+        self.calls
+            .get(index.checked_sub(first)?)
+            .filter(|c| c.index == index)
+    }
+
+    /// The kept contact with id `contact_id`, visible or not (a map lookup, not a scan).
+    pub fn contact(&self, contact_id: i64) -> Option<&ContactRecord> {
+        let call = self.call(*self.call_of_contact.get(&contact_id)?)?;
+        call.contacts.iter().find(|c| c.contact_id == contact_id)
+    }
+
+    /// The kept calls, oldest first, holding an OData record whose `sessionId` is `session_id`:
+    /// every call that can hold such a record (a map lookup, not a scan).
+    pub fn calls_with_session<'a>(&'a self, session_id: &str) -> impl Iterator<Item = &'a Call> {
+        self.calls_of_session
+            .get(session_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.call(*i))
     }
 
     fn slot_start(&self, index: usize) -> DateTime<Utc> {
@@ -364,8 +449,43 @@ impl World {
         let half = (self.spec.interval.num_milliseconds() / 2).max(1);
         let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
         let call = generate_call(index, start, &mut rng, &self.spec);
+        let in_start_order = self.last_start.map_or(true, |last| last <= call.started_at);
+        let records_after_start = call.session.iter().all(|s| {
+            std::iter::once(&s.session)
+                .chain(&s.conversations)
+                .chain(&s.analytics)
+                .all(|r| r.natural_time.is_some_and(|t| t >= call.started_at))
+        });
+        self.records_follow_call_starts &= in_start_order && records_after_start;
+        self.last_start = Some(call.started_at);
+        for contact in &call.contacts {
+            self.call_of_contact
+                .entry(contact.contact_id)
+                .or_insert(call.index);
+        }
+        for session_id in session_ids(&call) {
+            let indices = self
+                .calls_of_session
+                .entry(session_id.to_owned())
+                .or_default();
+            if indices.last() != Some(&call.index) {
+                indices.push(call.index);
+            }
+        }
         self.calls.push(call);
     }
+}
+
+/// Every `sessionId` string of the OData records of `call` (usually one, repeated).
+fn session_ids(call: &Call) -> impl Iterator<Item = &str> {
+    call.session
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(&s.session)
+                .chain(&s.conversations)
+                .chain(&s.analytics)
+        })
+        .filter_map(|r| r.json.get("sessionId").and_then(Value::as_str))
 }
 
 /// A named mix of call reasons (`simulate --scenario`).
@@ -657,9 +777,9 @@ impl SessionBuilder<'_> {
         let data = input_data
             .map(|v| v.to_string())
             .unwrap_or_else(|| "{}".to_owned());
-        self.conversations.push(ODataRecord {
-            id: object_id(t, self.index, 100 + k),
-            json: object(json!({
+        self.conversations.push(ODataRecord::new(
+            object_id(t, self.index, 100 + k),
+            object(json!({
                 "projectId": PROJECT_ID,
                 "projectName": "Claims Voicebot",
                 "inputId": input_id,
@@ -687,7 +807,8 @@ impl SessionBuilder<'_> {
                 "rating": null,
                 "ratingComment": null
             })),
-        });
+            "timestamp",
+        ));
     }
 
     fn analytics(
@@ -700,9 +821,7 @@ impl SessionBuilder<'_> {
         let k = self.analytics.len();
         let input_id = uuid(self.rng);
         let user_hash = hex_id(self.rng, 32);
-        self.analytics.push(ODataRecord {
-            id: object_id(t, self.index, 200 + k),
-            json: object(json!({
+        let mut record = object(json!({
                 "organisation": "5f8833dae72b850ad2ed4d53",
                 "projectId": PROJECT_ID,
                 "flowReferenceId": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
@@ -725,8 +844,7 @@ impl SessionBuilder<'_> {
                 "foundSlots": [],
                 "foundSlotDetails": [],
                 "understood": true
-            })),
-        });
+        }));
         let tail = object(json!({
                 "timestamp": iso(t),
                 "executionTime": execution_ms,
@@ -742,9 +860,12 @@ impl SessionBuilder<'_> {
                 "ratingComment": null,
                 "snapshotName": null
         }));
-        if let Some(record) = self.analytics.last_mut() {
-            record.json.extend(tail);
-        }
+        record.extend(tail);
+        self.analytics.push(ODataRecord::new(
+            object_id(t, self.index, 200 + k),
+            record,
+            "timestamp",
+        ));
     }
 }
 
@@ -1254,10 +1375,11 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             session_id: session_id.clone(),
             ended_at: session_end,
             visible_at: session_end + lag,
-            session: ODataRecord {
-                id: object_id(session_start, index, 0),
-                json: session_json,
-            },
+            session: ODataRecord::new(
+                object_id(session_start, index, 0),
+                session_json,
+                "startedAt",
+            ),
             conversations: std::mem::take(&mut b.conversations),
             analytics: std::mem::take(&mut b.analytics),
         })
@@ -1461,5 +1583,58 @@ mod tests {
             assert!(rules.contains_key(key), "{key}");
         }
         assert_eq!(sim_rules().handover_skills, vec![4001, 4002]);
+    }
+
+    /// The contact and session lookups agree with a scan of the kept calls, before and after a
+    /// streaming world forgets calls past its retention, and forget the forgotten calls.
+    #[test]
+    fn lookups_agree_with_a_scan_across_pruning() {
+        let now = Utc::now();
+        let mut spec =
+            WorldSpec::streaming(5, 2880.0, Duration::hours(3), Duration::seconds(60), now);
+        spec.retention = Some(Duration::hours(1));
+        let mut world = World::new(spec);
+        world.extend_until(now - Duration::hours(2));
+        let early: Vec<(i64, Option<String>)> = world
+            .calls
+            .iter()
+            .map(|c| {
+                let sid = c.session.as_ref().map(|s| s.session_id.clone());
+                (c.contacts[0].contact_id, sid)
+            })
+            .collect();
+        world.extend_until(now);
+        let first_kept = world.calls.first().expect("calls kept").index;
+        assert!(first_kept > 0, "old calls are forgotten");
+        let check = |world: &World| {
+            for call in &world.calls {
+                for contact in &call.contacts {
+                    let found = world.contact(contact.contact_id).expect("indexed");
+                    assert_eq!(found.contact_id, contact.contact_id);
+                    assert_eq!(found.last_update_time, contact.last_update_time);
+                }
+                if let Some(s) = &call.session {
+                    let calls: Vec<usize> = world
+                        .calls_with_session(&s.session_id)
+                        .map(|c| c.index)
+                        .collect();
+                    assert_eq!(calls, vec![call.index]);
+                }
+            }
+        };
+        check(&world);
+        let forgotten = early
+            .iter()
+            .filter(|(id, _)| !world.calls.iter().any(|c| c.contacts[0].contact_id == *id));
+        let mut n = 0;
+        for (id, sid) in forgotten {
+            n += 1;
+            assert!(world.contact(*id).is_none(), "{id} was forgotten");
+            if let Some(sid) = sid {
+                assert_eq!(world.calls_with_session(sid).count(), 0);
+            }
+        }
+        assert!(n > 0, "some early calls were forgotten");
+        assert!(world.contact(1).is_none());
     }
 }
