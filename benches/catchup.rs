@@ -16,6 +16,10 @@
 //! `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7). Command-line arguments (`cargo bench`
 //! passes `--bench`) are ignored.
 
+/// The binary's allocator (src/main.rs), so these figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/mod.rs"]
 mod support;
 
