@@ -337,9 +337,15 @@ impl Poller {
         let lag = Duration::seconds(self.rules.cognigy_lag_seconds as i64);
         let max_pending = Duration::seconds(self.rules.max_pending_seconds as i64);
         let window = Duration::seconds(self.rules.correlation_window_seconds as i64);
-        let decidable_by = before(horizon.cognigy_read_until, settle.min(lag))
-            .min(before(horizon.cxone_read_until, settle))
-            .max(before(now, max_pending));
+        let read_through = before(horizon.cognigy_read_until, settle.min(lag))
+            .min(before(horizon.cxone_read_until, settle));
+        // Past `max_pending` a case is decided whatever was read, except while a source is
+        // still catching up (then it is waited for: `Horizon::catching_up`).
+        let decidable_by = if horizon.catching_up {
+            read_through
+        } else {
+            read_through.max(before(now, max_pending))
+        };
         // Sessions start after their contact (caller matching allows a window); every other
         // Cognigy record comes later still, and none is needed past the case's settle time.
         let lookback = window + Duration::minutes(1);

@@ -348,11 +348,12 @@ impl Store {
             upsert_cognigy(&tx, tenant, "log", &key, &session, l.timestamp, l)?;
         }
         for id in commit.ignored {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE contacts SET status = 'ignored', diagnosed_at = ?3
                  WHERE tenant = ?1 AND contact_id = ?2 AND status = 'pending'",
-                params![tenant, id, now],
             )
+            .map_err(sql("mark contact ignored"))?
+            .execute(params![tenant, id, now])
             .map_err(sql("mark contact ignored"))?;
         }
         let mut recorded = Vec::new();
@@ -362,12 +363,13 @@ impl Store {
             }
         }
         for (source, watermark, detail) in commit.cursors {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO cursors (tenant, source, watermark, detail) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, source) DO UPDATE
                  SET watermark = excluded.watermark, detail = excluded.detail",
-                params![tenant, source, ts(*watermark), detail],
             )
+            .map_err(sql("cursor write"))?
+            .execute(params![tenant, source, ts(*watermark), detail])
             .map_err(sql("cursor write"))?;
         }
         tx.commit().map_err(sql("commit cycle transaction"))?;
@@ -676,7 +678,7 @@ fn upsert_contact(
     let record = serde_json::to_string(c).map_err(json("contact record"))?;
     // A late leg of a group that is already diagnosed joins it as diagnosed: a group is
     // diagnosed exactly once, so the leg must not make it pending again.
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO contacts (tenant, contact_id, group_id, ended_at, updated_at, record, status,
                                first_seen, diagnosed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6,
@@ -690,16 +692,17 @@ fn upsert_contact(
              group_id = excluded.group_id, ended_at = excluded.ended_at
          WHERE contacts.status = 'pending'
            AND COALESCE(excluded.updated_at, '') >= COALESCE(contacts.updated_at, '')",
-        params![
-            tenant,
-            c.contact_id,
-            c.group_id(),
-            ts(c.ended_at()),
-            c.last_update_time.map(ts),
-            record,
-            now
-        ],
     )
+    .map_err(sql("contact upsert"))?
+    .execute(params![
+        tenant,
+        c.contact_id,
+        c.group_id(),
+        ts(c.ended_at()),
+        c.last_update_time.map(ts),
+        record,
+        now
+    ])
     .map_err(sql("contact upsert"))?;
     Ok(())
 }
@@ -714,13 +717,14 @@ fn upsert_cognigy<T: Serialize>(
     record: &T,
 ) -> Result<()> {
     let text = serde_json::to_string(record).map_err(json("cognigy record"))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO cognigy_records (tenant, kind, record_key, session_id, at, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (tenant, kind, record_key) DO UPDATE
          SET session_id = excluded.session_id, at = excluded.at, record = excluded.record",
-        params![tenant, kind, key, session_id, ts(at), text],
     )
+    .map_err(sql("cognigy record upsert"))?
+    .execute(params![tenant, kind, key, session_id, ts(at), text])
     .map_err(sql("cognigy record upsert"))?;
     Ok(())
 }
@@ -728,11 +732,9 @@ fn upsert_cognigy<T: Serialize>(
 /// Marks one contact's group diagnosed and counts it; false when it was already diagnosed.
 fn record_diagnosis(tx: &Transaction<'_>, tenant: &str, d: &Diagnosis, now: &str) -> Result<bool> {
     let status: Option<String> = tx
-        .query_row(
-            "SELECT status FROM contacts WHERE tenant = ?1 AND contact_id = ?2",
-            params![tenant, d.contact_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT status FROM contacts WHERE tenant = ?1 AND contact_id = ?2")
+        .map_err(sql("diagnosis status read"))?
+        .query_row(params![tenant, d.contact_id], |r| r.get(0))
         .optional()
         .map_err(sql("diagnosis status read"))?;
     let already = status.as_deref() == Some("diagnosed");
@@ -740,58 +742,58 @@ fn record_diagnosis(tx: &Transaction<'_>, tenant: &str, d: &Diagnosis, now: &str
         let text = serde_json::to_string(d).map_err(json("diagnosis"))?;
         let failure = d.failure.map(Failure::as_str);
         if status.is_some() {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE contacts SET status = 'diagnosed', diagnosed_at = ?3, outcome = ?4,
                         failure = ?5, reason = ?6, diagnosis = ?7
                  WHERE tenant = ?1 AND contact_id = ?2",
-                params![
-                    tenant,
-                    d.contact_id,
-                    now,
-                    d.outcome.as_str(),
-                    failure,
-                    d.reason.as_str(),
-                    text
-                ],
             )
+            .map_err(sql("diagnosis write"))?
+            .execute(params![
+                tenant,
+                d.contact_id,
+                now,
+                d.outcome.as_str(),
+                failure,
+                d.reason.as_str(),
+                text
+            ])
             .map_err(sql("diagnosis write"))?;
         } else {
             // The master contact itself was never read (only a leg or a session pointed at it):
             // keep the diagnosis in a row without a record.
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO contacts (tenant, contact_id, group_id, ended_at, updated_at, record,
                         status, first_seen, diagnosed_at, outcome, failure, reason, diagnosis)
                  VALUES (?1, ?2, ?2, ?3, NULL, NULL, 'diagnosed', ?4, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    tenant,
-                    d.contact_id,
-                    ts(d.evidence.contact_ended_at),
-                    now,
-                    d.outcome.as_str(),
-                    failure,
-                    d.reason.as_str(),
-                    text
-                ],
             )
+            .map_err(sql("diagnosis write"))?
+            .execute(params![
+                tenant,
+                d.contact_id,
+                ts(d.evidence.contact_ended_at),
+                now,
+                d.outcome.as_str(),
+                failure,
+                d.reason.as_str(),
+                text
+            ])
             .map_err(sql("diagnosis write"))?;
         }
-        tx.execute(
-            "INSERT INTO totals (tenant, outcome, failure, reason, count) VALUES (?1, ?2, ?3, ?4, 1)
-             ON CONFLICT (tenant, outcome, failure, reason) DO UPDATE SET count = count + 1",
-            params![tenant, d.outcome.as_str(), failure.unwrap_or(""), d.reason.as_str()],
-        )
+        tx.prepare_cached("INSERT INTO totals (tenant, outcome, failure, reason, count) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (tenant, outcome, failure, reason) DO UPDATE SET count = count + 1")
+        .map_err(sql("totals increment"))?
+        .execute(params![tenant, d.outcome.as_str(), failure.unwrap_or(""), d.reason.as_str()])
         .map_err(sql("totals increment"))?;
     }
     // The other legs of the group are settled by the group's diagnosis, whichever cycle made it.
     // `INDEXED BY`: left to itself SQLite picks the (tenant, status) index here and walks every
     // pending row for each diagnosis, which made a catch-up quadratic (issue 5).
-    tx.execute(
-        "UPDATE contacts INDEXED BY contacts_by_group SET status = 'diagnosed',
+    tx.prepare_cached("UPDATE contacts INDEXED BY contacts_by_group SET status = 'diagnosed',
                 diagnosed_at = (SELECT diagnosed_at FROM contacts WHERE tenant = ?1 AND contact_id = ?2)
-         WHERE tenant = ?1 AND group_id = ?2 AND status = 'pending'",
-        params![tenant, d.contact_id],
-    )
-    .map_err(sql("group settle"))?;
+         WHERE tenant = ?1 AND group_id = ?2 AND status = 'pending'")
+        .map_err(sql("group settle"))?
+        .execute(params![tenant, d.contact_id])
+        .map_err(sql("group settle"))?;
     Ok(!already)
 }
 
