@@ -13,7 +13,9 @@
 //! there for every strategy); the child reports its cycles, wall and CPU time and memory in one
 //! `CATCHUP_DAEMON_RESULT {json}` line on stdout. It prints figures and ratios; it asserts no
 //! target. Settings via env: `CATCHUP_CALLS_PER_DAY` (100000), `CATCHUP_BACKLOG_HOURS` (24),
-//! `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7). Command-line arguments (`cargo bench`
+//! `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7), `CATCHUP_LATENCY_MS` (0: the simulator
+//! delays every API answer this long, the same for all three strategies, to model the round trip
+//! to a real API instead of loopback). Command-line arguments (`cargo bench`
 //! passes `--bench`) are ignored.
 
 /// The binary's allocator (src/main.rs), so these figures are the daemon's.
@@ -27,7 +29,7 @@ use chrono::Utc;
 use handover_exporter::metrics::Metrics;
 use handover_exporter::pipeline::{Poller, Timing};
 use handover_exporter::server::Readiness;
-use handover_exporter::simulator::SimulatorOptions;
+use handover_exporter::simulator::{Faults, SimulatorOptions};
 use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};
@@ -76,6 +78,7 @@ struct Settings {
     backlog_hours: f64,
     sample: usize,
     seed: u64,
+    latency_ms: u64,
 }
 
 impl Settings {
@@ -85,6 +88,7 @@ impl Settings {
             backlog_hours: env_or("CATCHUP_BACKLOG_HOURS", 24.0),
             sample: env_or("CATCHUP_NAIVE_SAMPLE", 2000),
             seed: env_or("CATCHUP_SEED", 7),
+            latency_ms: env_or("CATCHUP_LATENCY_MS", 0),
         }
     }
 
@@ -95,6 +99,10 @@ impl Settings {
             rate_per_day: Some(self.calls_per_day),
             backlog_hours: self.backlog_hours,
             cognigy_lag_seconds: 60,
+            faults: Faults {
+                slow_ms: self.latency_ms,
+                ..Faults::default()
+            },
             ..SimulatorOptions::default()
         }
     }
@@ -127,7 +135,11 @@ fn main() -> anyhow::Result<()> {
         sample,
         ..
     } = settings;
-    println!("catch-up benchmark: {}", support::machine());
+    println!(
+        "catch-up benchmark: {}; simulated API latency {} ms per request",
+        support::machine(),
+        settings.latency_ms
+    );
 
     let options = settings.simulator_options();
     let sim = SimServer::start(options.clone(), 2)?;
@@ -294,6 +306,7 @@ fn run_daemon_child(
         .env("CATCHUP_CALLS_PER_DAY", settings.calls_per_day.to_string())
         .env("CATCHUP_BACKLOG_HOURS", settings.backlog_hours.to_string())
         .env("CATCHUP_SEED", settings.seed.to_string())
+        .env("CATCHUP_LATENCY_MS", settings.latency_ms.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
