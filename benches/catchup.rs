@@ -33,7 +33,7 @@ use handover_exporter::simulator::{Faults, SimulatorOptions};
 use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};
-use handover_exporter::store::{DiagnosisFilter, Store};
+use handover_exporter::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -369,22 +369,22 @@ fn daemon_child() -> anyhow::Result<()> {
             cycles += 1;
             diagnosed += report.diagnosed;
             println!(
-                "  cycle {cycles}: read {} contacts, {} cognigy records; {} cases, {} diagnosed, {} pending, more={} (cxone {} ms, cognigy {} ms)",
+                "  cycle {cycles}: read {} contacts, {} cognigy records; {} cases, {} diagnosed, {} pending, more={} (cxone {} ms, cognigy {} ms); RSS {:.1} MB, peak so far {:.1} MB",
                 report.contacts_read, report.cognigy_records_read, report.cases, report.diagnosed,
-                report.pending, report.more, report.cxone_ms, report.cognigy_ms
+                report.pending, report.more, report.cxone_ms, report.cognigy_ms,
+                support::mb(support::status_kb("VmRSS")), support::mb(support::status_kb("VmHWM"))
             );
             let complete = !report.more && report.cxone_ok && report.cognigy_ok;
             if (complete && previous_complete) || cycles >= 500 {
-                let rows = store_for_summary
+                // The persistent totals: reading every stored diagnosis back would make the
+                // bench, not the daemon, the peak of this process's memory.
+                let totals = store_for_summary
                     .lock()
                     .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-                    .diagnoses(&DiagnosisFilter {
-                        limit: 10_000_000,
-                        ..DiagnosisFilter::default()
-                    })?;
+                    .totals()?;
                 let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
-                for r in &rows {
-                    *outcomes.entry(r.diagnosis.outcome.as_str()).or_insert(0) += 1;
+                for t in &totals {
+                    *outcomes.entry(t.outcome.as_str()).or_insert(0) += t.count;
                 }
                 println!("  stored diagnoses by outcome: {outcomes:?}");
                 break Ok::<_, anyhow::Error>((cycles, diagnosed, report.pending));

@@ -3,9 +3,10 @@
 //! records still needed to re-correlate pending contacts across cycles, and persistent per-label
 //! totals so counters continue across restarts.
 //!
-//! Everything a poll cycle changes is written by [`Store::commit_cycle`] in ONE transaction, which
-//! returns only the diagnoses newly recorded by it: a contact is diagnosed and counted exactly once,
-//! even when a cycle is repeated after a crash. The API is synchronous (rusqlite); async callers
+//! Each write of a poll cycle (its ingest of records and cursors, then each batch of diagnoses)
+//! is one [`Store::commit_cycle`] transaction, which returns only the diagnoses newly recorded by
+//! it: a contact is diagnosed and counted exactly once, even when a cycle is repeated after a
+//! crash. The API is synchronous (rusqlite); async callers
 //! use `spawn_blocking` or a dedicated thread. This module does not poll, correlate or diagnose,
 //! and it does not touch metrics.
 
@@ -144,7 +145,8 @@ pub struct CognigySet {
     pub logs: Vec<LogEntry>,
 }
 
-/// Everything one poll cycle of one tenant writes, committed in one transaction.
+/// One write of a poll cycle of one tenant (its ingest, or a batch of diagnoses), committed in
+/// one transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct CycleCommit<'a> {
     /// The cycle's clock: `first_seen` of new contacts and `diagnosed_at` of new diagnoses.
@@ -292,8 +294,8 @@ impl Store {
         .transpose()
     }
 
-    /// Writes one cycle in one transaction and returns the diagnoses newly recorded by it (the
-    /// caller increments its counters for exactly these, after this returns).
+    /// Writes one commit of a cycle in one transaction and returns the diagnoses newly recorded
+    /// by it (the caller increments its counters for exactly these, after this returns).
     pub fn commit_cycle(
         &mut self,
         tenant: &str,
