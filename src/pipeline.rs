@@ -18,10 +18,10 @@ use crate::server::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
 use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::wire::CompletedContact;
-use crate::sources::cxone::CxoneClient;
+use crate::sources::cxone::{ContactsBatch, CxoneClient};
 use crate::sources::http::{RequestObserver, SourceError};
-use crate::store::{CycleCommit, RipeKey, Store, StoreError};
-use chrono::{DateTime, Duration, Utc};
+use crate::store::{Cursor, CycleCommit, RipeKey, Store, StoreError};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +37,15 @@ const CURSOR_ANALYTICS: &str = "cognigy_analytics";
 const CURSOR_LOGS: &str = "cognigy_logs";
 /// Wall-clock time up to which every Cognigy source was read completely.
 const CURSOR_COGNIGY_READ_UNTIL: &str = "cognigy_read_until";
+/// Every cursor, in the order a cycle loads them.
+const CURSOR_NAMES: [&str; 6] = [
+    CURSOR_CXONE,
+    CURSOR_SESSIONS,
+    CURSOR_CONVERSATIONS,
+    CURSOR_ANALYTICS,
+    CURSOR_LOGS,
+    CURSOR_COGNIGY_READ_UNTIL,
+];
 
 /// Cursor detail of a read cut short by its page cap: the next read continues without overlap.
 const CONTINUE: &str = "continue";
@@ -119,6 +128,7 @@ pub struct Poller {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     last_prune: Mutex<Option<DateTime<Utc>>>,
+    read_ahead: Mutex<Option<ReadAhead>>,
 }
 
 /// What the Cognigy reads of one cycle produced.
@@ -156,6 +166,7 @@ impl Poller {
             metrics,
             readiness,
             last_prune: Mutex::new(None),
+            read_ahead: Mutex::new(None),
         })
     }
 
@@ -169,66 +180,42 @@ impl Poller {
     }
 
     /// Runs one cycle at wall-clock time `now`.
+    ///
+    /// A cycle that hit a page cap reads the next pages while its own are being written
+    /// (read-ahead): the next cycle uses them if the cursors it finds in the store are exactly
+    /// the ones they were read from, and then runs as of the time that read began; otherwise it
+    /// drops them and reads afresh.
     pub async fn run_cycle(&self, now: DateTime<Utc>) -> Result<CycleReport, CycleError> {
         let mut report = CycleReport::default();
-        let (cursors, cxone_continues, logs_pass) = self
+        let rows = self
             .with_store(|store, tenant| {
-                let names = [
-                    CURSOR_CXONE,
-                    CURSOR_SESSIONS,
-                    CURSOR_CONVERSATIONS,
-                    CURSOR_ANALYTICS,
-                    CURSOR_LOGS,
-                    CURSOR_COGNIGY_READ_UNTIL,
-                ];
-                let mut out = HashMap::new();
-                let mut continues = false;
-                let mut logs_pass = None;
-                for name in names {
+                let mut rows = Vec::new();
+                for name in CURSOR_NAMES {
                     if let Some(c) = store.cursor(tenant, name)? {
-                        continues |= name == CURSOR_CXONE && c.detail == CONTINUE;
-                        if name == CURSOR_LOGS {
-                            logs_pass = serde_json::from_str::<LogsPass>(&c.detail).ok();
-                        }
-                        out.insert(name, c.watermark);
+                        rows.push((name, c));
                     }
                 }
-                Ok((out, continues, logs_pass))
+                Ok(rows)
             })
             .await?;
-        let start_of_history = now - self.timing.initial_lookback;
-
-        // CXone and Cognigy are read concurrently; each has its own rate limit. After a read cut
-        // short by the page cap, the next one continues where it stopped (no overlap), or the
-        // overlap alone could exceed the page cap and the cursor would never move.
-        let overlap = if cxone_continues {
-            Duration::zero()
-        } else {
-            self.timing.overlap
+        let ahead = self
+            .read_ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|a| a.rows == rows);
+        let (now, read) = match ahead {
+            Some(a) => (a.now, a.read),
+            None => (now, self.read_sources(now, &rows).await),
         };
-        let cxone_since = cursors
-            .get(CURSOR_CXONE)
-            .map(|w| *w - overlap)
-            .unwrap_or(start_of_history);
-        let cxone_started = std::time::Instant::now();
-        let cognigy_started = std::time::Instant::now();
-        let (cxone_result, cognigy) = tokio::join!(
-            async {
-                let r = self
-                    .cxone
-                    .completed_contacts(cxone_since, self.cxone_max_pages)
-                    .await;
-                (r, cxone_started.elapsed())
-            },
-            async {
-                let r = self
-                    .read_cognigy(now, &cursors, logs_pass.as_ref(), start_of_history)
-                    .await;
-                (r, cognigy_started.elapsed())
-            }
-        );
-        let (cxone_result, cxone_elapsed) = cxone_result;
-        let (cognigy, cognigy_elapsed) = cognigy;
+        let SourcesRead {
+            cxone_result,
+            cxone_elapsed,
+            cxone_since,
+            cognigy,
+            cognigy_elapsed,
+        } = read;
+        let cursors = watermarks(&rows);
         report.cxone_ms = cxone_elapsed.as_millis() as u64;
         report.cognigy_ms = cognigy_elapsed.as_millis() as u64;
 
@@ -298,13 +285,31 @@ impl Poller {
         };
 
         // 1. Ingest: what was read and the cursors, in one transaction. Nothing is decided here;
-        //    a crash after it loses nothing (the contacts wait in the store as pending).
+        //    a crash after it loses nothing (the contacts wait in the store as pending). When a
+        //    source is page-capped, the next pages are read meanwhile, from the cursors this
+        //    commit writes.
+        let next_rows = report.more.then(|| {
+            let mut next = rows.clone();
+            for (name, watermark, detail) in &cursor_updates {
+                // As the store will give it back: it keeps microseconds.
+                let cursor = Cursor {
+                    watermark: watermark.trunc_subsecs(6),
+                    detail: detail.clone(),
+                };
+                match next.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, c)) => *c = cursor,
+                    None => next.push((*name, cursor)),
+                }
+            }
+            next.sort_by_key(|(n, _)| CURSOR_NAMES.iter().position(|x| x == n));
+            next
+        });
         let ingest = Ingest {
             contacts: new_contacts,
             cognigy,
             cursors: cursor_updates,
         };
-        self.with_store(move |store, tenant| {
+        let commit = self.with_store(move |store, tenant| {
             let cursor_refs: Vec<(&str, DateTime<Utc>, String)> = ingest
                 .cursors
                 .iter()
@@ -324,8 +329,23 @@ impl Poller {
                     ignored: &[],
                 },
             )
-        })
-        .await?;
+        });
+        match next_rows {
+            Some(next_rows) => {
+                let next_now = Utc::now();
+                let (committed, read) =
+                    tokio::join!(commit, self.read_sources(next_now, &next_rows));
+                committed?;
+                *self.read_ahead.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReadAhead {
+                    rows: next_rows,
+                    now: next_now,
+                    read,
+                });
+            }
+            None => {
+                commit.await?;
+            }
+        }
 
         // 2. Decide: the pending groups that may be decidable now, a batch at a time, each batch
         //    with the Cognigy records of its time span, correlated, diagnosed and committed in
@@ -483,6 +503,59 @@ impl Poller {
 
     /// Reads the four Cognigy windows. Each collection re-reads `cognigy_lag + overlap` back from
     /// the present, because OData records appear only after their session ends.
+    /// Reads CXone and Cognigy from the cursors `rows`, concurrently (each has its own rate
+    /// limit). After a read cut short by the page cap, the next one continues where it stopped
+    /// (no overlap), or the overlap alone could exceed the page cap and the cursor would never
+    /// move.
+    async fn read_sources(
+        &self,
+        now: DateTime<Utc>,
+        rows: &[(&'static str, Cursor)],
+    ) -> SourcesRead {
+        let cursors = watermarks(rows);
+        let cursor_detail = |name: &str| {
+            rows.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| c.detail.as_str())
+        };
+        let cxone_continues = cursor_detail(CURSOR_CXONE) == Some(CONTINUE);
+        let logs_pass =
+            cursor_detail(CURSOR_LOGS).and_then(|d| serde_json::from_str::<LogsPass>(d).ok());
+        let start_of_history = now - self.timing.initial_lookback;
+        let overlap = if cxone_continues {
+            Duration::zero()
+        } else {
+            self.timing.overlap
+        };
+        let cxone_since = cursors
+            .get(CURSOR_CXONE)
+            .map(|w| *w - overlap)
+            .unwrap_or(start_of_history);
+        let started = std::time::Instant::now();
+        let (cxone, cognigy) = tokio::join!(
+            async {
+                let r = self
+                    .cxone
+                    .completed_contacts(cxone_since, self.cxone_max_pages)
+                    .await;
+                (r, started.elapsed())
+            },
+            async {
+                let r = self
+                    .read_cognigy(now, &cursors, logs_pass.as_ref(), start_of_history)
+                    .await;
+                (r, started.elapsed())
+            }
+        );
+        SourcesRead {
+            cxone_result: cxone.0,
+            cxone_elapsed: cxone.1,
+            cxone_since,
+            cognigy: cognigy.0,
+            cognigy_elapsed: cognigy.1,
+        }
+    }
+
     async fn read_cognigy(
         &self,
         now: DateTime<Utc>,
@@ -632,6 +705,31 @@ impl Poller {
             *g = Some(now);
         }
     }
+}
+
+/// The cursors a cycle reads from, in [`CURSOR_NAMES`] order.
+type CursorRows = Vec<(&'static str, Cursor)>;
+
+/// What one cycle's reads of both sources produced.
+struct SourcesRead {
+    cxone_result: Result<ContactsBatch, SourceError>,
+    cxone_elapsed: std::time::Duration,
+    cxone_since: DateTime<Utc>,
+    cognigy: CognigyRead,
+    cognigy_elapsed: std::time::Duration,
+}
+
+/// Pages read ahead by a page-capped cycle for the next one, with the cursors they were read
+/// from and when the read began.
+struct ReadAhead {
+    rows: CursorRows,
+    now: DateTime<Utc>,
+    read: SourcesRead,
+}
+
+/// The watermark of each cursor.
+fn watermarks(rows: &[(&'static str, Cursor)]) -> HashMap<&'static str, DateTime<Utc>> {
+    rows.iter().map(|(n, c)| (*n, c.watermark)).collect()
 }
 
 /// What one cycle read, written before anything is decided.

@@ -893,6 +893,56 @@ mod tests {
         (dir, path, store)
     }
 
+    /// Ripe batches come whole group by whole group, in order of the group's last end, each
+    /// once across batches, and never a group that ended after the limit or is not pending.
+    #[test]
+    fn ripe_pending_pages_whole_groups_by_last_end() {
+        let (_dir, _path, mut store) = open_file();
+        let with_duration = |id: i64, master: i64, seconds: f64| {
+            let mut c = contact(id, master, 3);
+            c.total_duration_seconds = seconds;
+            c
+        };
+        // Group 1001 ends at 10:10 (its leg runs longest), 2001 at 10:05, 3001 at 10:30, and
+        // 4001 (10:01) is diagnosed already.
+        let contacts = [
+            with_duration(1001, 0, 120.0),
+            with_duration(1002, 1001, 600.0),
+            with_duration(2001, 0, 300.0),
+            with_duration(3001, 0, 1800.0),
+            with_duration(4001, 0, 60.0),
+        ];
+        let commit = CycleCommit {
+            contacts: &contacts,
+            ..CycleCommit::empty(at(40))
+        };
+        store.commit_cycle("acme", commit).unwrap();
+        let done = [diagnosis(4001, Reason::BotCompleted)];
+        store
+            .commit_cycle(
+                "acme",
+                CycleCommit {
+                    diagnoses: &done,
+                    ..CycleCommit::empty(at(41))
+                },
+            )
+            .unwrap();
+        let ids = |c: &[CompletedContact]| c.iter().map(|c| c.contact_id).collect::<Vec<_>>();
+        let (first, key) = store.ripe_pending("acme", at(20), None, 1).unwrap();
+        assert_eq!(ids(&first), vec![2001]);
+        let (second, key) = store.ripe_pending("acme", at(20), key.as_ref(), 1).unwrap();
+        assert_eq!(ids(&second), vec![1001, 1002]);
+        let (third, key) = store.ripe_pending("acme", at(20), key.as_ref(), 1).unwrap();
+        assert!(third.is_empty() && key.is_none());
+        let (all, _) = store.ripe_pending("acme", at(59), None, 10).unwrap();
+        assert_eq!(ids(&all), vec![2001, 1001, 1002, 3001]);
+        assert!(store
+            .ripe_pending("other", at(59), None, 10)
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
     /// Contacts, Cognigy records and cursors written by a cycle read back unchanged.
     #[test]
     fn cycle_round_trips_every_record_kind() {
