@@ -125,6 +125,7 @@ struct DaemonResult {
 }
 
 fn main() -> anyhow::Result<()> {
+    handover_exporter::allocator::tune();
     if std::env::var(ROLE_VAR).as_deref() == Ok("daemon") {
         return daemon_child();
     }

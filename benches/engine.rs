@@ -46,6 +46,7 @@ fn parsed_world() -> ReplayData {
 }
 
 fn correlation_and_diagnosis(c: &mut Criterion) {
+    handover_exporter::allocator::tune();
     let data = parsed_world();
     let contacts = data.contacts.len() as u64;
     let diagnosed = replay::diagnose_data(&data).len();

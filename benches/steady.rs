@@ -61,6 +61,7 @@ async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64)
 }
 
 fn main() -> anyhow::Result<()> {
+    handover_exporter::allocator::tune();
     let seconds: u64 = env_or("STEADY_SECONDS", 180);
     let interval: u64 = env_or("STEADY_INTERVAL_SECONDS", 5);
     let rate: f64 = env_or("STEADY_CALLS_PER_DAY", 100_000.0);

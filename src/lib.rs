@@ -13,6 +13,7 @@
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
+//! - [`allocator`]: run-time settings of the process allocator (mimalloc).
 //!
 //! Pipeline of one poll cycle (and of `diagnose --replay`, minus the store):
 //!
@@ -24,6 +25,7 @@
 //!  Cognigy REST logs ────────┘
 //! ```
 
+pub mod allocator;
 pub mod config;
 pub mod correlation;
 pub mod daemon;

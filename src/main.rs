@@ -256,6 +256,7 @@ struct DiagnoseArgs {
 }
 
 fn main() -> ExitCode {
+    handover_exporter::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Diagnose(args)) => diagnose(args),
