@@ -41,14 +41,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{mb, Recorded, SimServer};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{env_or, mb, Recorded, SimServer};
 
 /// What one strategy cost.
 #[derive(Debug, Default, Clone, Copy)]

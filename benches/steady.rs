@@ -18,14 +18,7 @@ use handover_exporter::daemon::{self, ServeOptions};
 use handover_exporter::simulator::{self, SimCredentials};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::mb;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{env_or, mb};
 
 /// The simulator child; killed (by its own pid) when dropped.
 struct SimChild(Child);

@@ -318,15 +318,13 @@ impl Poller {
             store.commit_cycle(
                 tenant,
                 CycleCommit {
-                    now,
                     contacts: &ingest.contacts,
                     sessions: &ingest.cognigy.sessions,
                     conversations: &ingest.cognigy.conversations,
                     analytics: &ingest.cognigy.analytics,
                     logs: &ingest.cognigy.logs,
-                    diagnoses: &[],
                     cursors: &cursor_refs,
-                    ignored: &[],
+                    ..CycleCommit::empty(now)
                 },
             )
         });
@@ -432,15 +430,9 @@ impl Poller {
                     let recorded = store.commit_cycle(
                         tenant,
                         CycleCommit {
-                            now,
-                            contacts: &[],
-                            sessions: &[],
-                            conversations: &[],
-                            analytics: &[],
-                            logs: &[],
                             diagnoses: &diagnoses,
-                            cursors: &[],
                             ignored: &ignored,
+                            ..CycleCommit::empty(now)
                         },
                     )?;
                     for d in &recorded {

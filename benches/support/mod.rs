@@ -242,3 +242,11 @@ pub fn machine() -> String {
 pub fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
+
+/// An environment setting of a bench, or `default` when it is unset or does not parse.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
