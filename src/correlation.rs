@@ -115,9 +115,32 @@ impl Case<'_> {
     }
 }
 
+/// A caller number in E.164 form, `+` and its digits, kept as a number so that comparing and
+/// hashing numbers allocates nothing. `Display` writes it as text (`+4930123`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallerNumber {
+    /// How many digits, leading zeros included.
+    digits: u8,
+    value: u128,
+}
+
+impl std::fmt::Display for CallerNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "+{:0width$}",
+            self.value,
+            width = usize::from(self.digits)
+        )
+    }
+}
+
+/// The most digits a [`CallerNumber`] holds (an E.164 number has at most 15).
+const MAX_CALLER_DIGITS: usize = 38;
+
 /// Normalises a phone number or SIP/tel URI to E.164 (`+` and digits) for caller matching.
-/// Returns `None` when nothing number-like remains.
-pub fn normalize_e164(raw: &str) -> Option<String> {
+/// Returns `None` when nothing number-like remains (fewer than 3 or more than 38 digits).
+pub fn normalize_e164(raw: &str) -> Option<CallerNumber> {
     let mut s = raw.trim();
     for prefix in ["sip:", "sips:", "tel:"] {
         // `get` rather than slicing: a caller id may hold non-ASCII text (webchat user names).
@@ -131,17 +154,28 @@ pub fn normalize_e164(raw: &str) -> Option<String> {
         s = &s[..at];
     }
     let plus = s.starts_with('+');
-    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 3 {
+    let digits = || s.bytes().filter(u8::is_ascii_digit);
+    let count = digits().count();
+    if count < 3 {
         return None;
     }
-    if plus {
-        Some(format!("+{digits}"))
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        Some(format!("+{rest}"))
+    // Without `+`, a leading `00` is the international call prefix.
+    let skip = if !plus && digits().take(2).all(|d| d == b'0') {
+        2
     } else {
-        Some(format!("+{digits}"))
+        0
+    };
+    if count - skip > MAX_CALLER_DIGITS {
+        return None;
     }
+    let value = digits()
+        .skip(skip)
+        .fold(0u128, |value, d| value * 10 + u128::from(d - b'0'));
+    Some(CallerNumber {
+        // At most MAX_CALLER_DIGITS, checked above.
+        digits: (count - skip) as u8,
+        value,
+    })
 }
 
 /// Parses a carried contact id; `None` for empty, non-numeric or the sentinel.
@@ -156,11 +190,19 @@ pub fn usable_contact_id(text: &str) -> Option<i64> {
 /// A contact group being collected, with what the cases need of its members computed while
 /// the contacts are read in order (later passes then need not revisit every member).
 struct Group<'a> {
+    /// The master contact id.
+    id: i64,
     members: Vec<&'a CompletedContact>,
     bot_entry: bool,
     started_at: DateTime<Utc>,
     ended_at: DateTime<Utc>,
 }
+
+/// No group or no session, in the index vectors of [`correlate`].
+const NONE: u32 = u32::MAX;
+
+/// A session keyed to a group none of whose contacts has been read (yet).
+const UNKNOWN_GROUP: u32 = u32::MAX - 1;
 
 /// Records of one kind grouped by the session they belong to: `of(slot)` is every record of the
 /// session in input order. Built by counting (one hash lookup per record, two flat arrays)
@@ -213,6 +255,10 @@ impl<'a, T> BySession<'a, T> {
 }
 
 /// Joins contacts and sessions into cases, one per bot contact group, ordered by master id.
+///
+/// Groups and sessions are numbered in the order they are first read; the later passes index
+/// flat vectors by those numbers rather than hashing ids again (issue 5: map lookups were most of
+/// correlation's time).
 pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     let is_entry = |c: &CompletedContact| {
         rules
@@ -222,30 +268,47 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     };
 
     // Contact groups, deduplicated by contact id.
-    let mut group_of: HashMap<i64, i64> = HashMap::with_capacity(inputs.contacts.len());
-    let mut groups: HashMap<i64, Group<'a>> = HashMap::with_capacity(inputs.contacts.len());
+    let mut group_of_contact: HashMap<i64, u32> = HashMap::with_capacity(inputs.contacts.len());
+    let mut group_numbers: HashMap<i64, u32> = HashMap::with_capacity(inputs.contacts.len());
+    let mut groups: Vec<Group<'a>> = Vec::with_capacity(inputs.contacts.len());
     for contact in inputs.contacts {
         if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
             continue;
         }
-        let group_id = contact.group_id();
-        if group_of.insert(contact.contact_id, group_id).is_some() {
+        let hash_map::Entry::Vacant(contact_entry) = group_of_contact.entry(contact.contact_id)
+        else {
             // A second copy of a contact already grouped: the first one wins.
             continue;
-        }
+        };
+        let group_id = contact.group_id();
         let started = contact.contact_start_date;
         let ended = contact.ended_at();
-        let group = groups.entry(group_id).or_insert_with(|| Group {
-            members: Vec::new(),
-            bot_entry: false,
-            started_at: started,
-            ended_at: ended,
+        let number = *group_numbers.entry(group_id).or_insert_with(|| {
+            groups.push(Group {
+                id: group_id,
+                members: Vec::new(),
+                bot_entry: false,
+                started_at: started,
+                ended_at: ended,
+            });
+            (groups.len() - 1) as u32
         });
+        contact_entry.insert(number);
+        let group = &mut groups[number as usize];
         group.members.push(contact);
         group.bot_entry |= is_entry(contact);
         group.started_at = group.started_at.min(started);
         group.ended_at = group.ended_at.max(ended);
     }
+    // The group a carried contact id names: the group of that contact, else the group it is the
+    // master of (its legs were read, the master not yet); `Err(id)` for a group not read at all.
+    let group_named = |id: i64| -> Result<u32, i64> {
+        group_of_contact
+            .get(&id)
+            .or_else(|| group_numbers.get(&id))
+            .copied()
+            .ok_or(id)
+    };
 
     // Sessions, each id once (the first record wins), and their Cognigy records. The same record
     // can be in the inputs twice (re-read by an overlapping window and loaded from the store):
@@ -267,9 +330,13 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     });
 
     // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
-    let mut session_for_group: HashMap<i64, CaseSession<'a>> =
-        HashMap::with_capacity(sessions.len());
-    let mut unkeyed: Vec<CaseSession<'a>> = Vec::new();
+    // `case_sessions[slot]` is the session's case data; `session_of_group[group]` the slot of
+    // the session a group keeps (the stronger match kind, then the earlier start).
+    let mut case_sessions: Vec<Option<CaseSession<'a>>> = Vec::with_capacity(sessions.len());
+    let mut session_of_group: Vec<u32> = vec![NONE; groups.len()];
+    // Sessions keyed to groups not read at all: they still claim their log lines.
+    let mut session_of_unknown_group: HashMap<i64, u32> = HashMap::new();
+    let mut unkeyed: Vec<u32> = Vec::new();
     for (slot, session) in sessions.iter().enumerate() {
         let mut conv = conversations.of(slot);
         let mut anal = analytics.of(slot);
@@ -291,93 +358,107 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         .find_map(|(kind, text)| {
             let text = text?;
             let id = usable_contact_id(text)?;
-            let group = group_of.get(&id).copied().unwrap_or(id);
-            Some((kind, text, group))
+            Some((kind, text, group_named(id)))
         });
+        let (match_kind, carried) = match keyed {
+            Some((kind, text, _)) => (kind, Some(text)),
+            None => (MatchKind::CallerTime, custom.or(header)),
+        };
+        case_sessions.push(Some(CaseSession {
+            session,
+            match_kind,
+            carried_contact_id: carried.map(str::to_owned),
+            conversations: conv,
+            analytics: anal,
+        }));
+        let slot = slot as u32;
+        let rank = |slot: u32| {
+            let s = case_sessions[slot as usize].as_ref();
+            s.map(|s| (s.match_kind, s.session.started_at))
+        };
         match keyed {
-            Some((kind, text, group)) => {
-                let candidate = CaseSession {
-                    session,
-                    match_kind: kind,
-                    carried_contact_id: Some(text.to_owned()),
-                    conversations: conv,
-                    analytics: anal,
-                };
-                insert_preferred(&mut session_for_group, group, candidate);
+            Some((_, _, Ok(group))) => {
+                let kept = &mut session_of_group[group as usize];
+                if *kept == NONE || rank(slot) < rank(*kept) {
+                    *kept = slot;
+                }
             }
-            None => unkeyed.push(CaseSession {
-                session,
-                match_kind: MatchKind::CallerTime,
-                carried_contact_id: custom.or(header).map(str::to_owned),
-                conversations: conv,
-                analytics: anal,
-            }),
+            Some((_, _, Err(id))) => {
+                let kept = session_of_unknown_group.entry(id).or_insert(slot);
+                if rank(slot) < rank(*kept) {
+                    *kept = slot;
+                }
+            }
+            None => unkeyed.push(slot),
         }
     }
 
     // Caller/time matching for sessions without a usable id: candidates are bot-entry groups
     // without a keyed session, by normalised caller number.
     if !unkeyed.is_empty() {
-        let mut by_caller: HashMap<String, Vec<(i64, &'a CompletedContact)>> = HashMap::new();
-        for (group_id, group) in &groups {
-            if !group.bot_entry || session_for_group.contains_key(group_id) {
+        let mut by_caller: HashMap<CallerNumber, Vec<(u32, &'a CompletedContact)>> = HashMap::new();
+        for (number, group) in groups.iter().enumerate() {
+            if !group.bot_entry || session_of_group[number] != NONE {
                 continue;
             }
             let members = &group.members;
             let master = members
                 .iter()
-                .find(|c| c.contact_id == *group_id)
+                .find(|c| c.contact_id == group.id)
                 .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
                 .copied();
             if let Some(master) = master {
-                if let Some(number) = normalize_e164(&master.from_address) {
+                if let Some(caller) = normalize_e164(&master.from_address) {
                     by_caller
-                        .entry(number)
+                        .entry(caller)
                         .or_default()
-                        .push((*group_id, master));
+                        .push((number as u32, master));
                 }
             }
         }
         let window = Duration::seconds(rules.correlation_window_seconds as i64);
-        unkeyed.sort_by(|a, b| {
-            (a.session.started_at, &a.session.session_id)
-                .cmp(&(b.session.started_at, &b.session.session_id))
+        unkeyed.sort_by(|&a, &b| {
+            let (a, b) = (sessions[a as usize], sessions[b as usize]);
+            (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id))
         });
-        for candidate in unkeyed {
-            let session = candidate.session;
-            let Some(number) = normalize_e164(&session.user_id) else {
+        for slot in unkeyed {
+            let session = sessions[slot as usize];
+            let Some(caller) = normalize_e164(&session.user_id) else {
                 continue;
             };
-            let Some(candidates) = by_caller.get(&number) else {
+            let Some(candidates) = by_caller.get(&caller) else {
                 continue;
             };
             let best = candidates
                 .iter()
-                .filter(|(group_id, _)| !session_for_group.contains_key(group_id))
-                .filter_map(|(group_id, c)| {
+                .filter(|(group, _)| session_of_group[*group as usize] == NONE)
+                .filter_map(|(group, c)| {
                     let gap = session.started_at - c.contact_start_date;
-                    (gap >= Duration::zero() && gap <= window).then_some((gap, *group_id))
+                    (gap >= Duration::zero() && gap <= window).then_some((
+                        gap,
+                        groups[*group as usize].id,
+                        *group,
+                    ))
                 })
                 .min();
-            if let Some((_, group_id)) = best {
-                session_for_group.insert(group_id, candidate);
+            if let Some((_, _, group)) = best {
+                session_of_group[group as usize] = slot;
             }
         }
     }
 
     // Log lines: by session id, else by the contact id in the message.
-    let mut session_group: HashMap<&str, i64> = HashMap::with_capacity(session_for_group.len());
-    for (group_id, cs) in &session_for_group {
-        session_group.insert(cs.session.session_id.as_str(), *group_id);
-    }
-    let mut logs_for_group: HashMap<i64, Vec<CaseLog<'a>>> = HashMap::new();
-    let mut seen_logs: HashSet<&str> = HashSet::with_capacity(inputs.logs.len());
-    for entry in inputs.logs {
-        if let Some(id) = entry.id.as_deref() {
-            if !seen_logs.insert(id) {
-                continue;
-            }
+    let mut group_of_session: Vec<u32> = vec![NONE; sessions.len()];
+    for (group, &slot) in session_of_group.iter().enumerate() {
+        if slot != NONE {
+            group_of_session[slot as usize] = group as u32;
         }
+    }
+    for &slot in session_of_unknown_group.values() {
+        group_of_session[slot as usize] = UNKNOWN_GROUP;
+    }
+    let mut logs_of_group: Vec<Vec<CaseLog<'a>>> = vec![Vec::new(); groups.len()];
+    for entry in inputs.logs {
         let Some(event) = classify(&entry.msg, &rules.log_patterns) else {
             continue;
         };
@@ -385,54 +466,56 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             .meta
             .session_id
             .as_deref()
-            .and_then(|sid| session_group.get(sid).copied());
+            .and_then(|sid| slot_of.get(sid))
+            .map(|&slot| group_of_session[slot as usize])
+            .filter(|&group| group != NONE);
         let by_contact = || {
             let id = usable_contact_id(event.contact_id()?)?;
-            Some(group_of.get(&id).copied().unwrap_or(id))
+            group_named(id).ok()
         };
-        if let Some(group_id) = by_session.or_else(by_contact) {
-            logs_for_group
-                .entry(group_id)
-                .or_default()
-                .push(CaseLog { entry, event });
+        match by_session.or_else(by_contact) {
+            Some(UNKNOWN_GROUP) | None => {}
+            Some(group) => logs_of_group[group as usize].push(CaseLog { entry, event }),
         }
     }
 
-    let mut cases = Vec::with_capacity(session_for_group.len());
-    for (group_id, group) in groups {
-        let session = session_for_group.remove(&group_id);
-        if !group.bot_entry && session.is_none() {
-            continue;
-        }
-        let mut members = group.members;
-        // Contact ids are unique within a group, so the order is total and need not be stable.
-        members.sort_unstable_by_key(|c| {
-            (c.contact_id != group_id, c.contact_start_date, c.contact_id)
-        });
-        let mut logs = logs_for_group.remove(&group_id).unwrap_or_default();
-        logs.sort_by_key(|l| l.entry.timestamp);
-        cases.push(Case {
-            master_contact_id: group_id,
-            contacts: members,
-            bot_entry: group.bot_entry,
-            session,
-            logs,
-            started_at: group.started_at,
-            ended_at: group.ended_at,
-        });
-    }
-    // Ordered by master id (unique, so unstable is exact). A case is large, so the ids are
-    // sorted and each case moved once, rather than the cases being swapped around by the sort.
-    let mut order: Vec<(i64, usize)> = cases
+    // The cases, ordered by master id (unique, so unstable is exact).
+    let mut order: Vec<(i64, u32)> = groups
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.master_contact_id, i))
+        .filter(|(number, group)| group.bot_entry || session_of_group[*number] != NONE)
+        .map(|(number, group)| (group.id, number as u32))
         .collect();
     order.sort_unstable();
-    let mut slots: Vec<Option<Case<'a>>> = cases.into_iter().map(Some).collect();
     order
         .into_iter()
-        .filter_map(|(_, i)| slots[i].take())
+        .map(|(group_id, number)| {
+            let number = number as usize;
+            let group = &mut groups[number];
+            let mut members = std::mem::take(&mut group.members);
+            // Contact ids are unique within a group, so the order is total and need not be stable.
+            members.sort_unstable_by_key(|c| {
+                (c.contact_id != group_id, c.contact_start_date, c.contact_id)
+            });
+            let session = match session_of_group[number] {
+                NONE => None,
+                // A session is kept by one group at most, so it is still there.
+                slot => case_sessions[slot as usize].take(),
+            };
+            let mut logs = std::mem::take(&mut logs_of_group[number]);
+            // The same line can be in the inputs twice, like the Cognigy records above.
+            keep_first_by_id(&mut logs, |l| (l.entry.timestamp, l.entry.id.as_deref()));
+            logs.sort_by_key(|l| l.entry.timestamp);
+            Case {
+                master_contact_id: group_id,
+                contacts: members,
+                bot_entry: group.bot_entry,
+                session,
+                logs,
+                started_at: group.started_at,
+                ended_at: group.ended_at,
+            }
+        })
         .collect()
 }
 
@@ -440,10 +523,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
 /// id are all kept). `key` gives a record's time and id: a copy of a record has the same time
 /// (Cognigy records are immutable), so times are compared first and ids only when they agree.
 /// Sessions hold a handful of records, so pairwise comparison beats hashing.
-fn keep_first_by_id<'a, T>(
-    records: &mut Vec<&'a T>,
-    key: impl Fn(&'a T) -> (DateTime<Utc>, Option<&'a str>),
-) {
+fn keep_first_by_id<T>(records: &mut Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, Option<&str>)) {
     if records.len() < 2 {
         return;
     }
@@ -451,7 +531,7 @@ fn keep_first_by_id<'a, T>(
         // Kept records are moved to the front in their order; what is left behind is dropped.
         let mut kept = 0;
         for i in 0..records.len() {
-            let (at, id) = key(records[i]);
+            let (at, id) = key(&records[i]);
             let duplicate = id.is_some()
                 && records[..kept].iter().any(|earlier| {
                     let (earlier_at, earlier_id) = key(earlier);
@@ -464,27 +544,19 @@ fn keep_first_by_id<'a, T>(
         }
         records.truncate(kept);
     } else {
-        let mut seen: HashSet<(DateTime<Utc>, &'a str)> = HashSet::with_capacity(records.len());
-        records.retain(|r| match key(r) {
-            (at, Some(id)) => seen.insert((at, id)),
-            (_, None) => true,
-        });
-    }
-}
-
-/// Keeps the better of two sessions pointing at one group: stronger match kind, then earlier start.
-fn insert_preferred<'a>(
-    map: &mut HashMap<i64, CaseSession<'a>>,
-    group: i64,
-    candidate: CaseSession<'a>,
-) {
-    match map.get(&group) {
-        Some(existing)
-            if (existing.match_kind, existing.session.started_at)
-                <= (candidate.match_kind, candidate.session.started_at) => {}
-        _ => {
-            map.insert(group, candidate);
-        }
+        let keep: Vec<bool> = {
+            let mut seen: HashSet<(DateTime<Utc>, &str)> = HashSet::with_capacity(records.len());
+            records
+                .iter()
+                .map(|r| match key(r) {
+                    (at, Some(id)) => seen.insert((at, id)),
+                    (_, None) => true,
+                })
+                .collect()
+        };
+        let mut next = keep.iter();
+        // `keep` has one entry per record, visited in the same order by `retain`.
+        records.retain(|_| next.next().copied().unwrap_or(true));
     }
 }
 
@@ -517,12 +589,15 @@ mod tests {
     /// Non-ASCII caller ids (webchat user names) neither panic nor normalise to a number.
     #[test]
     fn non_ascii_caller_ids_do_not_panic() {
-        assert_eq!(normalize_e164("José"), None);
-        assert_eq!(normalize_e164("ßip:+491234"), Some("+491234".into()));
-        assert_eq!(
-            normalize_e164("sip:+15551234567@host"),
-            Some("+15551234567".into())
-        );
-        assert_eq!(normalize_e164("0049 30 123"), Some("+4930123".into()));
+        let text = |raw: &str| normalize_e164(raw).map(|n| n.to_string());
+        assert_eq!(text("José"), None);
+        assert_eq!(text("ßip:+491234"), Some("+491234".into()));
+        assert_eq!(text("sip:+15551234567@host"), Some("+15551234567".into()));
+        assert_eq!(text("0049 30 123"), Some("+4930123".into()));
+        assert_eq!(text("+0049 30"), Some("+004930".into()));
+        assert_eq!(text("001"), Some("+1".into()));
+        assert_eq!(text("12"), None);
+        assert_eq!(text(&"9".repeat(38)), Some(format!("+{}", "9".repeat(38))));
+        assert_eq!(text(&"9".repeat(39)), None);
     }
 }

@@ -942,6 +942,41 @@ fn duplicate_records_count_once() {
     assert_eq!(sip_facts, 1);
 }
 
+/// A log line present twice (re-read and loaded from the store) is one fact of the timeline.
+#[test]
+fn duplicate_log_lines_count_once() {
+    let mut w = World::call().log(41, &status_error(404, "Not Found"));
+    w.logs.push(w.logs[0].clone());
+    let d = w.diagnosis();
+    assert_eq!(d.reason, Reason::SignalRejected);
+    let log_facts = d
+        .evidence
+        .timeline
+        .iter()
+        .filter(|f| f.detail.to_string().starts_with("handoverToCXone"))
+        .count();
+    assert_eq!(log_facts, 1);
+}
+
+/// A session tied to a group whose contacts were not read keeps its log lines: they are not
+/// given to another group because they name one of its contacts.
+#[test]
+fn log_of_session_keyed_to_unread_group_stays_with_it() {
+    let mut w = World::call();
+    w.sessions.push(session("session-2", 5, 0));
+    w.conversations.push(conversation(
+        "session-2",
+        6,
+        InputData {
+            master_contact_id: Some("7000000001".into()),
+            ..InputData::default()
+        },
+    ));
+    w.logs
+        .push(log("session-2", 41, &status_error(404, "Not Found")));
+    assert_eq!(w.reason(), Reason::BotCompleted);
+}
+
 /// Non-voice contacts are ignored.
 #[test]
 fn non_voice_contacts_are_ignored() {
