@@ -56,7 +56,7 @@ pub struct Inputs<'a> {
 #[derive(Debug, Clone)]
 pub struct CaseLog<'a> {
     pub entry: &'a LogEntry,
-    pub event: HandoverLog,
+    pub event: HandoverLog<'a>,
 }
 
 /// The Cognigy side of a case.

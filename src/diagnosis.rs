@@ -526,10 +526,10 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     let signal_errors: Vec<_> = case
         .logs
         .iter()
-        .filter_map(|l| match &l.event {
+        .filter_map(|l| match l.event {
             HandoverLog::SignalError {
                 status, timed_out, ..
-            } => Some((l, *status, *timed_out)),
+            } => Some((l, status, timed_out)),
             _ => None,
         })
         .collect();
