@@ -202,8 +202,8 @@ mod tests {
         assert_eq!(
             got,
             Some(HandoverLog::Signaled {
-                action: "Escalate".into(),
-                contact_id: "700123456789".into()
+                action: "Escalate",
+                contact_id: "700123456789"
             })
         );
     }
