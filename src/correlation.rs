@@ -522,7 +522,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
 /// Drops every record whose id an earlier record of `records` already has (records without an
 /// id are all kept). `key` gives a record's time and id: a copy of a record has the same time
 /// (Cognigy records are immutable), so times are compared first and ids only when they agree.
-/// Sessions hold a handful of records, so pairwise comparison beats hashing.
+/// A session or a case holds a handful of records, so pairwise comparison beats hashing.
 fn keep_first_by_id<T>(records: &mut Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, Option<&str>)) {
     if records.len() < 2 {
         return;
