@@ -137,6 +137,8 @@ pub struct CognigyConfig {
     pub date_literal: DateLiteral,
     /// Treat HTTP 500 under a keyset filter as the end of data (api/cognigy.md §2.2, T3).
     pub end_of_keyset_500: bool,
+    /// Ask OData for only the fields read (`$select`), until the server refuses it.
+    pub odata_select: bool,
     pub http: HttpSettings,
 }
 
@@ -462,6 +464,7 @@ struct RawCognigy {
     max_pages: Option<i64>,
     date_literal: Option<RawDateLiteral>,
     end_of_keyset_500: Option<bool>,
+    odata_select: Option<bool>,
     http: Option<RawHttp>,
 }
 
@@ -761,6 +764,7 @@ fn validate_cognigy(
             Some(RawDateLiteral::Bare) => DateLiteral::Bare,
         },
         end_of_keyset_500: raw.end_of_keyset_500.unwrap_or(true),
+        odata_select: raw.odata_select.unwrap_or(true),
         http: validate_http(raw.http, &key.key("http"), HttpSettings::cognigy_default())?,
     })
 }

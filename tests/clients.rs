@@ -99,6 +99,8 @@ fn cognigy_config(server: &MockServer) -> CognigyConfig {
         max_pages: 10,
         date_literal: DateLiteral::Quoted,
         end_of_keyset_500: true,
+        // The `$select` tests turn it on; the others read whole records as the mocks answer them.
+        odata_select: false,
         http: fast_http(),
     }
 }
@@ -976,6 +978,128 @@ async fn cognigy_bare_date_literal() {
     let batch = client.conversations_since(since(), 1).await.unwrap();
     assert!(batch.records.is_empty());
     assert_eq!(batch.newest, None);
+}
+
+/// The `$select` parameter of a request, if any.
+fn select_param(request: &Request) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "$select")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// With `odata_select`, pages ask only for the fields the wire types read, with the id named as
+/// the OData version in the base URL names it (`id` in v2.4, `_id` in v2.3).
+#[tokio::test]
+async fn cognigy_select_asks_only_for_read_fields() {
+    for (version, id) in [("v2.4", "id"), ("v2.3", "_id")] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/{version}/Sessions")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
+            )
+            .mount(&server)
+            .await;
+        let mut config = cognigy_config(&server);
+        config.odata_base_url = format!("{}/{version}", server.uri());
+        config.odata_select = true;
+        let client = CognigyClient::new(&config, observer()).unwrap();
+        for _ in 0..2 {
+            let batch = client.sessions_since(since(), 5).await.unwrap();
+            assert_eq!(batch.records.len(), 1);
+        }
+        let requests = requests_to(&server, &format!("/{version}/Sessions")).await;
+        assert_eq!(requests.len(), 2);
+        for request in &requests {
+            assert_eq!(
+                select_param(request).as_deref(),
+                Some(
+                    format!("{id},sessionId,startedAt,userId,handoverEscalations,projectId,endpointName")
+                        .as_str()
+                )
+            );
+        }
+    }
+}
+
+/// A server that rejects `$select` (HTTP 400) is asked again without it, and never with it again.
+#[tokio::test]
+async fn cognigy_select_rejected_falls_back_to_whole_records() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2.4/Conversations"))
+        .respond_with(|request: &Request| match select_param(request) {
+            Some(_) => ResponseTemplate::new(400).set_body_json(
+                json!({"error": {"code": "400", "message": "Could not find a property named 'channel'"}}),
+            ),
+            None => ResponseTemplate::new(200).set_body_json(odata(vec![json!({
+                "id": "c1", "sessionId": "s1", "timestamp": "2026-03-20T09:01:00.000Z",
+                "type": "input", "source": "user"
+            })])),
+        })
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.odata_select = true;
+    let obs = observer();
+    let client = CognigyClient::new(&config, obs.clone()).unwrap();
+    for _ in 0..2 {
+        let batch = client.conversations_since(since(), 5).await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].id.as_deref(), Some("c1"));
+    }
+    let selects: Vec<bool> = requests_to(&server, "/v2.4/Conversations")
+        .await
+        .iter()
+        .map(|r| select_param(r).is_some())
+        .collect();
+    assert_eq!(selects, vec![true, false, false]);
+    assert_eq!(
+        obs.count(Endpoint::CognigyConversations, CodeClass::ClientError),
+        1
+    );
+}
+
+/// A server whose selected records come back without the selected id field (it names the id
+/// otherwise) is asked again without `$select`, so records keep their ids.
+#[tokio::test]
+async fn cognigy_select_losing_the_id_falls_back_to_whole_records() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2.4/Analytics"))
+        .respond_with(|request: &Request| {
+            let mut record = json!({
+                "_id": "an-1", "sessionId": "s1", "timestamp": "2026-03-20T09:01:00.000Z",
+                "executionTime": 420, "custom1": "5000000001"
+            });
+            if let Some(select) = select_param(request) {
+                let fields: Vec<&str> = select.split(',').collect();
+                if let Some(map) = record.as_object_mut() {
+                    map.retain(|k, _| fields.contains(&k.as_str()));
+                }
+            }
+            ResponseTemplate::new(200).set_body_json(odata(vec![record]))
+        })
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.odata_select = true;
+    let client = CognigyClient::new(&config, observer()).unwrap();
+    for _ in 0..2 {
+        let batch = client.analytics_since(since(), 5).await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].id.as_deref(), Some("an-1"));
+        assert_eq!(batch.records[0].custom1.as_deref(), Some("5000000001"));
+    }
+    let selects: Vec<bool> = requests_to(&server, "/v2.4/Analytics")
+        .await
+        .iter()
+        .map(|r| select_param(r).is_some())
+        .collect();
+    assert_eq!(selects, vec![true, false, false]);
 }
 
 /// A fake OData collection that evaluates `$filter` (`gt`/`ge`/`eq` on one field), `$orderby`

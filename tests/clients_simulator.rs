@@ -276,3 +276,33 @@ async fn old_cxone_fields_read_the_same() {
         .contacts;
     assert_eq!(old, new);
 }
+
+/// Conversations and Analytics read with `$select` equal the whole records read without it, and
+/// a v2.4 server that names the id `_id` (an unverified variant) still yields every id: the
+/// client notices the selected records lack it and reads whole records.
+#[tokio::test]
+async fn selected_cognigy_records_equal_whole_records() {
+    let sim = sim().await;
+    let (_, mut cg) = configs(&sim);
+    let read = |cg: CognigyConfig| async move {
+        let client = CognigyClient::new(&cg, observer()).unwrap();
+        let conversations = client.conversations_since(since(), 100).await.unwrap();
+        let analytics = client.analytics_since(since(), 100).await.unwrap();
+        (conversations.records, analytics.records)
+    };
+    cg.odata_select = false;
+    let whole = read(cg.clone()).await;
+    assert!(
+        whole.0.len() > 100 && whole.1.len() > 50,
+        "the world has data"
+    );
+    cg.odata_select = true;
+    assert_eq!(read(cg.clone()).await, whole);
+    sim.state.set_faults(Faults {
+        odata_underscore_id: true,
+        ..Faults::default()
+    });
+    let renamed = read(cg).await;
+    assert_eq!(renamed, whole);
+    assert!(renamed.0.iter().all(|c| c.id.is_some()));
+}

@@ -227,6 +227,7 @@ fn example_file_parses_with_values_and_defaults() {
     assert_eq!(cognigy.max_pages, 50);
     assert_eq!(cognigy.date_literal, DateLiteral::Quoted);
     assert!(cognigy.end_of_keyset_500);
+    assert!(cognigy.odata_select);
     assert_eq!(cognigy.http.requests_per_second, 1.0);
     assert_eq!(cognigy.http.max_concurrency, 2);
 
@@ -281,6 +282,7 @@ fn example_file_parses_with_values_and_defaults() {
     );
     assert_eq!(globex.cognigy.date_literal, DateLiteral::Quoted);
     assert!(globex.cognigy.end_of_keyset_500);
+    assert!(globex.cognigy.odata_select);
     let cognigy_http = &globex.cognigy.http;
     assert!(
         cognigy_http.requests_per_second * 300.0 < 1000.0,

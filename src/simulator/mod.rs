@@ -674,6 +674,7 @@ pub fn simulated_tenant(
             max_pages: 50,
             date_literal: DateLiteral::Quoted,
             end_of_keyset_500: true,
+            odata_select: true,
             http,
         },
         rules,
