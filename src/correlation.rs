@@ -41,8 +41,9 @@ impl MatchKind {
     }
 }
 
-/// Everything one correlation pass reads. Slices may hold records of many cycles; duplicates by
-/// id are dropped (the first one wins).
+/// Everything one correlation pass reads. Slices may hold records of many cycles; duplicates are
+/// dropped, the first one winning: contacts and sessions by id, Cognigy records and log lines by
+/// time and id within their session or case.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Inputs<'a> {
     pub contacts: &'a [CompletedContact],
@@ -291,6 +292,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
                 started_at: started,
                 ended_at: ended,
             });
+            // Fewer groups than contacts, and a poll reads far fewer than 4 billion contacts.
             (groups.len() - 1) as u32
         });
         contact_entry.insert(number);
@@ -371,7 +373,9 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             conversations: conv,
             analytics: anal,
         }));
+        // Fewer sessions than records read, far fewer than 4 billion.
         let slot = slot as u32;
+        // Every slot pushed so far still holds its session: none is taken before the cases.
         let rank = |slot: u32| {
             let s = case_sessions[slot as usize].as_ref();
             s.map(|s| (s.match_kind, s.session.started_at))
@@ -519,8 +523,8 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         .collect()
 }
 
-/// Drops every record whose id an earlier record of `records` already has (records without an
-/// id are all kept). `key` gives a record's time and id: a copy of a record has the same time
+/// Drops every record whose time and id an earlier record of `records` already has (records
+/// without an id are all kept). `key` gives a record's time and id: a copy of a record has the same time
 /// (Cognigy records are immutable), so times are compared first and ids only when they agree.
 /// A session or a case holds a handful of records, so pairwise comparison beats hashing.
 fn keep_first_by_id<T>(records: &mut Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, Option<&str>)) {

@@ -1063,6 +1063,88 @@ async fn cognigy_select_rejected_falls_back_to_whole_records() {
     );
 }
 
+/// A 400 that the page without `$select` gets too is the page's error, not the selection's: it
+/// is returned, and the next read still asks with `$select`.
+#[tokio::test]
+async fn cognigy_select_kept_when_the_request_fails_without_it_too() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2.4/Conversations"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"code": "400", "message": "The query specified in the URI is not valid"}}),
+        ))
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.odata_select = true;
+    let client = CognigyClient::new(&config, observer()).unwrap();
+    for _ in 0..2 {
+        let err = client.conversations_since(since(), 5).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+    }
+    let selects: Vec<bool> = requests_to(&server, "/v2.4/Conversations")
+        .await
+        .iter()
+        .map(|r| select_param(r).is_some())
+        .collect();
+    assert_eq!(selects, vec![true, false, true, false]);
+}
+
+/// A selection answered with HTTP 500 (which a keyset read takes as the end of the data) is
+/// asked again without `$select`; when that brings records, only that collection stops
+/// selecting: the others keep `$select`.
+#[tokio::test]
+async fn cognigy_select_answered_500_falls_back_for_that_collection_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2.4/Analytics"))
+        .respond_with(|request: &Request| match select_param(request) {
+            Some(_) => ResponseTemplate::new(500),
+            None => ResponseTemplate::new(200).set_body_json(odata(vec![json!({
+                "id": "an-1", "sessionId": "s1", "timestamp": "2026-03-20T09:01:00.000Z",
+                "executionTime": 420
+            })])),
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(SESSIONS_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
+        )
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.odata_select = true;
+    let client = CognigyClient::new(&config, observer()).unwrap();
+    for _ in 0..2 {
+        let batch = client.analytics_since(since(), 5).await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert!(!batch.ended_on_500);
+        assert_eq!(
+            client
+                .sessions_since(since(), 5)
+                .await
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+    }
+    let selects = |requests: Vec<Request>| -> Vec<bool> {
+        requests.iter().map(|r| select_param(r).is_some()).collect()
+    };
+    assert_eq!(
+        selects(requests_to(&server, "/v2.4/Analytics").await),
+        vec![true, false, false]
+    );
+    assert_eq!(
+        selects(requests_to(&server, SESSIONS_PATH).await),
+        vec![true, true]
+    );
+}
+
 /// A server whose selected records come back without the selected id field (it names the id
 /// otherwise) is asked again without `$select`, so records keep their ids.
 #[tokio::test]

@@ -7,9 +7,11 @@
 //!
 //! `$select`: OData pages ask only for the fields the wire types read (a third of the bytes of a
 //! whole Conversations or Sessions record, a seventh of an Analytics one). The record id is `id`
-//! in v2.4 and `_id` before (api/cognigy.md §2.4); which one a v2.4 server really sends is
-//! unverified, so when a server rejects the selection (HTTP 400) or its selected records come back
-//! without an id, the client reads whole records from then on and asks for that page again.
+//! in v2.4 and `_id` before (api/cognigy.md §2.4); which one a v2.4 server really sends, and how
+//! a server answers a selection it cannot serve (400, 500, 501), is unverified. So, per
+//! collection: until a selected page has brought records with ids, an HTTP error answer to a
+//! selected page is asked again without `$select`, and if that succeeds the collection is read
+//! whole from then on; selected records without an id are asked for again whole, likewise.
 //!
 //! Keyset ties: after the first page, the next page asks for `ge <last timestamp>` and skips the
 //! records at that timestamp it already has (`$skip`), and every record is also de-duplicated by
@@ -32,7 +34,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderName;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use wire::{Analytics, Conversation, LogEntry, ODataPage, Session};
 
@@ -113,6 +115,8 @@ impl KeysetRecord for Analytics {
 /// One OData collection with its keyset field.
 #[derive(Debug, Clone, Copy)]
 struct Collection {
+    /// Position in [`CognigyClient`]'s per-collection `$select` state.
+    index: usize,
     name: &'static str,
     field: &'static str,
     endpoint: Endpoint,
@@ -121,12 +125,14 @@ struct Collection {
 }
 
 const SESSIONS: Collection = Collection {
+    index: 0,
     name: "Sessions",
     field: "startedAt",
     endpoint: Endpoint::CognigySessions,
     fields: "sessionId,startedAt,userId,handoverEscalations,projectId,endpointName",
 };
 const CONVERSATIONS: Collection = Collection {
+    index: 1,
     name: "Conversations",
     field: "timestamp",
     endpoint: Endpoint::CognigyConversations,
@@ -134,6 +140,7 @@ const CONVERSATIONS: Collection = Collection {
              inputData",
 };
 const ANALYTICS: Collection = Collection {
+    index: 2,
     name: "Analytics",
     field: "timestamp",
     endpoint: Endpoint::CognigyAnalytics,
@@ -141,13 +148,20 @@ const ANALYTICS: Collection = Collection {
              custom7,custom8,custom9,custom10",
 };
 
+/// `$select` is sent, but no selected page has brought records with ids yet.
+const SELECT_UNCONFIRMED: u8 = 0;
+/// A selected page has brought records with ids: errors are errors.
+const SELECT_CONFIRMED: u8 = 1;
+/// Whole records are read (configured so, or the server could not serve the selection).
+const SELECT_OFF: u8 = 2;
+
 /// The Cognigy OData and REST log client of one tenant.
 pub struct CognigyClient {
     http: HttpLayer,
     config: CognigyConfig,
     keyset_500_ends: AtomicU64,
-    /// Whether OData pages still ask for only the fields read (`$select`).
-    select: AtomicBool,
+    /// Per collection (`Collection::index`): what is known of its `$select` support.
+    select: [AtomicU8; 3],
 }
 
 impl std::fmt::Debug for CognigyClient {
@@ -170,7 +184,13 @@ impl CognigyClient {
             http: HttpLayer::new(Source::Cognigy, &config.http, observer)?,
             config: config.clone(),
             keyset_500_ends: AtomicU64::new(0),
-            select: AtomicBool::new(config.odata_select),
+            select: std::array::from_fn(|_| {
+                AtomicU8::new(if config.odata_select {
+                    SELECT_UNCONFIRMED
+                } else {
+                    SELECT_OFF
+                })
+            }),
         })
     }
 
@@ -333,49 +353,53 @@ impl CognigyClient {
             }
             async move { self.http.send(&request).await }
         };
-        if self.select.load(Ordering::Relaxed) {
+        let select = &self.select[collection.index];
+        let state = select.load(Ordering::Relaxed);
+        if state != SELECT_OFF {
             let mut selecting = params.clone();
             selecting.push((
                 "$select",
                 format!("{},{}", self.id_field(), collection.fields),
             ));
             let why = match send(&selecting).await {
-                Err(SourceError::HttpStatus { status: 400, .. }) => "rejected it with HTTP 400",
-                Err(e) => return Err(e),
                 Ok(response) => {
                     let page: ODataPage<T> = response.json()?;
-                    if page.value.is_empty() || page.value.iter().any(|r| r.own_id().is_some()) {
+                    if page.value.is_empty() {
                         return Ok(page);
                     }
-                    "sent records without the selected id field"
+                    if page.value.iter().any(|r| r.own_id().is_some()) {
+                        select.store(SELECT_CONFIRMED, Ordering::Relaxed);
+                        return Ok(page);
+                    }
+                    "its selected records had no id field".to_owned()
                 }
+                // The server answered: perhaps it cannot serve the selection. Whether it can is
+                // told by the same request without it, below.
+                Err(e @ SourceError::HttpStatus { .. }) if state == SELECT_UNCONFIRMED => {
+                    format!("it answered a selected page with: {e}")
+                }
+                Err(e) => return Err(e),
             };
-            if self.select.swap(false, Ordering::Relaxed) {
+            // Only when the page reads without `$select` is the selection to blame.
+            let page = send(&params).await?.json()?;
+            if select.swap(SELECT_OFF, Ordering::Relaxed) != SELECT_OFF {
                 tracing::warn!(
                     endpoint = %collection.endpoint,
-                    "the Cognigy OData server {why} for $select; whole records are read from now on"
+                    "Cognigy OData $select stopped for {}: {why}; whole records are read from now on",
+                    collection.name
                 );
             }
+            return Ok(page);
         }
         send(&params).await?.json()
     }
 
     /// The name of the record id field: `id` from OData v2.4 on, `_id` before (api/cognigy.md
-    /// §2.4), read from the version at the end of `odata_base_url` (`id` when there is none).
+    /// §2.4), by the last `v<major>.<minor>` segment of `odata_base_url` (`id` when there is none;
+    /// a wrong guess costs one extra request, see [`CognigyClient::odata_page`]).
     fn id_field(&self) -> &'static str {
-        let version = self
-            .config
-            .odata_base_url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .and_then(|v| v.strip_prefix('v'))
-            .and_then(|v| v.split_once('.'))
-            .and_then(|(major, minor)| {
-                Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
-            });
-        match version {
-            Some(v) if v < (2, 4) => "_id",
+        match odata_version(&self.config.odata_base_url) {
+            Some(version) if version < (2, 4) => "_id",
             _ => "id",
         }
     }
@@ -563,6 +587,22 @@ fn hold_back_last_tie<T: KeysetRecord>(records: &mut Vec<T>) {
     }
 }
 
+/// The OData version a base URL names: its last path segment of the form `v<major>.<minor>...`
+/// (`v2.4`, `V2.3`, `v2.3.1`), as `(major, minor)`.
+fn odata_version(base_url: &str) -> Option<(u32, u32)> {
+    base_url.rsplit('/').find_map(|segment| {
+        let rest = segment.strip_prefix(['v', 'V'])?;
+        let mut parts = rest.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor_digits: String = parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some((major, minor_digits.parse().ok()?))
+    })
+}
+
 /// The cursor to send as `next=`: the value itself, or the `next` query parameter of a HAL
 /// `_links.next.href` (never the href itself: it could point to another host).
 fn cursor_value(raw: &str) -> Result<Option<String>, String> {
@@ -585,6 +625,26 @@ fn cursor_value(raw: &str) -> Result<Option<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    /// The OData version is read from the last `v<major>.<minor>` segment of the base URL.
+    #[test]
+    fn odata_versions() {
+        use super::odata_version;
+        assert_eq!(
+            odata_version("https://odata-app.cognigy.ai/v2.4"),
+            Some((2, 4))
+        );
+        assert_eq!(
+            odata_version("https://odata-app.cognigy.ai/v2.3/"),
+            Some((2, 3))
+        );
+        assert_eq!(
+            odata_version("https://proxy.example/V2.3.1/odata"),
+            Some((2, 3))
+        );
+        assert_eq!(odata_version("https://proxy.example/odata"), None);
+        assert_eq!(odata_version("https://proxy.example/vx.4"), None);
+    }
+
     use super::*;
 
     /// Plain cursors pass through; HAL hrefs give their `next` parameter; a bare href is an error.
