@@ -665,6 +665,18 @@ fn odata(values: Vec<Value>) -> Value {
 
 const SESSIONS_PATH: &str = "/v2.4/Sessions";
 
+/// Answers every GET of `sessions_path` with one session, `a`.
+async fn mount_one_session(server: &MockServer, sessions_path: &str) {
+    Mock::given(method("GET"))
+        .and(path(sessions_path))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
+        )
+        .mount(server)
+        .await;
+}
+
 /// `Retry-After: 1` (delta-seconds) on a 429 makes the layer wait about a second, then succeed.
 #[tokio::test]
 async fn retry_after_seconds_is_honoured() {
@@ -789,14 +801,7 @@ async fn server_error_burst_then_success() {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(SESSIONS_PATH))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
-        )
-        .mount(&server)
-        .await;
+    mount_one_session(&server, SESSIONS_PATH).await;
     let obs = observer();
     let client = CognigyClient::new(&cognigy_config(&server), obs.clone()).unwrap();
     let batch = client.sessions_since(since(), 1).await.unwrap();
@@ -989,23 +994,32 @@ fn select_param(request: &Request) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// For each request the server got on `wanted_path`, in order: whether it carried `$select`.
+async fn selects_sent(server: &MockServer, wanted_path: &str) -> Vec<bool> {
+    requests_to(server, wanted_path)
+        .await
+        .iter()
+        .map(|r| select_param(r).is_some())
+        .collect()
+}
+
+/// The Cognigy config of the mocks, with `$select` on.
+fn selecting_config(server: &MockServer) -> CognigyConfig {
+    CognigyConfig {
+        odata_select: true,
+        ..cognigy_config(server)
+    }
+}
+
 /// With `odata_select`, pages ask only for the fields the wire types read, with the id named as
 /// the OData version in the base URL names it (`id` in v2.4, `_id` in v2.3).
 #[tokio::test]
 async fn cognigy_select_asks_only_for_read_fields() {
     for (version, id) in [("v2.4", "id"), ("v2.3", "_id")] {
         let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(format!("/{version}/Sessions")))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
-            )
-            .mount(&server)
-            .await;
-        let mut config = cognigy_config(&server);
+        mount_one_session(&server, &format!("/{version}/Sessions")).await;
+        let mut config = selecting_config(&server);
         config.odata_base_url = format!("{}/{version}", server.uri());
-        config.odata_select = true;
         let client = CognigyClient::new(&config, observer()).unwrap();
         for _ in 0..2 {
             let batch = client.sessions_since(since(), 5).await.unwrap();
@@ -1042,8 +1056,7 @@ async fn cognigy_select_rejected_falls_back_to_whole_records() {
         })
         .mount(&server)
         .await;
-    let mut config = cognigy_config(&server);
-    config.odata_select = true;
+    let config = selecting_config(&server);
     let obs = observer();
     let client = CognigyClient::new(&config, obs.clone()).unwrap();
     for _ in 0..2 {
@@ -1051,12 +1064,10 @@ async fn cognigy_select_rejected_falls_back_to_whole_records() {
         assert_eq!(batch.records.len(), 1);
         assert_eq!(batch.records[0].id.as_deref(), Some("c1"));
     }
-    let selects: Vec<bool> = requests_to(&server, "/v2.4/Conversations")
-        .await
-        .iter()
-        .map(|r| select_param(r).is_some())
-        .collect();
-    assert_eq!(selects, vec![true, false, false]);
+    assert_eq!(
+        selects_sent(&server, "/v2.4/Conversations").await,
+        vec![true, false, false]
+    );
     assert_eq!(
         obs.count(Endpoint::CognigyConversations, CodeClass::ClientError),
         1
@@ -1075,19 +1086,16 @@ async fn cognigy_select_kept_when_the_request_fails_without_it_too() {
         ))
         .mount(&server)
         .await;
-    let mut config = cognigy_config(&server);
-    config.odata_select = true;
+    let config = selecting_config(&server);
     let client = CognigyClient::new(&config, observer()).unwrap();
     for _ in 0..2 {
         let err = client.conversations_since(since(), 5).await.unwrap_err();
         assert_eq!(err.status(), Some(400), "{err}");
     }
-    let selects: Vec<bool> = requests_to(&server, "/v2.4/Conversations")
-        .await
-        .iter()
-        .map(|r| select_param(r).is_some())
-        .collect();
-    assert_eq!(selects, vec![true, false, true, false]);
+    assert_eq!(
+        selects_sent(&server, "/v2.4/Conversations").await,
+        vec![true, false, true, false]
+    );
 }
 
 /// A selection answered with HTTP 500 (which a keyset read takes as the end of the data) is
@@ -1107,16 +1115,8 @@ async fn cognigy_select_answered_500_falls_back_for_that_collection_only() {
         })
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(SESSIONS_PATH))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(odata(vec![session_json("a", "2026-03-20T09:01:00.000Z")])),
-        )
-        .mount(&server)
-        .await;
-    let mut config = cognigy_config(&server);
-    config.odata_select = true;
+    mount_one_session(&server, SESSIONS_PATH).await;
+    let config = selecting_config(&server);
     let client = CognigyClient::new(&config, observer()).unwrap();
     for _ in 0..2 {
         let batch = client.analytics_since(since(), 5).await.unwrap();
@@ -1132,17 +1132,11 @@ async fn cognigy_select_answered_500_falls_back_for_that_collection_only() {
             1
         );
     }
-    let selects = |requests: Vec<Request>| -> Vec<bool> {
-        requests.iter().map(|r| select_param(r).is_some()).collect()
-    };
     assert_eq!(
-        selects(requests_to(&server, "/v2.4/Analytics").await),
+        selects_sent(&server, "/v2.4/Analytics").await,
         vec![true, false, false]
     );
-    assert_eq!(
-        selects(requests_to(&server, SESSIONS_PATH).await),
-        vec![true, true]
-    );
+    assert_eq!(selects_sent(&server, SESSIONS_PATH).await, vec![true, true]);
 }
 
 /// A server whose selected records come back without the selected id field (it names the id
@@ -1167,8 +1161,7 @@ async fn cognigy_select_losing_the_id_falls_back_to_whole_records() {
         })
         .mount(&server)
         .await;
-    let mut config = cognigy_config(&server);
-    config.odata_select = true;
+    let config = selecting_config(&server);
     let client = CognigyClient::new(&config, observer()).unwrap();
     for _ in 0..2 {
         let batch = client.analytics_since(since(), 5).await.unwrap();
@@ -1176,12 +1169,10 @@ async fn cognigy_select_losing_the_id_falls_back_to_whole_records() {
         assert_eq!(batch.records[0].id.as_deref(), Some("an-1"));
         assert_eq!(batch.records[0].custom1.as_deref(), Some("5000000001"));
     }
-    let selects: Vec<bool> = requests_to(&server, "/v2.4/Analytics")
-        .await
-        .iter()
-        .map(|r| select_param(r).is_some())
-        .collect();
-    assert_eq!(selects, vec![true, false, false]);
+    assert_eq!(
+        selects_sent(&server, "/v2.4/Analytics").await,
+        vec![true, false, false]
+    );
 }
 
 /// A fake OData collection that evaluates `$filter` (`gt`/`ge`/`eq` on one field), `$orderby`
