@@ -925,6 +925,15 @@ fn log_tied_by_contact_id() {
     assert_eq!(w.reason(), Reason::SignalRejected);
 }
 
+/// How many facts of a diagnosis's timeline read as starting with `prefix`.
+fn timeline_facts_starting_with(d: &Diagnosis, prefix: &str) -> usize {
+    d.evidence
+        .timeline
+        .iter()
+        .filter(|f| f.detail.to_string().starts_with(prefix))
+        .count()
+}
+
 /// A record present twice (re-read and loaded from the store) counts once in the evidence.
 #[test]
 fn duplicate_records_count_once() {
@@ -933,13 +942,7 @@ fn duplicate_records_count_once() {
     w.conversations.push(w.conversations[0].clone());
     let d = w.diagnosis();
     assert_eq!(d.evidence.bot_turn_seconds, vec![0.4]);
-    let sip_facts = d
-        .evidence
-        .timeline
-        .iter()
-        .filter(|f| f.detail.to_string().starts_with("SIP"))
-        .count();
-    assert_eq!(sip_facts, 1);
+    assert_eq!(timeline_facts_starting_with(&d, "SIP"), 1);
 }
 
 /// A log line present twice (re-read and loaded from the store) is one fact of the timeline.
@@ -949,13 +952,7 @@ fn duplicate_log_lines_count_once() {
     w.logs.push(w.logs[0].clone());
     let d = w.diagnosis();
     assert_eq!(d.reason, Reason::SignalRejected);
-    let log_facts = d
-        .evidence
-        .timeline
-        .iter()
-        .filter(|f| f.detail.to_string().starts_with("handoverToCXone"))
-        .count();
-    assert_eq!(log_facts, 1);
+    assert_eq!(timeline_facts_starting_with(&d, "handoverToCXone"), 1);
 }
 
 /// A session tied to a group whose contacts were not read keeps its log lines: they are not

@@ -981,9 +981,19 @@ mod tests {
         );
         let text = |r: &ODataRecord, f: &str| r.json[f].as_str().unwrap_or("").to_owned();
         let time = |r: &ODataRecord| parse_time(&text(r, "timestamp"));
+        // The page `query` serves is `top` records of `expected` from `skip` on.
+        let assert_page = |query: &str, expected: &[&ODataRecord], top: usize, skip: usize| {
+            let want: Vec<String> = expected
+                .iter()
+                .skip(skip)
+                .take(top)
+                .map(|r| r.id.clone())
+                .collect();
+            assert_eq!(odata_ids(&state, "Conversations", query), want, "{query}");
+        };
         for descending in [false, true] {
             // `type` has two values: almost every comparison is a tie, broken by world order.
-            let mut expected = conversations.clone();
+            let mut expected: Vec<&ODataRecord> = conversations.iter().collect();
             expected.sort_by(|a, b| {
                 let o = text(a, "type").cmp(&text(b, "type"));
                 if descending {
@@ -1001,18 +1011,8 @@ mod tests {
                 (100_000, 0),
                 (7, 100_000),
             ] {
-                let ids = odata_ids(
-                    &state,
-                    "Conversations",
-                    &format!("$orderby=type {direction}&$top={top}&$skip={skip}"),
-                );
-                let want: Vec<String> = expected
-                    .iter()
-                    .skip(skip)
-                    .take(top)
-                    .map(|r| r.id.clone())
-                    .collect();
-                assert_eq!(ids, want, "type {direction}, top {top}, skip {skip}");
+                let query = format!("$orderby=type {direction}&$top={top}&$skip={skip}");
+                assert_page(&query, &expected, top, skip);
             }
             // The natural time as filter and key, ties (same millisecond) in world order.
             let mut expected: Vec<&ODataRecord> = conversations
@@ -1029,18 +1029,10 @@ mod tests {
             });
             // Ascending with `$top`, the scan stops early; these pages prove it stops late enough.
             for (top, skip) in [(1, 0), (30, 5), (500, 100), (100_000, 0)] {
-                let ids = odata_ids(
-                    &state,
-                    "Conversations",
-                    &format!("$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top={top}&$skip={skip}"),
+                let query = format!(
+                    "$filter=timestamp gt '{middle}'&$orderby=timestamp {direction}&$top={top}&$skip={skip}"
                 );
-                let want: Vec<String> = expected
-                    .iter()
-                    .skip(skip)
-                    .take(top)
-                    .map(|r| r.id.clone())
-                    .collect();
-                assert_eq!(ids, want, "timestamp {direction}, top {top}, skip {skip}");
+                assert_page(&query, &expected, top, skip);
             }
         }
         assert!(state.world_at(now).records_follow_call_starts());

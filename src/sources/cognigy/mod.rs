@@ -162,6 +162,8 @@ pub struct CognigyClient {
     keyset_500_ends: AtomicU64,
     /// Per collection (`Collection::index`): what is known of its `$select` support.
     select: [AtomicU8; 3],
+    /// The record id field to select, fixed by the configured OData version.
+    id_field: &'static str,
 }
 
 impl std::fmt::Debug for CognigyClient {
@@ -184,6 +186,7 @@ impl CognigyClient {
             http: HttpLayer::new(Source::Cognigy, &config.http, observer)?,
             config: config.clone(),
             keyset_500_ends: AtomicU64::new(0),
+            id_field: id_field(&config.odata_base_url),
             select: std::array::from_fn(|_| {
                 AtomicU8::new(if config.odata_select {
                     SELECT_UNCONFIRMED
@@ -359,7 +362,7 @@ impl CognigyClient {
             let mut selecting = params.clone();
             selecting.push((
                 "$select",
-                format!("{},{}", self.id_field(), collection.fields),
+                format!("{},{}", self.id_field, collection.fields),
             ));
             let why = match send(&selecting).await {
                 Ok(response) => {
@@ -392,16 +395,6 @@ impl CognigyClient {
             return Ok(page);
         }
         send(&params).await?.json()
-    }
-
-    /// The name of the record id field: `id` from OData v2.4 on, `_id` before (api/cognigy.md
-    /// §2.4), by the last `v<major>.<minor>` segment of `odata_base_url` (`id` when there is none;
-    /// a wrong guess costs one extra request, see [`CognigyClient::odata_page`]).
-    fn id_field(&self) -> &'static str {
-        match odata_version(&self.config.odata_base_url) {
-            Some(version) if version < (2, 4) => "_id",
-            _ => "id",
-        }
     }
 
     /// The OData URL of one page.
@@ -584,6 +577,16 @@ fn hold_back_last_tie<T: KeysetRecord>(records: &mut Vec<T>) {
         None => tracing::warn!(
             "a whole truncated batch shares one timestamp; records at it may be skipped next read"
         ),
+    }
+}
+
+/// The name of the record id field: `id` from OData v2.4 on, `_id` before (api/cognigy.md
+/// §2.4), by the last `v<major>.<minor>` segment of `odata_base_url` (`id` when there is none; a
+/// wrong guess costs one extra request, see [`CognigyClient::odata_page`]).
+fn id_field(odata_base_url: &str) -> &'static str {
+    match odata_version(odata_base_url) {
+        Some(version) if version < (2, 4) => "_id",
+        _ => "id",
     }
 }
 
