@@ -179,43 +179,54 @@ impl Default for Rules {
     }
 }
 
-/// Regular expressions for the handover log lines (DESIGN §3: the extension writing them will be
-/// replaced, so they are configuration). Named groups: `action`, `contact_id`, `error`, `status`.
+/// Regular expressions for the handover node's log lines (DESIGN §3: the extension writing them
+/// will be replaced by a native Cognigy node, so they are configuration). The defaults read every
+/// published version of the CXone extension (docs/log-lines.md). Named groups: `action`,
+/// `contact_id`, `spawned_contact_id`, `error`, `status`.
 #[derive(Debug, Clone)]
 pub struct LogPatterns {
-    /// `handoverToCXone: Signaled CXone with: 'Escalate' for contactId: <id>`.
+    /// The ids line written before any API call:
+    /// `handoverToCXone: Contact ID: <main>; Spawned Contact ID: <spawned>; Action: <action>`.
+    pub node_ids: Regex,
+    /// The success line: `handoverToCXone: sent signal to CXone for contactId: <id>; action:
+    /// <action>; status: <n>` (and the send-signal node's, without `action`).
     pub signaled: Regex,
-    /// `handoverToCXone: Error signaling CXone with: '<action>' for contactId: <id>; error: ...`.
+    /// The failure line: `handoverToCXone: Error signaling CXone with: '<action>' for contactId:
+    /// <id>; error: <message>` (and the older form without `CXone with:`).
     pub signal_error: Regex,
-    /// Finds the HTTP status inside a signal error's text.
+    /// Finds the HTTP status inside a signal error's message (signal or token request).
     pub signal_status: Regex,
     /// Error texts that mean the signal request timed out.
     pub timeout_text: Regex,
-    /// `Missing or invalid Action parameter`.
+    /// The validation error for a missing or invalid action, in a log line or in the node's
+    /// older bot output (`handoverToCXone Error: Missing Action parameter`).
     pub invalid_action: Regex,
-    /// `handoverToCXone: Done. No output data sent`.
-    pub no_output: Regex,
+    /// The validation error for a missing main or spawned contact id.
+    pub missing_contact_id: Regex,
 }
 
-pub const DEFAULT_SIGNALED: &str = r"handoverToCXone: Signaled CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)";
-pub const DEFAULT_SIGNAL_ERROR: &str = r"handoverToCXone: Error signaling CXone with: '(?P<action>[^']*)' for contactId: (?P<contact_id>[^\s;]*)(?:; error: (?P<error>.*))?";
-pub const DEFAULT_SIGNAL_STATUS: &str = r"Error sending handover signal: (?P<status>\d{3})\b";
+pub const DEFAULT_NODE_IDS: &str = r"handoverToCXone: Contact ID: (?P<contact_id>[^;]*); Spawned Contact ID: (?P<spawned_contact_id>[^;]*); Action: (?P<action>[^;]*)";
+pub const DEFAULT_SIGNALED: &str = r"(?:handoverToCXone|sendSignalToCXone): sent signal to CXone for contactId: (?P<contact_id>[^\s;]*)(?:; action: (?P<action>[^;]*))?(?:; status: (?P<status>\d{3}))?";
+pub const DEFAULT_SIGNAL_ERROR: &str = r"(?:handoverToCXone|sendSignalToCXone): Error signaling (?:CXone with: )?'(?P<action>.*?)' for contactId: (?P<contact_id>[^\s;]*)(?:; error: (?P<error>.*))?";
+pub const DEFAULT_SIGNAL_STATUS: &str = r"(?:Error sending (?:handover )?signal|Error getting bearer token|Error getting token URL|Error getting endpoint URL): (?P<status>\d{3})\b";
 pub const DEFAULT_TIMEOUT_TEXT: &str =
     r"(?i)timed? ?out|ETIMEDOUT|ESOCKETTIMEDOUT|ECONNABORTED|deadline exceeded";
-pub const DEFAULT_INVALID_ACTION: &str = r"Missing or invalid Action parameter";
-pub const DEFAULT_NO_OUTPUT: &str = r"handoverToCXone: Done\. No output data sent";
+pub const DEFAULT_INVALID_ACTION: &str = r"Missing (?:or invalid )?Action parameter";
+pub const DEFAULT_MISSING_CONTACT_ID: &str =
+    r"handoverToCXone: Validation: (?:Spawned )?Contact ID is required";
 
 impl Default for LogPatterns {
     fn default() -> Self {
         // The defaults are constants checked by the `default_log_patterns_compile` test.
         let compile = |p: &str| Regex::new(p).expect("default log pattern compiles");
         LogPatterns {
+            node_ids: compile(DEFAULT_NODE_IDS),
             signaled: compile(DEFAULT_SIGNALED),
             signal_error: compile(DEFAULT_SIGNAL_ERROR),
             signal_status: compile(DEFAULT_SIGNAL_STATUS),
             timeout_text: compile(DEFAULT_TIMEOUT_TEXT),
             invalid_action: compile(DEFAULT_INVALID_ACTION),
-            no_output: compile(DEFAULT_NO_OUTPUT),
+            missing_contact_id: compile(DEFAULT_MISSING_CONTACT_ID),
         }
     }
 }
@@ -498,11 +509,14 @@ struct RawRules {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLogPatterns {
+    node_ids: Option<String>,
     signaled: Option<String>,
     signal_error: Option<String>,
     signal_status: Option<String>,
     timeout_text: Option<String>,
     invalid_action: Option<String>,
+    missing_contact_id: Option<String>,
+    /// Read only to refuse it with the reason (see `validate_log_patterns`).
     no_output: Option<String>,
 }
 
@@ -900,12 +914,27 @@ fn validate_rules(raw: RawRules, key: &KeyPath) -> Result<Rules, Invalid> {
 }
 
 fn validate_log_patterns(raw: RawLogPatterns, key: &KeyPath) -> Result<LogPatterns, Invalid> {
+    if raw.no_output.is_some() {
+        // Older versions of this exporter read the `Done. No output data sent` line as "the node
+        // skipped the call"; the extension writes it after every voice run (docs/log-lines.md).
+        return Err(key.key("no_output").invalid(
+            "is no longer read: the extension writes `Done. No output data sent` after every voice \
+             run, so it says nothing about missing ids; remove the key (missing ids are read from \
+             `node_ids` and `missing_contact_id`, docs/log-lines.md)",
+        ));
+    }
     Ok(LogPatterns {
+        node_ids: pattern(
+            &key.key("node_ids"),
+            raw.node_ids,
+            DEFAULT_NODE_IDS,
+            &["contact_id", "spawned_contact_id", "action"],
+        )?,
         signaled: pattern(
             &key.key("signaled"),
             raw.signaled,
             DEFAULT_SIGNALED,
-            &["action", "contact_id"],
+            &["contact_id"],
         )?,
         signal_error: pattern(
             &key.key("signal_error"),
@@ -931,7 +960,12 @@ fn validate_log_patterns(raw: RawLogPatterns, key: &KeyPath) -> Result<LogPatter
             DEFAULT_INVALID_ACTION,
             &[],
         )?,
-        no_output: pattern(&key.key("no_output"), raw.no_output, DEFAULT_NO_OUTPUT, &[])?,
+        missing_contact_id: pattern(
+            &key.key("missing_contact_id"),
+            raw.missing_contact_id,
+            DEFAULT_MISSING_CONTACT_ID,
+            &[],
+        )?,
     })
 }
 
@@ -1143,7 +1177,10 @@ mod tests {
     fn default_log_patterns_compile() {
         let p = LogPatterns::default();
         assert!(p.signaled.is_match(
-            "handoverToCXone: Signaled CXone with: 'Escalate' for contactId: 700123456789"
+            "handoverToCXone: sent signal to CXone for contactId: 700123456789; action: Escalate; status: 202"
+        ));
+        assert!(p.node_ids.is_match(
+            "handoverToCXone: Contact ID: 1; Spawned Contact ID: 2; Action: Escalate; Environment URL: x"
         ));
     }
 

@@ -58,6 +58,8 @@ pub struct Inputs<'a> {
 pub struct CaseLog<'a> {
     pub entry: &'a LogEntry,
     pub event: HandoverLog<'a>,
+    /// The node run the line belongs to (lines of one `traceId`): equal numbers, same run.
+    pub run: u32,
 }
 
 /// The Cognigy side of a case.
@@ -82,7 +84,8 @@ pub struct Case<'a> {
     /// Whether a contact of the group entered through a configured bot point of contact or skill.
     pub bot_entry: bool,
     pub session: Option<CaseSession<'a>>,
-    /// Handover log lines tied to the session (by `meta.sessionId`) or naming a group contact.
+    /// Handover log lines of the node runs tied to the group (by `meta.sessionId` or by an id
+    /// a line of the run names), in time order.
     pub logs: Vec<CaseLog<'a>>,
     /// When the group's first contact started.
     started_at: DateTime<Utc>,
@@ -461,25 +464,61 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
     for &slot in session_of_unknown_group.values() {
         group_of_session[slot as usize] = UNKNOWN_GROUP;
     }
-    let mut logs_of_group: Vec<Vec<CaseLog<'a>>> = vec![Vec::new(); groups.len()];
+    // Log lines: one node run is the lines of one `traceId` (a line without one is a run of its
+    // own). A run is tied to a group by the `meta.sessionId` of any of its lines (not documented,
+    // so not relied on), else by the ids its lines name: the ids line's main and spawned contact
+    // ids, the signal lines' (spawned) contact id. The spawned id is the backchannel leg, whose
+    // group is the call's. Every handover line of the run then goes to that group.
+    let mut runs: Vec<Vec<(&'a LogEntry, HandoverLog<'a>)>> = Vec::new();
+    let mut run_of_trace: HashMap<&'a str, u32> = HashMap::new();
     for entry in inputs.logs {
         let Some(event) = classify(&entry.msg, &rules.log_patterns) else {
             continue;
         };
-        let by_session = entry
-            .meta
-            .session_id
-            .as_deref()
-            .and_then(|sid| slot_of.get(sid))
-            .map(|&slot| group_of_session[slot as usize])
-            .filter(|&group| group != NONE);
+        let run = match entry.trace_id.as_deref().filter(|t| !t.is_empty()) {
+            Some(trace) => *run_of_trace.entry(trace).or_insert_with(|| {
+                runs.push(Vec::new());
+                // Fewer runs than log lines, far fewer than 4 billion.
+                (runs.len() - 1) as u32
+            }),
+            None => {
+                runs.push(Vec::new());
+                (runs.len() - 1) as u32
+            }
+        };
+        runs[run as usize].push((entry, event));
+    }
+    let mut logs_of_group: Vec<Vec<CaseLog<'a>>> = vec![Vec::new(); groups.len()];
+    for (run, lines) in runs.into_iter().enumerate() {
+        let by_session = lines.iter().find_map(|(entry, _)| {
+            entry
+                .meta
+                .session_id
+                .as_deref()
+                .and_then(|sid| slot_of.get(sid))
+                .map(|&slot| group_of_session[slot as usize])
+                .filter(|&group| group != NONE)
+        });
         let by_contact = || {
-            let id = usable_contact_id(event.contact_id()?)?;
-            group_named(id).ok()
+            lines.iter().find_map(|(_, event)| {
+                event
+                    .contact_ids()
+                    .filter_map(usable_contact_id)
+                    .find_map(|id| group_named(id).ok())
+            })
         };
         match by_session.or_else(by_contact) {
             Some(UNKNOWN_GROUP) | None => {}
-            Some(group) => logs_of_group[group as usize].push(CaseLog { entry, event }),
+            Some(group) => {
+                let logs = &mut logs_of_group[group as usize];
+                for (entry, event) in lines {
+                    logs.push(CaseLog {
+                        entry,
+                        event,
+                        run: run as u32,
+                    });
+                }
+            }
         }
     }
 

@@ -7,8 +7,8 @@
 //! `failure` and `reason` label values. Nothing here reads a clock, a file or the network.
 
 use crate::config::Rules;
-use crate::correlation::{usable_contact_id, Case, MatchKind};
-use crate::logline::HandoverLog;
+use crate::correlation::{usable_contact_id, Case, CaseLog, MatchKind};
+use crate::logline::{is_missing_id, HandoverLog};
 use crate::sources::cognigy::wire::{Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
 use chrono::{DateTime, Duration, Utc};
@@ -480,12 +480,15 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         return done(case, Reason::NoBotSession, facts, derived);
     };
 
-    // Rule 2: invalid action.
-    if let Some(log) = case
-        .logs
-        .iter()
-        .find(|l| l.event == HandoverLog::InvalidAction)
-    {
+    // Rule 2: invalid action: the node's validation error, its bot output in versions that
+    // report it so, or a run whose action is neither `Escalate` nor `End` (versions before v5
+    // and the 1.2 line send such an action to CXone as it is).
+    let invalid_log = case.logs.iter().find(|l| match l.event {
+        HandoverLog::InvalidAction => true,
+        HandoverLog::NodeIds { action, .. } => !matches!(action, "Escalate" | "End"),
+        _ => false,
+    });
+    if let Some(log) = invalid_log {
         return done(
             case,
             Reason::InvalidAction,
@@ -493,16 +496,30 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
             derived,
         );
     }
+    let invalid_output = session.conversations.iter().find(|c| {
+        !c.node_output.is_empty() && rules.log_patterns.invalid_action.is_match(&c.node_output)
+    });
+    if let Some(c) = invalid_output {
+        let fact = Fact {
+            source: FactSource::CognigyConversation,
+            id: c.id.clone().unwrap_or_else(|| c.session_id.clone()),
+            at: Some(c.timestamp),
+            detail: format!("bot output: {}", c.node_output).into(),
+        };
+        return done(case, Reason::InvalidAction, vec![fact], derived);
+    }
 
-    // Rule 3: escalated without a contact id.
+    // Rule 3: escalated without a contact id: matched only by caller and time, or the node
+    // itself showed it had no id (never the `Done. No output data sent` line: it follows every
+    // voice run).
     if derived.escalated_at.is_some() {
-        let no_output = case.logs.iter().find(|l| l.event == HandoverLog::NoOutput);
+        let missing_ids = missing_ids_line(case);
         let carried_ok = session
             .carried_contact_id
             .as_deref()
             .and_then(usable_contact_id)
             .is_some();
-        if session.match_kind == MatchKind::CallerTime || !carried_ok || no_output.is_some() {
+        if session.match_kind == MatchKind::CallerTime || !carried_ok || missing_ids.is_some() {
             let mut facts = derived.escalation_facts();
             facts.push(Fact {
                 source: FactSource::CognigySession,
@@ -515,14 +532,21 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                 )
                 .into(),
             });
-            if let Some(log) = no_output {
-                facts.push(log_fact(log.entry));
+            if let Some(log) = missing_ids {
+                if !facts
+                    .iter()
+                    .any(|f| f.id == log.entry.id.as_deref().unwrap_or_default())
+                {
+                    facts.push(log_fact(log.entry));
+                }
             }
             return done(case, Reason::NoContactId, facts, derived);
         }
     }
 
-    // Rules 4-6: signal errors, in rule order across all error lines.
+    // Rules 4-6: signal errors, in rule order across all error lines. An error that a later
+    // successful signal of the same kind (escalation or not) superseded, a retry that landed,
+    // broke nothing.
     let signal_errors: Vec<_> = case
         .logs
         .iter()
@@ -531,6 +555,13 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                 status, timed_out, ..
             } => Some((l, status, timed_out)),
             _ => None,
+        })
+        .filter(|(error, ..)| {
+            !case.logs.iter().any(|l| {
+                matches!(l.event, HandoverLog::Signaled { .. })
+                    && l.event.is_escalation() == error.event.is_escalation()
+                    && l.entry.timestamp >= error.entry.timestamp
+            })
         })
         .collect();
     let timeout = signal_errors.iter().find(|(_, status, timed_out)| {
@@ -660,6 +691,30 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         detail: "no escalation signal of any kind".into(),
     };
     done(case, Reason::BotCompleted, vec![fact], derived)
+}
+
+/// The line that shows the handover node had no usable contact id for an escalation: a
+/// validation error naming a missing id, or an escalation run's ids line with an empty,
+/// `undefined` or sentinel id after which the run signalled nothing (the node then skips the
+/// API call without a word).
+fn missing_ids_line<'c, 'a>(case: &'c Case<'a>) -> Option<&'c CaseLog<'a>> {
+    case.logs.iter().find(|l| match l.event {
+        HandoverLog::MissingContactId => true,
+        HandoverLog::NodeIds {
+            contact_id,
+            spawned_contact_id,
+            ..
+        } => {
+            l.event.is_escalation()
+                && (is_missing_id(contact_id) || is_missing_id(spawned_contact_id))
+                && !case.logs.iter().any(|other| {
+                    other.run == l.run
+                        && other.event.is_signal_result()
+                        && other.entry.timestamp >= l.entry.timestamp
+                })
+        }
+        _ => false,
+    })
 }
 
 /// One escalation signal of a case, kept as a reference: most diagnoses never show the

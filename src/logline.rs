@@ -1,25 +1,37 @@
-//! Classifies Cognigy project log messages into the handover events the diagnosis uses.
+//! Classifies Cognigy project log messages into the handover facts the diagnosis uses.
 //!
-//! The CXone extension for Cognigy writes fixed-format lines when it signals CXone (DESIGN §2). The
-//! patterns come from config ([`crate::config::LogPatterns`]) because NICE will replace the
-//! extension. This module only reads message text; tying a line to a session or contact is
-//! correlation's job, and judging it is diagnosis's.
+//! The CXone extension's handover node ("Exit Interaction", `handoverToCXone`) and its send-signal
+//! node (`sendSignalToCXone`) write fixed-format lines; docs/log-lines.md catalogues them for
+//! every published version, with what each means. The patterns come from config
+//! ([`crate::config::LogPatterns`]) because NICE will replace the extension with a native node.
+//! This module only reads message text: grouping lines into node runs (by `traceId`) and tying a
+//! run to a contact is correlation's job, and judging it is diagnosis's. Lines that say nothing
+//! about the handover (the node's other info lines, `Done. No output data sent ...`, which follows
+//! every voice run) are not classified at all, so they cannot change an outcome.
 
-use crate::config::{LogPatterns, DEFAULT_SIGNALED, DEFAULT_SIGNAL_ERROR};
-use memchr::memmem::Finder;
+use crate::config::LogPatterns;
 use serde::Serialize;
-use std::sync::LazyLock;
 
 /// A recognised handover log line; its text fields are trimmed slices of the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HandoverLog<'m> {
-    /// The signal call succeeded.
+    /// The ids the node had, written before any API call (`Contact ID: ..; Spawned Contact ID:
+    /// ..; Action: ..`). Empty, `undefined` or the sentinel mean the flow lacked the SIP headers.
+    NodeIds {
+        contact_id: &'m str,
+        spawned_contact_id: &'m str,
+        action: &'m str,
+    },
+    /// The signal call succeeded (`sent signal to CXone ...`); `action` is empty for the generic
+    /// send-signal node's lines that do not name one.
     Signaled {
         action: &'m str,
         contact_id: &'m str,
+        status: Option<u16>,
     },
-    /// The signal call failed; `status` is the HTTP status when the text carries one.
+    /// The signal call failed; `status` is the HTTP status (of the signal or token request) when
+    /// the text carries one.
     SignalError {
         action: &'m str,
         contact_id: &'m str,
@@ -27,132 +39,77 @@ pub enum HandoverLog<'m> {
         timed_out: bool,
         error: &'m str,
     },
-    /// The flow passed an action other than `Escalate` or `End`.
+    /// The flow passed no action or one other than `Escalate` or `End`.
     InvalidAction,
-    /// The node skipped the call because it had no contact ids.
-    NoOutput,
+    /// A validation error: the node was given no main or no spawned contact id.
+    MissingContactId,
+}
+
+/// Texts a flow leaves in an id variable that is not set (`${undefined}` in a template).
+const UNSET_ID_TEXTS: [&str; 3] = ["", "undefined", "null"];
+
+/// Whether a node's id is missing: empty, an unset variable's text, or the sentinel
+/// `100000000000` the extension treats as "skip the API calls".
+pub fn is_missing_id(id: &str) -> bool {
+    let id = id.trim();
+    UNSET_ID_TEXTS.contains(&id) || id == crate::correlation::SENTINEL_CONTACT_ID
 }
 
 impl<'m> HandoverLog<'m> {
-    /// The CXone contact id the line names, if any and not blank.
-    pub fn contact_id(&self) -> Option<&'m str> {
-        match *self {
+    /// The CXone contact ids the line names and that are not blank: the main id first.
+    pub fn contact_ids(&self) -> impl Iterator<Item = &'m str> {
+        let (first, second) = match *self {
+            HandoverLog::NodeIds {
+                contact_id,
+                spawned_contact_id,
+                ..
+            } => (Some(contact_id), Some(spawned_contact_id)),
             HandoverLog::Signaled { contact_id, .. }
-            | HandoverLog::SignalError { contact_id, .. } => {
-                Some(contact_id).filter(|c| !c.is_empty())
-            }
-            _ => None,
+            | HandoverLog::SignalError { contact_id, .. } => (Some(contact_id), None),
+            HandoverLog::InvalidAction | HandoverLog::MissingContactId => (None, None),
+        };
+        first
+            .into_iter()
+            .chain(second)
+            .filter(|id| !is_missing_id(id))
+    }
+
+    /// The action the line names, if any.
+    pub fn action(&self) -> Option<&'m str> {
+        match *self {
+            HandoverLog::NodeIds { action, .. }
+            | HandoverLog::Signaled { action, .. }
+            | HandoverLog::SignalError { action, .. } => Some(action),
+            HandoverLog::InvalidAction | HandoverLog::MissingContactId => None,
         }
     }
 
-    /// Whether the line shows an escalation attempt (successful or not).
+    /// Whether the line shows an escalation attempt: a node run with action `Escalate`, whether
+    /// it signalled, failed or skipped the call. `End` is the bot finishing, not an escalation.
     pub fn is_escalation(&self) -> bool {
-        match self {
-            HandoverLog::Signaled { action, .. } | HandoverLog::SignalError { action, .. } => {
-                action.eq_ignore_ascii_case("escalate")
-            }
-            _ => false,
-        }
+        self.action()
+            .is_some_and(|a| a.trim().eq_ignore_ascii_case("escalate"))
+    }
+
+    /// Whether the line is the outcome of a signal call (success or failure).
+    pub fn is_signal_result(&self) -> bool {
+        matches!(
+            self,
+            HandoverLog::Signaled { .. } | HandoverLog::SignalError { .. }
+        )
     }
 }
 
-/// The named groups of a matched signal line.
-struct SignalLine<'m> {
-    action: &'m str,
-    contact_id: &'m str,
-    error: Option<&'m str>,
-    status: Option<&'m str>,
-}
-
-/// Finds a signal line with `regex`, or, when `regex` is the default pattern `default`, with the
-/// equivalent literal scan `literal` (the default patterns are fixed text around three groups;
-/// capturing them with the regex engine was a fifth of correlation's time, issue 5). The
-/// `literal_scans_agree_with_the_default_regexes` test holds the two to the same answers.
-fn find_signal<'m>(
-    msg: &'m str,
-    regex: &regex::Regex,
-    default: &str,
-    literal: fn(&'m str) -> Option<SignalLine<'m>>,
-) -> Option<SignalLine<'m>> {
-    if regex.as_str() == default {
-        return literal(msg);
-    }
-    let caps = regex.captures(msg)?;
-    let text = |name: &str| caps.name(name).map(|m| m.as_str());
-    Some(SignalLine {
-        action: text("action").unwrap_or_default(),
-        contact_id: text("contact_id").unwrap_or_default(),
-        error: text("error"),
-        status: text("status"),
-    })
-}
-
-/// `DEFAULT_SIGNALED` and `DEFAULT_SIGNAL_ERROR` without the regex engine: the leftmost
-/// occurrence of `prefix` (a searcher built once: building it per line was a tenth of the scan)
-/// followed by `<action>' for contactId: <contact_id>` (the action has no
-/// quote; the contact id runs to whitespace or `;`) and, when `error` is set, an optional
-/// `; error: <rest of the line>`.
-fn scan_signal<'m>(msg: &'m str, prefix: &Finder, with_error: bool) -> Option<SignalLine<'m>> {
-    const AFTER_ACTION: &str = "' for contactId: ";
-    const ERROR: &str = "; error: ";
-    for at in prefix.find_iter(msg.as_bytes()) {
-        // The prefix is text that starts and ends with an ASCII character, so a match of it
-        // starts and ends on character boundaries.
-        let rest = &msg[at + prefix.needle().len()..];
-        let Some(quote) = rest.find('\'') else {
-            // No closing quote after this occurrence, so none after any later one either.
-            return None;
-        };
-        let action = &rest[..quote];
-        let Some(rest) = rest[quote..].strip_prefix(AFTER_ACTION) else {
-            continue;
-        };
-        let id_end = rest
-            .find(|c: char| c.is_whitespace() || c == ';')
-            .unwrap_or(rest.len());
-        let contact_id = &rest[..id_end];
-        let error = if with_error {
-            rest[id_end..]
-                .strip_prefix(ERROR)
-                .map(|e| e.split('\n').next().unwrap_or(e))
-        } else {
-            None
-        };
-        return Some(SignalLine {
-            action,
-            contact_id,
-            error,
-            status: None,
-        });
-    }
-    None
-}
-
-fn scan_signaled(msg: &str) -> Option<SignalLine<'_>> {
-    static PREFIX: LazyLock<Finder<'static>> =
-        LazyLock::new(|| Finder::new("handoverToCXone: Signaled CXone with: '"));
-    scan_signal(msg, &PREFIX, false)
-}
-
-fn scan_signal_error(msg: &str) -> Option<SignalLine<'_>> {
-    static PREFIX: LazyLock<Finder<'static>> =
-        LazyLock::new(|| Finder::new("handoverToCXone: Error signaling CXone with: '"));
-    scan_signal(msg, &PREFIX, true)
-}
-
-/// Recognises one log message; `None` when it is not a handover line.
+/// Recognises one log message; `None` when it says nothing about the handover.
 pub fn classify<'m>(msg: &'m str, patterns: &LogPatterns) -> Option<HandoverLog<'m>> {
     // Error first: a custom `signaled` pattern could be loose enough to match error lines too.
-    if let Some(line) = find_signal(
-        msg,
-        &patterns.signal_error,
-        DEFAULT_SIGNAL_ERROR,
-        scan_signal_error,
-    ) {
-        let error = line.error.unwrap_or_default().trim();
+    if let Some(caps) = patterns.signal_error.captures(msg) {
+        let text = |name: &str| caps.name(name).map_or("", |m| m.as_str().trim());
+        let error = text("error");
         let status_source = if error.is_empty() { msg } else { error };
-        let status = line
-            .status
+        let status = caps
+            .name("status")
+            .map(|m| m.as_str())
             .or_else(|| {
                 patterns
                     .signal_status
@@ -160,26 +117,36 @@ pub fn classify<'m>(msg: &'m str, patterns: &LogPatterns) -> Option<HandoverLog<
                     .and_then(|c| c.name("status"))
                     .map(|m| m.as_str())
             })
-            .and_then(|s| s.parse::<u16>().ok());
+            .and_then(|s| s.trim().parse::<u16>().ok());
         return Some(HandoverLog::SignalError {
-            action: line.action.trim(),
-            contact_id: line.contact_id.trim(),
+            action: text("action"),
+            contact_id: text("contact_id"),
             status,
             timed_out: patterns.timeout_text.is_match(status_source),
             error,
         });
     }
-    if let Some(line) = find_signal(msg, &patterns.signaled, DEFAULT_SIGNALED, scan_signaled) {
+    if let Some(caps) = patterns.signaled.captures(msg) {
+        let text = |name: &str| caps.name(name).map_or("", |m| m.as_str().trim());
         return Some(HandoverLog::Signaled {
-            action: line.action.trim(),
-            contact_id: line.contact_id.trim(),
+            action: text("action"),
+            contact_id: text("contact_id"),
+            status: text("status").parse().ok(),
+        });
+    }
+    if let Some(caps) = patterns.node_ids.captures(msg) {
+        let text = |name: &str| caps.name(name).map_or("", |m| m.as_str().trim());
+        return Some(HandoverLog::NodeIds {
+            contact_id: text("contact_id"),
+            spawned_contact_id: text("spawned_contact_id"),
+            action: text("action"),
         });
     }
     if patterns.invalid_action.is_match(msg) {
         return Some(HandoverLog::InvalidAction);
     }
-    if patterns.no_output.is_match(msg) {
-        return Some(HandoverLog::NoOutput);
+    if patterns.missing_contact_id.is_match(msg) {
+        return Some(HandoverLog::MissingContactId);
     }
     None
 }
@@ -192,20 +159,53 @@ mod tests {
         LogPatterns::default()
     }
 
-    /// The success line of the CXone extension is read with its action and contact id.
+    /// The success line of the handover node is read with its action, contact id and status.
     #[test]
-    fn reads_signaled_line() {
+    fn reads_sent_signal_line() {
         let got = classify(
-            "handoverToCXone: Signaled CXone with: 'Escalate' for contactId: 700123456789",
+            "handoverToCXone: sent signal to CXone for contactId: 700123456789; action: Escalate; status: 202",
             &p(),
         );
         assert_eq!(
             got,
             Some(HandoverLog::Signaled {
                 action: "Escalate",
-                contact_id: "700123456789"
+                contact_id: "700123456789",
+                status: Some(202),
             })
         );
+    }
+
+    /// The send-signal node's success line has no action: a signal, not an escalation.
+    #[test]
+    fn reads_send_signal_node_line_without_action() {
+        let got = classify(
+            "sendSignalToCXone: sent signal to CXone for contactId: 700123456789; status: 202",
+            &p(),
+        )
+        .unwrap();
+        assert_eq!(got.action(), Some(""));
+        assert!(!got.is_escalation());
+        assert_eq!(got.contact_ids().collect::<Vec<_>>(), ["700123456789"]);
+    }
+
+    /// The ids line gives both ids and the action; a sentinel or `undefined` id is not an id.
+    #[test]
+    fn reads_node_ids_line() {
+        let got = classify(
+            "handoverToCXone: Contact ID: 100000000000; Spawned Contact ID: undefined; Action: Escalate; Environment URL: https://na1.nice-incontact.com",
+            &p(),
+        )
+        .unwrap();
+        assert!(got.is_escalation());
+        assert_eq!(got.contact_ids().count(), 0);
+        let got = classify(
+            "handoverToCXone: Contact ID: 11; Spawned Contact ID: 22; Action: End; Environment URL: x",
+            &p(),
+        )
+        .unwrap();
+        assert!(!got.is_escalation());
+        assert_eq!(got.contact_ids().collect::<Vec<_>>(), ["11", "22"]);
     }
 
     /// A signal error line yields the HTTP status from the client's error text.
@@ -227,6 +227,39 @@ mod tests {
         }
     }
 
+    /// A token failure carries the token request's status.
+    #[test]
+    fn reads_token_failure_status() {
+        let got = classify("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: 7001; error: CXone API Client: Error getting bearer token: 401: Unauthorized", &p()).unwrap();
+        assert!(matches!(
+            got,
+            HandoverLog::SignalError {
+                status: Some(401),
+                ..
+            }
+        ));
+    }
+
+    /// The older error form without `CXone with:` is read too.
+    #[test]
+    fn reads_older_signal_error_form() {
+        let got = classify(
+            "handoverToCXone: Error signaling 'Escalate' for contactId: 7001; error: fetch failed",
+            &p(),
+        )
+        .unwrap();
+        assert!(matches!(
+            got,
+            HandoverLog::SignalError {
+                action: "Escalate",
+                contact_id: "7001",
+                status: None,
+                timed_out: false,
+                ..
+            }
+        ));
+    }
+
     /// A signal error without a status but saying it timed out is flagged as a timeout.
     #[test]
     fn reads_signal_error_timeout_text() {
@@ -241,74 +274,29 @@ mod tests {
         ));
     }
 
-    /// The invalid-action and skip lines are recognised; other lines are not.
+    /// Validation errors are recognised; the `Done. No output data sent` line and the node's
+    /// other info lines are not handover facts at all.
     #[test]
-    fn reads_invalid_action_and_no_output() {
+    fn reads_validation_and_ignores_done_line() {
         assert_eq!(
             classify("handoverToCXone: Missing or invalid Action parameter", &p()),
             Some(HandoverLog::InvalidAction)
         );
         assert_eq!(
-            classify("handoverToCXone: Done. No output data sent", &p()),
-            Some(HandoverLog::NoOutput)
+            classify(
+                "handoverToCXone: Validation: Spawned Contact ID is required",
+                &p()
+            ),
+            Some(HandoverLog::MissingContactId)
         );
-        assert_eq!(classify("Flow started", &p()), None);
-    }
-
-    /// The literal scans used for the default patterns give exactly what the regexes give,
-    /// including repeated prefixes, missing quotes, Unicode spaces, newlines and empty groups.
-    #[test]
-    fn literal_scans_agree_with_the_default_regexes() {
-        // The same patterns in a non-capturing group: equivalent, but not the default text, so
-        // `classify` takes the regex path with them.
-        let wrap = |p: &str| regex::Regex::new(&format!("(?:{p})")).expect("compiles");
-        let by_regex = LogPatterns {
-            signaled: wrap(crate::config::DEFAULT_SIGNALED),
-            signal_error: wrap(crate::config::DEFAULT_SIGNAL_ERROR),
-            ..p()
-        };
-        let s = "handoverToCXone: Signaled CXone with: '";
-        let e = "handoverToCXone: Error signaling CXone with: '";
-        let mut corpus = vec![
-            String::new(),
-            "Flow started".to_owned(),
-            format!("{s}Escalate' for contactId: 700123456789"),
-            format!("{s}End' for contactId: 7001;rest"),
-            format!("{s}' for contactId: "),
-            format!("{s}Escalate' for contactId:7001"),
-            format!("{s}Escalate for contactId: 7001"),
-            format!("{s}a' b {s}Escalate' for contactId: 42 tail"),
-            format!("x {s}Esc' for contactId: 42\u{2003}more"),
-            format!("{s}Esc' for contactId: 4\u{a0}2"),
-            format!("{s}Esc' for contactId:  42"),
-            format!("{e}Escalate' for contactId: 7001; error: timeout of 10000ms exceeded"),
-            format!("{e}Escalate' for contactId: 7001; error: Error sending handover signal: 404: Not Found"),
-            format!("{e}Escalate' for contactId: 7001;error: x"),
-            format!("{e}Escalate' for contactId: 7001 ; error: x"),
-            format!("{e}Escalate' for contactId: 7001; error: line one\nline two 500"),
-            format!("{e}Escalate' for contactId: ; error: "),
-            format!("{e}Escalate' for contactId: 7001"),
-            format!("{e}no quote {e}Escalate' for contactId: 9; error: y"),
-            format!("{e}x' for contact: 1 {e}Escalate' for contactId: 9; error: ETIMEDOUT"),
-            format!("{e}Esc' for contactId: 9; error: z {s}End' for contactId: 8"),
-            format!("{s}End' for contactId: 8 {e}Esc' for contactId: 9; error: z"),
-            "handoverToCXone: Missing or invalid Action parameter".to_owned(),
-            "handoverToCXone: Done. No output data sent".to_owned(),
-            format!("{s}\u{e9}t\u{e9}' for contactId: \u{661}\u{662}"),
-        ];
-        // Every prefix of every line too: truncated lines are where scanners go wrong.
-        let whole = corpus.clone();
-        for line in &whole {
-            for (i, _) in line.char_indices() {
-                corpus.push(line[..i].to_owned());
-            }
-        }
-        for msg in &corpus {
-            assert_eq!(
-                classify(msg, &p()),
-                classify(msg, &by_regex),
-                "the literal scan and the regex disagree on {msg:?}"
-            );
+        for ignored in [
+            "handoverToCXone: Done. No output data sent to Voice / Cognigy Webchat / Cognigy Testchat channel.",
+            "handoverToCXone: Done. No output data sent to Voice / Interactions Panel channel.",
+            "handoverToCXone: Interaction channel: voiceGateway2",
+            "handoverToCXone: isVoice: true",
+            "Flow started",
+        ] {
+            assert_eq!(classify(ignored, &p()), None, "{ignored}");
         }
     }
 }

@@ -4,7 +4,9 @@
 use clap::{Args, Parser, Subcommand};
 use handover_exporter::daemon::{self, ServeOptions};
 use handover_exporter::report::Format;
-use handover_exporter::simulator::{Faults, RetryAfter, Scenario, SimulatorOptions};
+use handover_exporter::simulator::{
+    ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
+};
 use handover_exporter::telemetry::{self, LogFormat, LogLevel};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,9 +72,18 @@ struct SimulateArgs {
     /// Seed of the generated world (same seed, same world).
     #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
     seed: u64,
-    /// Mix of call outcomes: mixed, healthy, signal_outage, missing_context.
+    /// Mix of call outcomes: mixed, healthy, signal_outage, missing_context, log_lines.
     #[arg(long, env = "HANDOVER_SCENARIO", default_value = "mixed")]
     scenario: Scenario,
+    /// The CXone extension version whose handover log lines the calls write (docs/log-lines.md):
+    /// v1-2025-10-09, v2-2025-10-10, v3-2025-10, v4-2025-11, v5-2025-12, v6-2026-03,
+    /// v7-1.0.13, v8-1.0.18 (the newest), alt-1.2.1.
+    #[arg(
+        long = "extension-version",
+        env = "HANDOVER_EXTENSION_VERSION",
+        default_value = "v8-1.0.18"
+    )]
+    extension_version: ExtensionVersion,
     /// A finite world of this many calls, all ended (instead of a stream).
     #[arg(long, env = "HANDOVER_CALLS")]
     calls: Option<usize>,
@@ -405,6 +416,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     let options = SimulatorOptions {
         seed: args.seed,
         scenario: args.scenario,
+        extension_version: args.extension_version,
         calls: args.calls,
         rate_per_day: Some(args.rate),
         backlog_hours: args.backlog_hours,

@@ -1541,7 +1541,7 @@ async fn cognigy_logs_next_cursor_paging() {
             .filter(|(k, _)| k == "type")
             .map(|(_, v)| v.into_owned())
             .collect();
-        assert_eq!(types, vec!["error", "info"]);
+        assert_eq!(types, vec!["error", "info", "warn"]);
         assert!(!r.url.query().unwrap().contains("api_key"));
     }
     assert_eq!(obs.count(Endpoint::CognigyLogs, CodeClass::Success), 2);

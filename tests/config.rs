@@ -8,8 +8,8 @@
 
 use handover_exporter::config::{
     self, ClientAuth, Config, ConfigError, DateLiteral, HttpSettings, DEFAULT_INVALID_ACTION,
-    DEFAULT_NO_OUTPUT, DEFAULT_SIGNALED, DEFAULT_SIGNAL_ERROR, DEFAULT_SIGNAL_STATUS,
-    DEFAULT_TIMEOUT_TEXT,
+    DEFAULT_MISSING_CONTACT_ID, DEFAULT_NODE_IDS, DEFAULT_SIGNALED, DEFAULT_SIGNAL_ERROR,
+    DEFAULT_SIGNAL_STATUS, DEFAULT_TIMEOUT_TEXT,
 };
 use secrecy::ExposeSecret;
 use std::path::Path;
@@ -70,6 +70,8 @@ rejected_fixtures! {
     bad_page_size => "tests/fixtures/config/bad_page_size.toml: tenant[0] (acme).cognigy.odata_page_size: must be between 1 and 10000, got 20000";
     /// Rejected with its key named: a log pattern does not compile.
     bad_regex => "tests/fixtures/config/bad_regex.toml: tenant[0] (acme).rules.log_patterns.timeout_text: invalid regular expression: regex parse error:\n    (timed out\n    ^\nerror: unclosed group";
+    /// Rejected with its key named and the reason: `no_output` read a line that follows every voice run.
+    removed_no_output => "tests/fixtures/config/removed_no_output.toml: tenant[0] (acme).rules.log_patterns.no_output: is no longer read: the extension writes `Done. No output data sent` after every voice run, so it says nothing about missing ids; remove the key (missing ids are read from `node_ids` and `missing_contact_id`, docs/log-lines.md)";
     /// Rejected with its key named: requests_per_second is zero.
     bad_requests_per_second => "tests/fixtures/config/bad_requests_per_second.toml: tenant[0] (acme).cognigy.http.requests_per_second: must be greater than 0 and at most 1000, got 0";
     /// Rejected with its key named: a skill id is negative.
@@ -248,7 +250,11 @@ fn example_file_parses_with_values_and_defaults() {
     assert_eq!(patterns.signal_status.as_str(), DEFAULT_SIGNAL_STATUS);
     assert_eq!(patterns.timeout_text.as_str(), DEFAULT_TIMEOUT_TEXT);
     assert_eq!(patterns.invalid_action.as_str(), DEFAULT_INVALID_ACTION);
-    assert_eq!(patterns.no_output.as_str(), DEFAULT_NO_OUTPUT);
+    assert_eq!(patterns.node_ids.as_str(), DEFAULT_NODE_IDS);
+    assert_eq!(
+        patterns.missing_contact_id.as_str(),
+        DEFAULT_MISSING_CONTACT_ID
+    );
 
     let globex = &config.tenants[1];
     assert_eq!(
@@ -427,7 +433,10 @@ fn replay_rules_parse() {
     assert_eq!(rules.contact_id_field, 3);
     assert_eq!(rules.handover_deadline_seconds, 20);
     assert_eq!(rules.cognigy_lag_seconds, 900);
-    assert!(rules.log_patterns.no_output.is_match("skipped: no output"));
+    assert!(rules
+        .log_patterns
+        .missing_contact_id
+        .is_match("contact id missing"));
     assert_eq!(rules.log_patterns.signaled.as_str(), DEFAULT_SIGNALED);
 }
 

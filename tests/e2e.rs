@@ -340,11 +340,12 @@ async fn counters_equal_truth_and_drilldown_has_evidence() {
 async fn sigkill_and_restart_neither_lose_nor_double_count() {
     // Small pages on every source make the backlog take many cycles, so the kills land
     // mid-run and every cursor (CXone skip pages, OData keysets, resumed log passes) is
-    // exercised across restarts.
+    // exercised across restarts. (A call writes a dozen log lines, the node run's and its
+    // flow's, so the log pages are the API's largest.)
     let w = world(300, 20, 1).await;
     let text = std::fs::read_to_string(&w.config).unwrap().replace(
         "\n[tenant.cognigy.http]",
-        "odata_page_size = 60\nlogs_page_size = 10\nmax_pages = 2\n\n[tenant.cognigy.http]",
+        "odata_page_size = 60\nlogs_page_size = 100\nmax_pages = 2\n\n[tenant.cognigy.http]",
     );
     std::fs::write(&w.config, text).unwrap();
     let expected = truth_counts(&truth(&w).await);

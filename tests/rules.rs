@@ -111,6 +111,14 @@ impl World {
         self
     }
 
+    /// A log line of node run `trace` (lines of one run share their `traceId`).
+    fn log_in_run(mut self, seconds: i64, trace: &str, msg: &str) -> World {
+        let mut entry = log(SID, seconds, msg);
+        entry.trace_id = Some(trace.into());
+        self.logs.push(entry);
+        self
+    }
+
     fn vg_event(mut self, seconds: i64, name: &str) -> World {
         self.conversations.push(conversation(
             SID,
@@ -200,6 +208,7 @@ fn conversation(sid: &str, seconds: i64, input_data: InputData) -> Conversation 
         in_handover_request: false,
         in_handover_conversation: false,
         input_data,
+        node_output: String::new(),
     }
 }
 
@@ -236,7 +245,11 @@ fn log(sid: &str, seconds: i64, msg: &str) -> LogEntry {
 }
 
 fn signaled(action: &str) -> String {
-    format!("handoverToCXone: Signaled CXone with: '{action}' for contactId: {SPAWNED}")
+    format!("handoverToCXone: sent signal to CXone for contactId: {SPAWNED}; action: {action}; status: 202")
+}
+
+fn node_ids(main: &str, spawned: &str, action: &str) -> String {
+    format!("handoverToCXone: Contact ID: {main}; Spawned Contact ID: {spawned}; Action: {action}; Environment URL: https://na1.nice-incontact.com")
 }
 
 fn signal_error(tail: &str) -> String {
@@ -250,7 +263,8 @@ fn status_error(status: u16, text: &str) -> String {
 }
 
 const INVALID_ACTION: &str = "handoverToCXone: Missing or invalid Action parameter";
-const NO_OUTPUT: &str = "handoverToCXone: Done. No output data sent";
+const DONE: &str =
+    "handoverToCXone: Done. No output data sent to Voice / Cognigy Webchat / Cognigy Testchat channel.";
 
 // ---- Rule 1 ----
 
@@ -409,11 +423,67 @@ fn rule_03_sentinel_contact_id() {
     );
 }
 
-/// Rule 3: `No output data sent` makes it `no_contact_id` even when the session carried an id.
+/// Rule 3: the node's ids line with a sentinel or `undefined` id and no signal after it is
+/// `no_contact_id` even when the session carried an id.
 #[test]
-fn rule_03_no_output_log() {
-    let w = World::call().escalate_at(40).log(41, NO_OUTPUT);
+fn rule_03_node_ids_without_signal() {
+    for (main, spawned) in [
+        ("100000000000", "100000000000"),
+        ("undefined", "undefined"),
+        ("", ""),
+        (&*MASTER.to_string(), "100000000000"),
+    ] {
+        let w = World::call().log(40, &node_ids(main, spawned, "Escalate"));
+        assert_eq!(w.reason(), Reason::NoContactId, "ids {main:?} {spawned:?}");
+    }
+}
+
+/// Rule 3 does not fire when the same run signalled after its ids line (the node fell back to
+/// the main id), nor for an `End` run, nor for ids that are present.
+#[test]
+fn rule_03_node_ids_followed_by_signal_or_not_escalation() {
+    let w = World::call()
+        .log_in_run(
+            40,
+            "run-1",
+            &node_ids(&MASTER.to_string(), "undefined", "Escalate"),
+        )
+        .log_in_run(41, "run-1", &signaled("Escalate"));
+    assert_ne!(w.reason(), Reason::NoContactId);
+    let w = World::call().log(40, &node_ids("100000000000", "100000000000", "End"));
+    assert_eq!(w.reason(), Reason::BotCompleted);
+    let w = World::call().log(
+        40,
+        &node_ids(&MASTER.to_string(), &SPAWNED.to_string(), "Escalate"),
+    );
+    assert_eq!(w.reason(), Reason::NotQueued);
+}
+
+/// Rule 3: a validation error naming a missing contact id is `no_contact_id`.
+#[test]
+fn rule_03_validation_error_missing_id() {
+    let w = World::call().escalate_at(40).log(
+        41,
+        "handoverToCXone: Validation: Spawned Contact ID is required",
+    );
     assert_eq!(w.reason(), Reason::NoContactId);
+}
+
+/// The `Done. No output data sent` line is no evidence: it changes no outcome, escalated or not.
+#[test]
+fn done_line_changes_nothing() {
+    let cases = [
+        World::call(),
+        World::call().escalate_at(40),
+        World::call()
+            .log(40, &signaled("Escalate"))
+            .queue(4001, 45.0, 10.0, 1234, false),
+        World::call().log(40, &signaled("End")),
+    ];
+    for w in cases {
+        let without = w.reason();
+        assert_eq!(w.log(41, DONE).reason(), without);
+    }
 }
 
 /// Rule 3 needs an escalation: without one the same session is contained.
@@ -426,8 +496,7 @@ fn rule_03_needs_escalation() {
 #[test]
 fn rule_03_precedes_rule_04() {
     let w = World::call()
-        .escalate_at(40)
-        .log(41, NO_OUTPUT)
+        .log(41, &node_ids("100000000000", "100000000000", "Escalate"))
         .log(42, &status_error(504, "Gateway Timeout"));
     assert_eq!(w.reason(), Reason::NoContactId);
 }
@@ -982,4 +1051,89 @@ fn non_voice_contacts_are_ignored() {
         .iter_mut()
         .for_each(|c| c.media_type_id = Some(3));
     assert!(w.diagnose_with(&rules(), &Horizon::final_data()).is_empty());
+}
+
+// ---- Node runs and the lines of every extension version ----
+
+fn unsessioned(mut w: World, seconds: i64, trace: Option<&str>, msg: &str) -> World {
+    let mut entry = log(SID, seconds, msg);
+    entry.meta.session_id = None;
+    entry.trace_id = trace.map(str::to_owned);
+    w.logs.push(entry);
+    w
+}
+
+/// A success line without `meta.sessionId` reaches its call through the spawned contact id it
+/// names; an escalation seen only there that never queued is `not_queued`.
+#[test]
+fn line_without_session_id_reaches_the_call_by_spawned_id() {
+    let w = unsessioned(World::call(), 40, None, &signaled("Escalate"));
+    let d = w.diagnosis();
+    assert_eq!(d.reason, Reason::NotQueued);
+    assert!(d.evidence.escalated_at.is_some());
+}
+
+/// The lines of one `traceId` form a run tied as a whole: the ids line names the main contact,
+/// so the run's error line (naming an id CXone never reported) decides the call.
+#[test]
+fn a_run_is_tied_by_its_ids_line() {
+    let w = unsessioned(
+        World::call(),
+        40,
+        Some("trace-7"),
+        &node_ids(&MASTER.to_string(), "999999", "Escalate"),
+    );
+    let w = unsessioned(
+        w,
+        41,
+        Some("trace-7"),
+        "handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: 999999; error: CXone API Client: Error sending handover signal: 404: Not Found",
+    );
+    assert_eq!(w.reason(), Reason::SignalRejected);
+}
+
+/// A token failure of the node's CXone credentials is `signal_rejected`; a fetch failure
+/// without any status is `signal_unavailable`.
+#[test]
+fn token_failure_rejected_fetch_failure_unavailable() {
+    let w = World::call().log(
+        41,
+        &signal_error("CXone API Client: Error getting bearer token: 401: Unauthorized"),
+    );
+    assert_eq!(w.reason(), Reason::SignalRejected);
+    let w = World::call().log(41, &signal_error("fetch failed"));
+    assert_eq!(w.reason(), Reason::SignalUnavailable);
+}
+
+/// A signal that failed and then landed on a retry broke nothing: the queue decides.
+#[test]
+fn a_retried_signal_that_landed_is_not_a_failure() {
+    let w = World::call()
+        .log(40, &status_error(503, "Service Unavailable"))
+        .log(45, &signaled("Escalate"))
+        .queue(4001, 50.0, 10.0, 1234, false);
+    assert_eq!(w.reason(), Reason::AgentAnswered);
+}
+
+/// Rule 2 from a node run whose action is neither `Escalate` nor `End` (older versions send it
+/// to CXone as it is), and from the node's bot output in the versions that report it so.
+#[test]
+fn rule_02_unknown_action_run_and_bot_output() {
+    let w = World::call().log(
+        40,
+        &node_ids(&MASTER.to_string(), &SPAWNED.to_string(), "Transfer"),
+    );
+    assert_eq!(w.reason(), Reason::InvalidAction);
+    let mut w = World::call();
+    let mut output = conversation(SID, 40, InputData::default());
+    output.kind = "output".into();
+    output.source = "bot".into();
+    output.node_output = "handoverToCXone Error: Missing Action parameter".into();
+    w.conversations.push(output);
+    let d = w.diagnosis();
+    assert_eq!(d.reason, Reason::InvalidAction);
+    assert!(d.evidence.decided_by[0]
+        .detail
+        .to_string()
+        .contains("Missing Action parameter"));
 }

@@ -11,6 +11,7 @@
 
 pub mod cognigy;
 pub mod cxone;
+pub mod extension;
 pub mod selection;
 pub mod truth;
 pub mod world;
@@ -29,6 +30,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use extension::ExtensionVersion;
 pub use truth::{dump_replay, Truth};
 pub use world::{sim_rules, MatchPath, Scenario, SimRules, World, WorldSpec};
 
@@ -142,6 +144,8 @@ pub struct SimulatorOptions {
     pub seed: u64,
     /// The mix of reasons (`--scenario`).
     pub scenario: Scenario,
+    /// The CXone extension version whose log lines the calls write (`--extension-version`).
+    pub extension_version: ExtensionVersion,
     /// A finite world of this many calls, all ended before start-up.
     pub calls: Option<usize>,
     /// A streaming world: calls per day, generated in real time (used when `calls` is `None`).
@@ -161,6 +165,7 @@ impl Default for SimulatorOptions {
         SimulatorOptions {
             seed: 42,
             scenario: Scenario::Mixed,
+            extension_version: ExtensionVersion::default(),
             calls: None,
             rate_per_day: Some(2880.0),
             backlog_hours: 1.0,
@@ -217,6 +222,8 @@ impl SimulatorOptions {
         };
         spec.rules.cognigy_lag_seconds =
             spec.rules.cognigy_lag_seconds.max(self.cognigy_lag_seconds);
+        spec.scenario = self.scenario;
+        spec.extension_version = self.extension_version;
         spec
     }
 }

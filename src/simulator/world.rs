@@ -12,6 +12,9 @@
 
 use crate::config::Rules;
 use crate::diagnosis::Reason;
+use crate::simulator::extension::{
+    node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult,
+};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -186,6 +189,8 @@ pub struct WorldSpec {
     pub cognigy_lag: Duration,
     pub rules: SimRules,
     pub scenario: Scenario,
+    /// The CXone extension version whose handover log lines the calls write.
+    pub extension_version: ExtensionVersion,
     /// A streaming world forgets calls that became visible longer ago than this (`None`: never).
     pub retention: Option<Duration>,
 }
@@ -212,6 +217,7 @@ impl WorldSpec {
             cognigy_lag,
             rules: SimRules::default(),
             scenario: Scenario::Mixed,
+            extension_version: ExtensionVersion::default(),
             retention: None,
         }
     }
@@ -238,6 +244,7 @@ impl WorldSpec {
             cognigy_lag,
             rules: SimRules::default(),
             scenario: Scenario::Mixed,
+            extension_version: ExtensionVersion::default(),
             retention: Some(Duration::hours(48).max(backlog + Duration::hours(24))),
         }
     }
@@ -502,11 +509,74 @@ pub enum Scenario {
     SignalOutage,
     /// Context does not reach Cognigy: `no_contact_id` and `no_bot_session` dominate.
     MissingContext,
+    /// The handover node's log lines: the first calls are one of each node outcome
+    /// ([`LOG_LINE_CALLS`]: success, End, 404, 504, 503, token 401, fetch failure, sentinel ids,
+    /// missing action, ...), then the mixed scenario's calls.
+    LogLines,
+}
+
+/// The calls the `log_lines` scenario starts with: a reason and how the node's run ends.
+pub const LOG_LINE_CALLS: [(Reason, LogVariant); 12] = [
+    (
+        Reason::AgentAnswered,
+        LogVariant::Result(RunResult::Signaled),
+    ),
+    (
+        Reason::BotCompleted,
+        LogVariant::Result(RunResult::Signaled),
+    ),
+    (
+        Reason::SignalRejected,
+        LogVariant::Result(RunResult::SignalStatus(404, "Not Found")),
+    ),
+    (
+        Reason::SignalTimeout,
+        LogVariant::Result(RunResult::SignalStatus(504, "Gateway Timeout")),
+    ),
+    (
+        Reason::SignalUnavailable,
+        LogVariant::Result(RunResult::SignalStatus(503, "Service Unavailable")),
+    ),
+    (
+        Reason::SignalRejected,
+        LogVariant::Result(RunResult::TokenStatus(401, "Unauthorized")),
+    ),
+    (
+        Reason::SignalUnavailable,
+        LogVariant::Result(RunResult::FetchFailed),
+    ),
+    (Reason::NoContactId, LogVariant::SentinelIds),
+    (
+        Reason::InvalidAction,
+        LogVariant::Result(RunResult::Signaled),
+    ),
+    (Reason::NotQueued, LogVariant::OnlyInLog),
+    (Reason::NoContactId, LogVariant::EmptyIds),
+    (
+        Reason::SignalTimeout,
+        LogVariant::Result(RunResult::SignalStatus(408, "Request Timeout")),
+    ),
+];
+
+/// How a call's handover node run is written, when the scenario fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogVariant {
+    /// The run ends so.
+    Result(RunResult),
+    /// The flow passed the sentinel id `100000000000` for both ids.
+    SentinelIds,
+    /// The flow passed empty ids.
+    EmptyIds,
+    /// A successful escalation seen only in the node's lines: no `handoverEscalations`, no
+    /// `meta.sessionId` (the run reaches its call through the spawned contact id).
+    OnlyInLog,
 }
 
 /// Error for an unknown `--scenario` name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scenario {0:?}: expected mixed, healthy, signal_outage or missing_context")]
+#[error(
+    "unknown scenario {0:?}: expected mixed, healthy, signal_outage, missing_context or log_lines"
+)]
 pub struct ScenarioParseError(String);
 
 impl std::str::FromStr for Scenario {
@@ -517,6 +587,7 @@ impl std::str::FromStr for Scenario {
             "healthy" => Ok(Scenario::Healthy),
             "signal_outage" => Ok(Scenario::SignalOutage),
             "missing_context" => Ok(Scenario::MissingContext),
+            "log_lines" => Ok(Scenario::LogLines),
             _ => Err(ScenarioParseError(s.to_owned())),
         }
     }
@@ -526,7 +597,7 @@ impl Scenario {
     fn weight(self, reason: Reason, base: u32) -> u32 {
         use Reason::*;
         match self {
-            Scenario::Mixed => base,
+            Scenario::Mixed | Scenario::LogLines => base,
             Scenario::Healthy => match reason {
                 BotCompleted | AgentAnswered | Queued | InQueue => base,
                 _ => 0,
@@ -548,6 +619,9 @@ fn pick_reason(index: usize, scenario: Scenario, rng: &mut StdRng) -> Option<Rea
     // covers them all; slot 16 and then about one in ten is a call that never enters the bot.
     if scenario == Scenario::Mixed && index < GENERATED_REASONS.len() {
         return Some(GENERATED_REASONS[index]);
+    }
+    if scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len() {
+        return Some(LOG_LINE_CALLS[index].0);
     }
     if index == GENERATED_REASONS.len() || rng.random_range(0..10) == 0 {
         return None;
@@ -881,6 +955,10 @@ fn log_record(
     trace: &str,
 ) -> LogRecord {
     let id = object_id(t, index, 300 + k);
+    let mut meta = json!({ "flowName": "Main", "userId": user_id });
+    if !session_id.is_empty() {
+        meta["sessionId"] = json!(session_id);
+    }
     LogRecord {
         id: id.clone(),
         timestamp: t,
@@ -890,7 +968,7 @@ fn log_record(
             "timestamp": iso(t),
             "msg": msg,
             "type": level,
-            "meta": { "flowName": "Main", "userId": user_id, "sessionId": session_id },
+            "meta": meta,
             "traceId": trace
         }),
     }
@@ -948,6 +1026,9 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         MatchPath::CustomField => Some(master.to_string()),
         _ => None,
     };
+    let version = spec.extension_version;
+    let fixed = (spec.scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len())
+        .then(|| LOG_LINE_CALLS[index].1.clone());
     let header_ids = match (path, reason) {
         (MatchPath::SipHeader, _) => Some((master.to_string(), spawned.to_string())),
         // A well-built flow has both; the custom field wins correlation.
@@ -955,7 +1036,12 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             Some((master.to_string(), spawned.to_string()))
         }
         (MatchPath::CallerTime, Reason::NoContactId) => {
-            if b.rng.random_bool(0.5) {
+            let sentinel = match &fixed {
+                Some(LogVariant::SentinelIds) => true,
+                Some(_) => false,
+                None => b.rng.random_bool(0.5),
+            };
+            if sentinel {
                 Some((
                     SENTINEL_CONTACT_ID.to_owned(),
                     SENTINEL_CONTACT_ID.to_owned(),
@@ -1011,87 +1097,165 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     }
     let esc = t;
 
-    // Cognigy-side escalation signals and log lines.
-    let mut logs: Vec<LogRecord> = Vec::new();
+    // The handover node's run (docs/log-lines.md): the ids the flow passes it are the SIP
+    // headers it got; without them (caller/time only), nothing usable.
+    use Reason::*;
+    let master_text = master.to_string();
+    let spawned_text = spawned.to_string();
+    let (node_main, node_spawned): (&str, &str) = match &header_ids {
+        _ if path != MatchPath::CallerTime => (&master_text, &spawned_text),
+        Some((m, s)) => (m, s),
+        // Versions before v4 signal the sentinel like an id (and CXone refuses it): a flow
+        // without context is given empty ids there, so an `End` run stays silent.
+        None if version.signals_sentinel() => ("", ""),
+        None if b.rng.random_bool(0.5) => (SENTINEL_CONTACT_ID, SENTINEL_CONTACT_ID),
+        None => ("", ""),
+    };
     let mut escalations = 0;
     let mut session_end = esc + ms(1000);
-    let mut log = |k: usize, at: DateTime<Utc>, level: &'static str, msg: String| {
-        logs.push(log_record(
-            index,
-            k,
-            at,
-            level,
-            msg,
-            &session_id,
-            &number,
-            &trace,
-        ));
-    };
-    let signaled =
-        format!("handoverToCXone: Signaled CXone with: 'Escalate' for contactId: {spawned}");
-    let signal_error = |detail: &str| {
-        format!("handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: {spawned}; error: {detail}")
-    };
-    use Reason::*;
-    match reason {
-        BotCompleted | BotTurnSlow => {
-            if b.rng.random_bool(0.7) {
-                log(
-                    0,
-                    esc,
-                    "info",
-                    format!("handoverToCXone: Signaled CXone with: 'End' for contactId: {spawned}"),
-                );
-            }
+    let pick = |rng: &mut StdRng, options: &[RunResult]| -> RunResult {
+        match &fixed {
+            Some(LogVariant::Result(result)) => result.clone(),
+            _ => options[rng.random_range(0..options.len())].clone(),
         }
-        InvalidAction => log(
-            0,
-            esc,
-            "error",
-            "handoverToCXone: Missing or invalid Action parameter".to_owned(),
-        ),
+    };
+    // (action, result) of the node's run; `None`: the node did not run or wrote nothing.
+    let run: Option<(&str, RunResult)> = match reason {
+        BotCompleted | BotTurnSlow => {
+            (fixed.is_some() || b.rng.random_bool(0.7)).then_some(("End", RunResult::Signaled))
+        }
+        InvalidAction => match version.invalid_action_report() {
+            InvalidActionReport::Log => Some(("", RunResult::Signaled)),
+            InvalidActionReport::UnknownActionSent => Some(("Transfer", RunResult::Signaled)),
+            // Before v5 only an empty action is refused; an unknown one is signalled as it is.
+            InvalidActionReport::Output(_)
+                if !version.refuses_unknown_action()
+                    && fixed.is_none()
+                    && b.rng.random_bool(0.5) =>
+            {
+                Some(("Transfer", RunResult::Signaled))
+            }
+            InvalidActionReport::Output(text) => {
+                b.conversation(esc + ms(200), "output", "bot", text, None);
+                None
+            }
+        },
         NoContactId => {
             escalations = 1;
-            log(
-                0,
-                esc + ms(200),
-                "info",
-                "handoverToCXone: Done. No output data sent".to_owned(),
-            );
+            Some(("Escalate", RunResult::Signaled))
         }
         SignalTimeout => {
-            escalations = 1;
-            let detail = match b.rng.random_range(0..3) {
-                0 => "CXone API Client: Error sending handover signal: 504: Gateway Timeout",
-                1 => "CXone API Client: Error sending handover signal: 408: Request Timeout",
-                _ => "timeout of 10000ms exceeded",
-            };
-            log(0, esc + ms(10_000), "error", signal_error(detail));
             session_end = esc + ms(12_000);
+            Some((
+                "Escalate",
+                pick(
+                    b.rng,
+                    &[
+                        RunResult::SignalStatus(504, "Gateway Timeout"),
+                        RunResult::SignalStatus(408, "Request Timeout"),
+                    ],
+                ),
+            ))
         }
-        SignalUnavailable => {
-            escalations = 1;
-            let detail = match b.rng.random_range(0..4) {
-                0 => "CXone API Client: Error sending handover signal: 503: Service Unavailable",
-                1 => "CXone API Client: Error sending handover signal: 429: Too Many Requests",
-                2 => "CXone API Client: Error sending handover signal: 500: Internal Server Error",
-                _ => "connect ECONNREFUSED 10.20.30.40:443",
-            };
-            log(0, esc + ms(300), "error", signal_error(detail));
-        }
-        SignalRejected => {
-            escalations = 1;
-            let detail = match b.rng.random_range(0..3) {
-                0 => "CXone API Client: Error sending handover signal: 404: Not Found",
-                1 => "CXone API Client: Error sending handover signal: 401: Unauthorized",
-                _ => "CXone API Client: Error sending handover signal: 400: Bad Request",
-            };
-            log(0, esc + ms(300), "error", signal_error(detail));
-        }
-        TransferRejected | TransferNoAnswer => {}
+        SignalUnavailable => Some((
+            "Escalate",
+            pick(
+                b.rng,
+                &[
+                    RunResult::SignalStatus(503, "Service Unavailable"),
+                    RunResult::SignalStatus(429, "Too Many Requests"),
+                    RunResult::SignalStatus(500, "Internal Server Error"),
+                    RunResult::FetchFailed,
+                ],
+            ),
+        )),
+        SignalRejected => Some((
+            "Escalate",
+            pick(
+                b.rng,
+                &[
+                    RunResult::SignalStatus(404, "Not Found"),
+                    RunResult::SignalStatus(400, "Bad Request"),
+                    RunResult::TokenStatus(401, "Unauthorized"),
+                ],
+            ),
+        )),
+        TransferRejected | TransferNoAnswer | NoBotSession => None,
         _ => {
-            escalations = 1;
-            log(0, esc + ms(300), "info", signaled.clone());
+            // `handoverEscalations` is set only by the newest version's optional toggle (or
+            // the flow's own analytics node): often the node's lines are the only evidence.
+            if fixed != Some(LogVariant::OnlyInLog) && b.rng.random_bool(0.5) {
+                escalations = 1;
+            }
+            Some(("Escalate", RunResult::Signaled))
+        }
+    };
+    // Whether the lines carry `meta.sessionId` (UNVERIFIED in the real log API): a run with no
+    // id in its text has only that to reach its call by.
+    let run_has_no_ids =
+        reason == InvalidAction && version.invalid_action_report() == InvalidActionReport::Log;
+    let with_session_id = match &fixed {
+        Some(LogVariant::OnlyInLog) => false,
+        _ if run_has_no_ids => true,
+        _ => b.rng.random_bool(0.5),
+    };
+    let log_session = if with_session_id {
+        session_id.as_str()
+    } else {
+        ""
+    };
+    let mut logs: Vec<LogRecord> = Vec::new();
+    // Info lines of the flow's other nodes, one trace per turn: log volume, never evidence.
+    for (k, c) in b
+        .conversations
+        .iter()
+        .filter(|c| c.json.get("source").and_then(Value::as_str) == Some("user"))
+        .enumerate()
+    {
+        let Some(at) = c.natural_time else { continue };
+        let turn_trace = format!("endpoint-{}", c.id);
+        for (j, msg) in [
+            "Code: looked up the caller's open claims",
+            "Lookup: intent branch taken",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            logs.push(log_record(
+                index,
+                2 * k + j,
+                at + ms(50 * (j as i64 + 1)),
+                "info",
+                msg.to_owned(),
+                log_session,
+                &number,
+                &turn_trace,
+            ));
+        }
+    }
+    if let Some((action, result)) = run {
+        let lines = node_run_lines(
+            version,
+            &NodeRun {
+                action,
+                contact_id: node_main,
+                spawned_contact_id: node_spawned,
+                result,
+            },
+        );
+        let first = logs.len();
+        for (k, (level, msg)) in lines.into_iter().enumerate() {
+            // The node's lines follow each other within a few milliseconds.
+            logs.push(log_record(
+                index,
+                first + k,
+                esc + ms(200 + 20 * k as i64),
+                level,
+                msg,
+                log_session,
+                &number,
+                &trace,
+            ));
         }
     }
     match reason {

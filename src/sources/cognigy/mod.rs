@@ -137,7 +137,7 @@ const CONVERSATIONS: Collection = Collection {
     field: "timestamp",
     endpoint: Endpoint::CognigyConversations,
     fields: "sessionId,timestamp,type,source,channel,inHandoverRequest,inHandoverConversation,\
-             inputData",
+             inputData,inputText",
 };
 const ANALYTICS: Collection = Collection {
     index: 2,
@@ -291,6 +291,7 @@ impl CognigyClient {
                 ("sort", "timestamp:desc".to_owned()),
                 ("type", "error".to_owned()),
                 ("type", "info".to_owned()),
+                ("type", "warn".to_owned()),
             ];
             if let Some(next) = &cursor {
                 params.push(("next", next.clone()));

@@ -58,6 +58,29 @@ pub struct Conversation {
     pub in_handover_conversation: bool,
     #[serde(default, deserialize_with = "decode_input_data")]
     pub input_data: InputData,
+    /// The message text (`inputText`), kept only when it is an output of the CXone extension's
+    /// handover node (`handoverToCXone Error: Missing Action parameter` in versions that report
+    /// a bad action as a bot output, docs/log-lines.md): caller utterances are never kept.
+    #[serde(
+        default,
+        rename = "inputText",
+        deserialize_with = "handover_node_output",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub node_output: String,
+}
+
+/// The prefix of every output text of the handover node.
+const HANDOVER_NODE_OUTPUT: &str = "handoverToCXone";
+
+/// Keeps a Conversations text only when the handover node wrote it.
+fn handover_node_output<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = lenient::string_or_empty(d)?;
+    Ok(if text.trim_start().starts_with(HANDOVER_NODE_OUTPUT) {
+        text
+    } else {
+        String::new()
+    })
 }
 
 /// What the diagnosis reads out of a Conversations record's `inputData`.
