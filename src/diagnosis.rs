@@ -695,8 +695,8 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
 
 /// The line that shows the handover node had no usable contact id for an escalation: a
 /// validation error naming a missing id, or an escalation run's ids line with an empty,
-/// `undefined` or sentinel id after which the run signalled nothing (the node then skips the
-/// API call without a word).
+/// `undefined` or sentinel id after which no signal landed (from v4 on the node then skips the
+/// API call without a word; before, it sends the sentinel to CXone, which refuses it).
 fn missing_ids_line<'c, 'a>(case: &'c Case<'a>) -> Option<&'c CaseLog<'a>> {
     case.logs.iter().find(|l| match l.event {
         HandoverLog::MissingContactId => true,
@@ -709,7 +709,7 @@ fn missing_ids_line<'c, 'a>(case: &'c Case<'a>) -> Option<&'c CaseLog<'a>> {
                 && (is_missing_id(contact_id) || is_missing_id(spawned_contact_id))
                 && !case.logs.iter().any(|other| {
                     other.run == l.run
-                        && other.event.is_signal_result()
+                        && matches!(other.event, HandoverLog::Signaled { .. })
                         && other.entry.timestamp >= l.entry.timestamp
                 })
         }

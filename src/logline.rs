@@ -90,14 +90,6 @@ impl<'m> HandoverLog<'m> {
         self.action()
             .is_some_and(|a| a.trim().eq_ignore_ascii_case("escalate"))
     }
-
-    /// Whether the line is the outcome of a signal call (success or failure).
-    pub fn is_signal_result(&self) -> bool {
-        matches!(
-            self,
-            HandoverLog::Signaled { .. } | HandoverLog::SignalError { .. }
-        )
-    }
 }
 
 /// Recognises one log message; `None` when it says nothing about the handover.

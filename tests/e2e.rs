@@ -2,7 +2,9 @@
 //! real SQLite file, and its counters must equal the simulator's ground truth exactly, also when
 //! the daemon is SIGKILLed and restarted mid-run.
 
-use handover_exporter::simulator::{self, Faults, RetryAfter, SimulatorOptions};
+use handover_exporter::simulator::{
+    self, ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -144,6 +146,15 @@ async fn world(calls: usize, cxone_page_size: u32, cxone_max_pages: u32) -> Worl
         cognigy_lag_seconds: 1,
         ..SimulatorOptions::default()
     };
+    world_with(options, cxone_page_size, cxone_max_pages).await
+}
+
+/// [`world`] with the simulator's options given.
+async fn world_with(
+    options: SimulatorOptions,
+    cxone_page_size: u32,
+    cxone_max_pages: u32,
+) -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = simulator::spawn(listener, options.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -517,4 +528,33 @@ async fn sigterm_shuts_down_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(w.dir);
+}
+
+/// For every published version of the CXone extension, the daemon's totals over a world whose
+/// calls write that version's log lines (one of each node outcome first, then a mixed stream,
+/// about half of the lines without `meta.sessionId`) equal the truth exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_extension_version_gives_the_truth() {
+    for version in ExtensionVersion::ALL {
+        let options = SimulatorOptions {
+            seed: 20261129,
+            calls: Some(80),
+            backlog_hours: 1.0,
+            cognigy_lag_seconds: 1,
+            scenario: Scenario::LogLines,
+            extension_version: version,
+            ..SimulatorOptions::default()
+        };
+        let w = world_with(options, 100, 5).await;
+        let expected = truth_counts(&truth(&w).await);
+        let daemon = Daemon::start(&w.config);
+        let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(120)).await;
+        assert_eq!(got.outcome, expected.outcome, "extension {version}");
+        assert_eq!(
+            got.failure_reason, expected.failure_reason,
+            "extension {version}"
+        );
+        drop(daemon);
+        drop(w.dir);
+    }
 }

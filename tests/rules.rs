@@ -1137,3 +1137,17 @@ fn rule_02_unknown_action_run_and_bot_output() {
         .to_string()
         .contains("Missing Action parameter"));
 }
+
+/// Rule 3 before rule 6: versions before v4 send the sentinel to CXone, which refuses it; the
+/// cause is the missing id, not the signal.
+#[test]
+fn rule_03_sentinel_signalled_by_older_versions() {
+    let w = World::call()
+        .log_in_run(40, "run-1", &node_ids(&MASTER.to_string(), "100000000000", "Escalate"))
+        .log_in_run(
+            41,
+            "run-1",
+            "handoverToCXone: Error signaling CXone with: 'Escalate' for contactId: 100000000000; error: CXone -> sendSignalHandover: Error sending signal: 404: Not Found",
+        );
+    assert_eq!(w.reason(), Reason::NoContactId);
+}

@@ -992,7 +992,15 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let Some(reason) = pick_reason(index, spec.scenario, rng) else {
         return non_bot_call(index, master, t0, &from_address, rng);
     };
-    let path = pick_path(reason, index, rng);
+    let version = spec.extension_version;
+    let fixed = (spec.scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len())
+        .then(|| LOG_LINE_CALLS[index].1.clone());
+    let path = match fixed {
+        // The flow tied the session by its custom field but gave the node no usable spawned
+        // id: only the node's own lines show the missing id.
+        Some(LogVariant::SentinelIds | LogVariant::EmptyIds) => MatchPath::CustomField,
+        _ => pick_path(reason, index, rng),
+    };
     let lag = spec.cognigy_lag;
     let timeout_ms = spec.rules.bot_turn_timeout_ms as i64;
     let deadline_s = spec.rules.handover_deadline_seconds as i64;
@@ -1026,9 +1034,6 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         MatchPath::CustomField => Some(master.to_string()),
         _ => None,
     };
-    let version = spec.extension_version;
-    let fixed = (spec.scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len())
-        .then(|| LOG_LINE_CALLS[index].1.clone());
     let header_ids = match (path, reason) {
         (MatchPath::SipHeader, _) => Some((master.to_string(), spawned.to_string())),
         // A well-built flow has both; the custom field wins correlation.
@@ -1103,6 +1108,8 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     let master_text = master.to_string();
     let spawned_text = spawned.to_string();
     let (node_main, node_spawned): (&str, &str) = match &header_ids {
+        _ if fixed == Some(LogVariant::SentinelIds) => (&master_text, SENTINEL_CONTACT_ID),
+        _ if fixed == Some(LogVariant::EmptyIds) => (&master_text, ""),
         _ if path != MatchPath::CallerTime => (&master_text, &spawned_text),
         Some((m, s)) => (m, s),
         // Versions before v4 signal the sentinel like an id (and CXone refuses it): a flow
@@ -1141,7 +1148,11 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             }
         },
         NoContactId => {
-            escalations = 1;
+            // The escalation is in the session's counter too, except where the node's ids line
+            // alone must show it (the `log_lines` scenario's sentinel call).
+            if fixed != Some(LogVariant::SentinelIds) {
+                escalations = 1;
+            }
             Some(("Escalate", RunResult::Signaled))
         }
         SignalTimeout => {
@@ -1192,10 +1203,11 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
     };
     // Whether the lines carry `meta.sessionId` (UNVERIFIED in the real log API): a run with no
     // id in its text has only that to reach its call by.
-    let run_has_no_ids =
-        reason == InvalidAction && version.invalid_action_report() == InvalidActionReport::Log;
+    let run_has_no_ids = (reason == InvalidAction
+        && version.invalid_action_report() == InvalidActionReport::Log)
+        || (reason == NoContactId && version == ExtensionVersion::V8);
     let with_session_id = match &fixed {
-        Some(LogVariant::OnlyInLog) => false,
+        Some(LogVariant::OnlyInLog | LogVariant::SentinelIds) => false,
         _ if run_has_no_ids => true,
         _ => b.rng.random_bool(0.5),
     };
