@@ -56,6 +56,16 @@ struct DemoArgs {
     /// Seed of the simulated world.
     #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
     seed: u64,
+    /// Mix of call outcomes: mixed, healthy, signal_outage, missing_context, log_lines.
+    #[arg(long, env = "HANDOVER_SCENARIO", default_value = "mixed")]
+    scenario: Scenario,
+    /// The CXone extension version whose handover log lines the calls write (docs/log-lines.md).
+    #[arg(
+        long = "extension-version",
+        env = "HANDOVER_EXTENSION_VERSION",
+        default_value = "v8-1.0.18"
+    )]
+    extension_version: ExtensionVersion,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -405,7 +415,11 @@ fn demo(args: DemoArgs) -> ExitCode {
         handover_exporter::demo::run(
             listener,
             simulator,
-            handover_exporter::demo::simulator_options(args.seed),
+            SimulatorOptions {
+                scenario: args.scenario,
+                extension_version: args.extension_version,
+                ..handover_exporter::demo::simulator_options(args.seed)
+            },
             daemon::shutdown_signal(),
         )
         .await

@@ -16,12 +16,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{externals_available, free_port, ChildGuard, External};
+use support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 
 /// The longest the test waits for Prometheus to hold everything it checks.
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(90);
-/// The longest the test waits for a started program to answer HTTP.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const JOB: &str = "handover-exporter";
 
 /// A real Prometheus scrapes the demo: `up` is 1, every family in FAMILIES has data, failure
@@ -127,29 +125,6 @@ fn prometheus_config(demo_port: u16) -> String {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{demo_port}']\n"
     )
-}
-
-/// Polls `url` until it answers 2xx, failing when the children die or the time runs out.
-async fn wait_for_http(
-    http: &reqwest::Client,
-    children: &mut ChildGuard,
-    url: &str,
-    logs: &[(&str, &Path)],
-) {
-    let started = Instant::now();
-    loop {
-        children.assert_running(logs);
-        if let Ok(response) = http.get(url).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < STARTUP_TIMEOUT,
-            "{url} did not answer within {STARTUP_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Everything the test expects from Prometheus that is not there yet (empty: all there).

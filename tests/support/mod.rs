@@ -147,3 +147,29 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// The longest [`wait_for_http`] waits for a started program to answer.
+pub const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls `url` until it answers 2xx, failing when the children die or the time runs out.
+pub async fn wait_for_http(
+    http: &reqwest::Client,
+    children: &mut ChildGuard,
+    url: &str,
+    logs: &[(&str, &Path)],
+) {
+    let started = std::time::Instant::now();
+    loop {
+        children.assert_running(logs);
+        if let Ok(response) = http.get(url).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < STARTUP_TIMEOUT,
+            "{url} did not answer within {STARTUP_TIMEOUT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
