@@ -9,6 +9,7 @@
 //! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
 //! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
+//! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
@@ -34,6 +35,7 @@ pub mod diagnosis;
 pub mod drilldown;
 pub mod logline;
 pub mod metrics;
+pub mod pages;
 pub mod pipeline;
 pub mod replay;
 pub mod report;
