@@ -9,7 +9,7 @@
 //! decides nothing.
 
 use crate::diagnosis::{Diagnosis, Fact, FactSource, Failure, Outcome, Reason};
-use crate::store::{DiagnosisFilter, DiagnosisRow};
+use crate::store::{CognigySet, DiagnosisFilter, DiagnosisRow};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write;
 
@@ -263,8 +263,41 @@ fn timeline_row(out: &mut String, fact: &Fact, start: DateTime<Utc>, deciding: b
     );
 }
 
-/// The `/contacts/{id}` page of one diagnosis.
-pub fn contact_page(row: &DiagnosisRow, telemetry_path: &str) -> String {
+/// The session's turns as timeline facts: what the caller and the bot said (not the words,
+/// which the exporter does not keep) and how long each bot turn took.
+fn turn_facts(session: &CognigySet) -> Vec<Fact> {
+    let mut facts = Vec::new();
+    for c in &session.conversations {
+        let what = match (c.kind.as_str(), c.source.as_str()) {
+            ("input", "user") if c.input_data.event.is_none() => "the caller spoke".to_owned(),
+            ("output", "bot") => "the bot answered".to_owned(),
+            (kind, source) => format!("{kind} from {source}"),
+        };
+        facts.push(Fact {
+            source: FactSource::CognigyConversation,
+            id: c.id.clone().unwrap_or_else(|| c.session_id.clone()),
+            at: Some(c.timestamp),
+            detail: what.into(),
+        });
+    }
+    for a in &session.analytics {
+        facts.push(Fact {
+            source: FactSource::CognigyAnalytics,
+            id: a.id.clone().unwrap_or_else(|| a.session_id.clone()),
+            at: Some(a.timestamp),
+            detail: format!("bot turn took {} ms", a.execution_time).into(),
+        });
+    }
+    facts
+}
+
+/// The `/contacts/{id}` page of one diagnosis, with the turns of its session when the store
+/// still holds them.
+pub fn contact_page(
+    row: &DiagnosisRow,
+    session: Option<&CognigySet>,
+    telemetry_path: &str,
+) -> String {
     let d: &Diagnosis = &row.diagnosis;
     let e = &d.evidence;
     let mut body = String::new();
@@ -344,6 +377,16 @@ pub fn contact_page(row: &DiagnosisRow, telemetry_path: &str) -> String {
     for f in &e.decided_by {
         if !e.timeline.contains(f) {
             facts.push((f, true));
+        }
+    }
+    let turns = session.map(turn_facts).unwrap_or_default();
+    for f in &turns {
+        // A turn already on the timeline (a Voice Gateway event, a handover request) stays once.
+        if !facts
+            .iter()
+            .any(|(t, _)| t.id == f.id && t.source == f.source)
+        {
+            facts.push((f, false));
         }
     }
     facts.sort_by_key(|(f, _)| f.at);

@@ -475,6 +475,52 @@ impl Store {
         )
     }
 
+    /// The Cognigy records of one session of the tenant (its conversations and analytics, for the
+    /// contact page's turns), oldest first; empty once pruned.
+    pub fn session_records(&self, tenant: &str, session_id: &str) -> Result<CognigySet> {
+        self.cognigy_query(
+            "SELECT kind, record FROM cognigy_records WHERE tenant = ?1 AND session_id = ?2
+             AND kind IN ('conversation', 'analytics') ORDER BY at, record_key",
+            params![tenant, session_id],
+        )
+    }
+
+    /// Diagnoses per reason under `filter` (its reason and limit ignored), most first.
+    pub fn reason_counts(&self, filter: &DiagnosisFilter) -> Result<Vec<(Reason, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT reason, COUNT(*) FROM contacts
+                 WHERE status = 'diagnosed' AND diagnosis IS NOT NULL
+                   AND (?1 IS NULL OR tenant = ?1)
+                   AND (?2 IS NULL OR outcome = ?2)
+                   AND (?3 IS NULL OR failure = ?3)
+                   AND (?4 IS NULL OR diagnosed_at >= ?4)
+                 GROUP BY reason ORDER BY COUNT(*) DESC, reason",
+            )
+            .map_err(sql("reason counts"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    filter.tenant,
+                    filter.outcome.map(Outcome::as_str),
+                    filter.failure.map(Failure::as_str),
+                    filter.since.map(ts)
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(sql("reason counts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (reason, count) = row.map_err(sql("reason counts"))?;
+            // Only this program writes the column, from the enum; an unknown text is skipped.
+            if let Some(reason) = Reason::parse(&reason) {
+                out.push((reason, count.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
     /// How many contacts of the tenant are pending.
     pub fn pending_count(&self, tenant: &str) -> Result<u64> {
         self.conn
