@@ -148,10 +148,10 @@ pub fn diagnoses_page(view: &DiagnosesView<'_>) -> String {
         filter.reason,
         Reason::as_str,
     ));
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<label>Since <input name=\"since\" value=\"{}\" placeholder=\"2026-03-20T09:00:00Z\" size=\"22\"></label>\
-         <input type=\"hidden\" name=\"limit\" value=\"{}\"><button type=\"submit\">Filter</button></form>\n",
+         <input type=\"hidden\" name=\"limit\" value=\"{}\"><button type=\"submit\">Filter</button></form>",
         escape(&filter.since.map(time).unwrap_or_default()),
         filter.limit
     );
