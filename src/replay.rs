@@ -11,7 +11,7 @@
 //! UTF-8: nothing is skipped silently. This module only reads; correlation and diagnosis are
 //! called by [`diagnose_data`].
 
-use crate::config::{parse_replay_rules, Rules};
+use crate::config::{file_kind, parse_replay_rules, Rules};
 use crate::correlation::{correlate, Inputs};
 use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
 use crate::sources::cognigy::wire::{
@@ -300,7 +300,10 @@ fn list(dir: &Path, problems: &mut Vec<FileProblem>) -> Vec<(String, PathBuf)> {
 fn check_regular(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => Ok(()),
-        Ok(meta) => Err(format!("is not a regular file (it is {})", kind(&meta))),
+        Ok(meta) => Err(format!(
+            "is not a regular file (it is {})",
+            file_kind(&meta)
+        )),
         Err(e) => {
             let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
             if link {
@@ -309,28 +312,6 @@ fn check_regular(path: &Path) -> Result<(), String> {
                 Err(format!("cannot be read: {e}"))
             }
         }
-    }
-}
-
-fn kind(meta: &std::fs::Metadata) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt as _;
-        let t = meta.file_type();
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-        if t.is_block_device() || t.is_char_device() {
-            return "a device";
-        }
-    }
-    if meta.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
     }
 }
 

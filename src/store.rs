@@ -483,6 +483,12 @@ impl Store {
         Ok(Store { conn, _lock: lock })
     }
 
+    /// The connection, for tests that need to break the store on purpose.
+    #[doc(hidden)]
+    pub fn conn_for_tests(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The journal mode SQLite reports (`wal` for a file store).
     pub fn journal_mode(&self) -> Result<String> {
         self.conn
@@ -799,6 +805,21 @@ impl Store {
 
     /// Recorded diagnoses matching `filter`, newest first, at most `filter.limit`.
     pub fn diagnoses(&self, filter: &DiagnosisFilter) -> Result<Vec<DiagnosisRow>> {
+        let mut out = Vec::new();
+        self.visit_diagnoses(filter, |row| {
+            out.push(row);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Hands the diagnoses of [`Store::diagnoses`] to `visit` one at a time, newest first, until
+    /// it returns `false`; only one row is in memory at a time.
+    pub fn visit_diagnoses(
+        &self,
+        filter: &DiagnosisFilter,
+        mut visit: impl FnMut(DiagnosisRow) -> Result<bool>,
+    ) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare(
@@ -827,11 +848,12 @@ impl Store {
                 diagnosis_columns,
             )
             .map_err(sql("diagnoses query"))?;
-        let mut out = Vec::new();
         for row in rows {
-            out.push(diagnosis_row(row.map_err(sql("diagnoses query"))?)?);
+            if !visit(diagnosis_row(row.map_err(sql("diagnoses query"))?)?)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The recorded diagnosis of one contact (master contact id), if any.

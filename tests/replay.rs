@@ -313,6 +313,9 @@ fn wrong_envelopes_exit_2_naming_the_file() {
     }
 }
 
+/// A change made to a copy of the fixture directory.
+type Change = Box<dyn Fn(&Path)>;
+
 /// Entries that cannot be read as files (a symbolic-link loop, a dangling link, a FIFO, a
 /// directory, a name that is not UTF-8) and an unreadable `config.toml` are each an error naming
 /// the entry, exit 2, and the rest is still diagnosed.
@@ -327,7 +330,7 @@ fn unreadable_entries_exit_2_naming_them() {
             .expect("mkfifo runs");
         assert!(status.success());
     };
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         (
             "cxone/contacts-completed-loop.json",
             Box::new(|dir: &Path| {
