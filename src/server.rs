@@ -5,9 +5,18 @@
 //!
 //! Handlers only read: metrics are encoded from memory, store reads run on the blocking pool so
 //! the async runtime never waits on SQLite, and readiness is fed by the pipeline through
-//! [`Readiness`]. Responses never carry secrets (nothing here holds one). This module does not
-//! poll, diagnose or write the store. [`WebConfig`] reads `--web.config.file` (the Prometheus
-//! exporter-toolkit format): bcrypt `basic_auth_users` are enforced on every route, and
+//! [`Readiness`]. Responses never carry secrets or store error text. This module does not
+//! poll, diagnose or write the store.
+//!
+//! [`serve`] runs its own accept loop on hyper under [`ServerLimits`]: a header-read timeout, an
+//! idle timeout on every connection, a cap on open connections that closes the oldest idle one to
+//! admit a new one, a cap on concurrent `/api/v1` requests (`503` beyond it) and a byte bound on
+//! the diagnoses answer, the same for plain HTTP and TLS.
+//!
+//! [`WebConfig`] reads `--web.config.file` (the Prometheus exporter-toolkit format): bcrypt
+//! `basic_auth_users` (cost at most [`MAX_BCRYPT_COST`], each user once) are enforced on every
+//! route but `/healthz` and `/readyz`, with verified credentials remembered by a keyed hash and
+//! bcrypt work bounded (see `AuthGuard`), and
 //! `tls_server_config` (`cert_file`, `key_file`, `client_auth_type`, `client_ca_file`,
 //! `min_version`, `max_version`; relative paths are resolved against the web config file's
 //! directory, as exporter-toolkit does) switches the listener to TLS through rustls with the ring
