@@ -321,4 +321,33 @@ mod tests {
         assert_eq!(listen_address(":10042"), "0.0.0.0:10042");
         assert_eq!(listen_address("127.0.0.1:1"), "127.0.0.1:1");
     }
+
+    /// A telemetry path the server cannot take makes `run` fail at once naming the flag, instead
+    /// of polling on without a listener until a signal.
+    #[tokio::test]
+    async fn bad_telemetry_path_fails_run_at_once() {
+        let config = Config {
+            state_path: ":memory:".into(),
+            poll_interval: Duration::from_secs(60),
+            cycle_deadline: Duration::from_secs(60),
+            overlap: Duration::from_secs(300),
+            settle: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            initial_lookback: Duration::from_secs(3600),
+            tenants: vec![],
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = ServeOptions {
+            telemetry_path: "/healthz".into(),
+            ..ServeOptions::default()
+        };
+        let result = tokio::time::timeout(
+            Duration::from_secs(5),
+            run(config, listener, options, std::future::pending()),
+        )
+        .await
+        .expect("run kept going with a bad telemetry path");
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("--web.telemetry-path"), "{error}");
+    }
 }

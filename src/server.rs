@@ -725,6 +725,7 @@ impl AuthGuard {
         context.update(user.as_bytes());
         context.update(password.as_bytes());
         let mut tag = [0u8; 32];
+        // An HMAC-SHA-256 tag is always 32 bytes, so the lengths match.
         tag.copy_from_slice(context.sign().as_ref());
         tag
     }
