@@ -639,6 +639,9 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
 }
 
+/// The most bytes hyper buffers per connection: a request head must fit.
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
+
 /// The default cap on open connections (lowered to half the process's file descriptor limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
@@ -1201,6 +1204,10 @@ async fn serve_http<S>(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Bounds each connection's buffer, so a flood of connections sending huge heads costs
+        // at most max_connections x 64 KiB (hyper's default is about 400 KiB).
+        .max_buf_size(MAX_CONNECTION_BUFFER)
+        .max_header_size(MAX_CONNECTION_BUFFER)
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
