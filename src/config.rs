@@ -265,6 +265,59 @@ pub const DEFAULT_INITIAL_LOOKBACK_HOURS: u64 = 24;
 /// The default `[tenant.cxone] api_version`.
 pub const DEFAULT_CXONE_API_VERSION: &str = "v30.0";
 
+/// The most bytes a secret file (`*_file`) may hold: a secret is short, and a bound keeps a
+/// mistaken path (a log, `/dev/zero`) from being read into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads the regular file at `path` (symbolic links are followed, as Kubernetes secret volumes
+/// need) holding at most `max` bytes. Anything else is refused before it is opened, so a FIFO
+/// cannot hang the reader and a device cannot fill memory. The error reads after the path, e.g.
+/// "is not a regular file (it is a FIFO)".
+pub fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "is not a regular file (it is {})",
+            file_kind(&meta)
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("is larger than {max} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// What kind of file `meta` describes, for error messages ("a FIFO", "a directory", ...).
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else if meta.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Why a configuration was refused. Display is `<origin>: <message>`, where origin is the file
 /// path (or whatever name the caller gave the text) and the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -1023,8 +1076,10 @@ impl SecretSource<'_> {
                     Some(dir) if path.is_relative() => dir.join(path),
                     _ => path.to_path_buf(),
                 };
-                let content = std::fs::read_to_string(&resolved).map_err(|e| {
-                    file_key.invalid(format!("cannot read `{}`: {e}", resolved.display()))
+                let bytes = read_regular_file(&resolved, MAX_SECRET_FILE_BYTES)
+                    .map_err(|e| file_key.invalid(format!("`{}` {e}", resolved.display())))?;
+                let content = String::from_utf8(bytes).map_err(|_| {
+                    file_key.invalid(format!("`{}` is not UTF-8 text", resolved.display()))
                 })?;
                 let content = content.trim();
                 if content.is_empty() {

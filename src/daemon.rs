@@ -3,13 +3,15 @@
 //!
 //! Each tenant's loop runs on a `tokio::time::interval` whose cycles never overlap (the next tick
 //! is awaited only after a cycle ends) and each cycle has a deadline. A cycle that fails or runs
-//! out of time is logged with a bounded kind and the loop carries on; nothing here exits on a
-//! runtime error. The cycle itself is in `pipeline`.
+//! out of time is logged with a bounded kind and the loop carries on. The HTTP server is
+//! different: if its task ends before shutdown (an error or a bug), [`run`] stops the loops and
+//! returns the error, so the process exits 2 and its supervisor restarts it, rather than polling
+//! on with nobody able to scrape. The cycle itself is in `pipeline`.
 
 use crate::config::Config;
 use crate::metrics::{CycleFailure, Metrics};
 use crate::pipeline::{Poller, Timing};
-use crate::server::{AppState, Readiness, WebConfig};
+use crate::server::{AppState, Readiness, ServerLimits, WebConfig};
 use crate::store::Store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub const REVISION: &str = env!("HANDOVER_REVISION");
 pub struct ServeOptions {
     pub telemetry_path: String,
     pub web_config: Option<Arc<WebConfig>>,
+    /// Timeouts and caps of the HTTP server.
+    pub limits: ServerLimits,
 }
 
 impl Default for ServeOptions {
@@ -32,17 +36,23 @@ impl Default for ServeOptions {
         ServeOptions {
             telemetry_path: "/metrics".into(),
             web_config: None,
+            limits: ServerLimits::default(),
         }
     }
 }
 
-/// Runs the daemon on `listener` until `shutdown` completes.
+/// Runs the daemon on `listener` until `shutdown` completes. Returns an error, before that, when
+/// the state file cannot be opened (or is another daemon's) or the HTTP server fails.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::server::validate_telemetry_path(&options.telemetry_path).map_err(anyhow::Error::msg)?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let store = Store::open(&config.state_path)
         .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
     let tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
@@ -84,22 +94,41 @@ pub async fn run(
         readiness,
         telemetry_path: options.telemetry_path,
         web_config: options.web_config,
+        limits: options.limits,
     };
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(crate::server::serve(listener, state, async move {
+    let mut server = tokio::spawn(crate::server::serve(listener, state, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     }));
     tracing::info!(tenants = tenants.len(), "handover-exporter started");
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    let shutdown = std::pin::pin!(shutdown);
+    let server_ended = tokio::select! {
+        () = shutdown => None,
+        ended = &mut server => Some(ended),
+    };
+    match &server_ended {
+        None => tracing::info!("shutting down"),
+        Some(_) => tracing::error!("the HTTP server stopped; shutting down"),
+    }
     let _ = stop_tx.send(true);
     for l in loops {
         let _ = l.await;
     }
-    server.await??;
-    tracing::info!("stopped");
-    Ok(())
+    let why = match server_ended {
+        None => {
+            server.await??;
+            tracing::info!("stopped");
+            return Ok(());
+        }
+        Some(Ok(Ok(()))) => "it stopped unexpectedly".to_owned(),
+        Some(Ok(Err(error))) => error.to_string(),
+        Some(Err(join)) => format!("its task failed: {join}"),
+    };
+    Err(anyhow::anyhow!(
+        "the HTTP server on {address} failed ({why}); exiting so that the supervisor restarts \
+         the daemon"
+    ))
 }
 
 /// One tenant's schedule: a cycle per tick, never two at once, each within `deadline`.
@@ -291,5 +320,34 @@ mod tests {
     fn listen_address_conventions() {
         assert_eq!(listen_address(":10042"), "0.0.0.0:10042");
         assert_eq!(listen_address("127.0.0.1:1"), "127.0.0.1:1");
+    }
+
+    /// A telemetry path the server cannot take makes `run` fail at once naming the flag, instead
+    /// of polling on without a listener until a signal.
+    #[tokio::test]
+    async fn bad_telemetry_path_fails_run_at_once() {
+        let config = Config {
+            state_path: ":memory:".into(),
+            poll_interval: Duration::from_secs(60),
+            cycle_deadline: Duration::from_secs(60),
+            overlap: Duration::from_secs(300),
+            settle: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            initial_lookback: Duration::from_secs(3600),
+            tenants: vec![],
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = ServeOptions {
+            telemetry_path: "/healthz".into(),
+            ..ServeOptions::default()
+        };
+        let result = tokio::time::timeout(
+            Duration::from_secs(5),
+            run(config, listener, options, std::future::pending()),
+        )
+        .await
+        .expect("run kept going with a bad telemetry path");
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("--web.telemetry-path"), "{error}");
     }
 }

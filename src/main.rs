@@ -358,7 +358,16 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => None,
     };
+    if let Err(e) = handover_exporter::server::validate_telemetry_path(&args.telemetry_path) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     if args.config_check {
+        let state_path = std::path::Path::new(&config.state_path);
+        if let Err(e) = handover_exporter::store::check_path(state_path) {
+            eprintln!("error: {}: state_path: {e}", args.config_file.display());
+            return ExitCode::from(2);
+        }
         println!(
             "{}: configuration is valid ({} tenant(s){})",
             args.config_file.display(),
@@ -375,6 +384,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let options = ServeOptions {
         telemetry_path: args.telemetry_path,
         web_config,
+        ..ServeOptions::default()
     };
     let address = daemon::listen_address(&args.listen_address);
     run_async(async move {

@@ -5,9 +5,18 @@
 //!
 //! Handlers only read: metrics are encoded from memory, store reads run on the blocking pool so
 //! the async runtime never waits on SQLite, and readiness is fed by the pipeline through
-//! [`Readiness`]. Responses never carry secrets (nothing here holds one). This module does not
-//! poll, diagnose or write the store. [`WebConfig`] reads `--web.config.file` (the Prometheus
-//! exporter-toolkit format): bcrypt `basic_auth_users` are enforced on every route, and
+//! [`Readiness`]. Responses never carry secrets or store error text. This module does not
+//! poll, diagnose or write the store.
+//!
+//! [`serve`] runs its own accept loop on hyper under [`ServerLimits`]: a header-read timeout, an
+//! idle timeout on every connection, a cap on open connections that closes the oldest idle one to
+//! admit a new one, a cap on concurrent `/api/v1` requests (`503` beyond it) and a byte bound on
+//! the diagnoses answer, the same for plain HTTP and TLS.
+//!
+//! [`WebConfig`] reads `--web.config.file` (the Prometheus exporter-toolkit format): bcrypt
+//! `basic_auth_users` (cost at most [`MAX_BCRYPT_COST`], each user once) are enforced on every
+//! route but `/healthz` and `/readyz`, with verified credentials remembered by a keyed hash and
+//! bcrypt work bounded (see `AuthGuard`), and
 //! `tls_server_config` (`cert_file`, `key_file`, `client_auth_type`, `client_ca_file`,
 //! `min_version`, `max_version`; relative paths are resolved against the web config file's
 //! directory, as exporter-toolkit does) switches the listener to TLS through rustls with the ring
@@ -22,7 +31,8 @@ use crate::metrics::{Metrics, PollSource};
 use crate::store::{DiagnosisFilter, Store, StoreError};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -41,7 +51,6 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// The content type of the metrics exposition.
@@ -112,11 +121,11 @@ impl Readiness {
 /// What is wrong with a `--web.config.file`.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read web config file {path}: {source}")]
+    #[error("web config file {path} {reason}")]
     Read {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Why, e.g. "cannot be read: No such file or directory" or "is not a regular file".
+        reason: String,
     },
     #[error("web config file {path} is invalid: {message}")]
     Invalid {
@@ -133,9 +142,76 @@ struct RawWebConfig {
     #[serde(default)]
     http_server_config: Option<serde_norway::Value>,
     #[serde(default)]
-    basic_auth_users: Option<BTreeMap<String, String>>,
+    basic_auth_users: Option<UserList>,
 }
 
+/// `basic_auth_users` in document order with every entry, so that a user named twice is seen
+/// (a map would keep the last one silently).
+struct UserList(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for UserList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UserList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of user names to bcrypt hashes")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<UserList, E> {
+                Ok(UserList(Vec::new()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UserList, A::Error> {
+                let mut users = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    users.push(entry);
+                }
+                Ok(UserList(users))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// The highest bcrypt cost accepted in `basic_auth_users`. Each step doubles the work of every
+/// check: cost 14 takes about a second of CPU on a current core, cost 31 about a day, which would
+/// let any client stall the server with one request.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// The longest password bcrypt reads (it ignores what follows); a longer one is refused at
+/// verification rather than silently truncated.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// The most bytes `--web.config.file` and each TLS file it names may hold.
+const MAX_WEB_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Checks the form of a bcrypt hash and returns its cost, without running bcrypt (a cost of 31
+/// would take a day): `$2a$`, `$2b$`, `$2x$` or `$2y$`, a cost from 4 to [`MAX_BCRYPT_COST`], and
+/// 53 characters of bcrypt's base64 (salt and hash). Errors never contain the hash.
+fn bcrypt_cost(hash: &str) -> Result<u32, String> {
+    let not_bcrypt = || "the value is not a bcrypt hash ($2b$<cost>$<53 characters>)".to_owned();
+    let parts: bcrypt::HashParts = hash.parse().map_err(|_| not_bcrypt())?;
+    let rest = hash.rsplit('$').next().unwrap_or("");
+    let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '/';
+    if !hash.starts_with('$') || rest.len() != 53 || !rest.chars().all(alphabet) {
+        return Err(not_bcrypt());
+    }
+    let cost = parts.get_cost();
+    if cost < 4 {
+        return Err(format!("bcrypt cost {cost} is below bcrypt's minimum of 4"));
+    }
+    if cost > MAX_BCRYPT_COST {
+        return Err(format!(
+            "bcrypt cost {cost} is above the limit of {MAX_BCRYPT_COST}: every request would \
+             spend 2^{cost} rounds of CPU checking the password, so a few requests could stall \
+             the server; hash the password again with a cost of {MAX_BCRYPT_COST} or less \
+             (10 is common)"
+        ));
+    }
+    Ok(cost)
+}
 /// The `tls_server_config` keys this build honours; any other key is refused by name.
 const TLS_KEYS: &[&str] = &[
     "cert_file",
@@ -230,9 +306,11 @@ fn tls_version(
     }
 }
 
-/// Reads a file named by a `tls_server_config` key; the error names the key and the path.
+/// Reads a file named by a `tls_server_config` key (a regular file of at most 1 MiB); the error
+/// names the key and the path.
 fn read_tls_file(key: &str, path: &FsPath) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| {
+    crate::config::read_regular_file(path, MAX_WEB_FILE_BYTES).map_err(|e| {
+        let e = e.strip_prefix("cannot be read: ").unwrap_or(&e).to_owned();
         format!(
             "tls_server_config.{key}: cannot read {}: {e}",
             path.display()
@@ -409,9 +487,10 @@ fn parse_tls(value: &serde_norway::Value, base: &FsPath) -> Result<Option<TlsSet
 pub struct WebConfig {
     tls: Option<TlsSettings>,
     basic_auth_users: BTreeMap<String, SecretString>,
-    /// A hash of the users' highest cost, verified for unknown user names so that the answer
-    /// takes as long as for a known one and does not reveal which names exist.
-    decoy_hash: Option<String>,
+    /// The hash of the users' highest cost, verified (and its result ignored) for unknown user
+    /// names so that the answer takes as long as for a known one and does not reveal which names
+    /// exist.
+    decoy_hash: Option<SecretString>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -427,10 +506,13 @@ impl std::fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads and validates a web config file; TLS file paths are relative to its directory.
     pub fn load(path: &std::path::Path) -> Result<WebConfig, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        let read_error = |reason: String| WebConfigError::Read {
             path: path.to_owned(),
-            source,
-        })?;
+            reason,
+        };
+        let bytes =
+            crate::config::read_regular_file(path, MAX_WEB_FILE_BYTES).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| read_error("is not UTF-8 text".into()))?;
         let base = path.parent().unwrap_or(FsPath::new(""));
         WebConfig::parse_in(&text, base).map_err(|message| WebConfigError::Invalid {
             path: path.to_owned(),
@@ -463,34 +545,25 @@ impl WebConfig {
             return Err("http_server_config: not supported by this build".to_owned());
         }
         let mut users = BTreeMap::new();
-        for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+        let mut decoy: Option<(u32, SecretString)> = None;
+        for (user, hash) in raw.basic_auth_users.map(|u| u.0).unwrap_or_default() {
             if user.is_empty() || user.contains(':') {
                 return Err(format!("basic_auth_users: invalid user name {user:?}"));
             }
-            // Validate the hash's form now, so a typo fails at start-up, not at the first scrape.
-            if bcrypt::verify("", &hash).is_err() {
+            if users.contains_key(&user) {
                 return Err(format!(
-                    "basic_auth_users.{user}: the value is not a bcrypt hash"
+                    "basic_auth_users.{user}: the user is listed more than once; keep one entry"
                 ));
+            }
+            // Checks the hash's form and cost now (without running bcrypt), so a typo or a cost
+            // that would stall every request fails at start-up, not at the first scrape.
+            let cost = bcrypt_cost(&hash).map_err(|e| format!("basic_auth_users.{user}: {e}"))?;
+            if decoy.as_ref().map_or(true, |(highest, _)| cost > *highest) {
+                decoy = Some((cost, SecretString::from(hash.clone())));
             }
             users.insert(user, SecretString::from(hash));
         }
-        let highest_cost = users
-            .values()
-            .filter_map(|h| {
-                h.expose_secret()
-                    .split('$')
-                    .nth(2)
-                    .and_then(|c| c.parse::<u32>().ok())
-            })
-            .max();
-        let decoy_hash = match highest_cost {
-            Some(cost) => Some(
-                bcrypt::hash("handover-exporter decoy", cost)
-                    .map_err(|e| format!("basic_auth_users: cannot prepare bcrypt: {e}"))?,
-            ),
-            None => None,
-        };
+        let decoy_hash = decoy.map(|(_, hash)| hash);
         let tls = match &raw.tls_server_config {
             Some(value) => parse_tls(value, base)?,
             None => None,
@@ -513,12 +586,17 @@ impl WebConfig {
     }
 
     /// Whether the `user`/`password` pair is valid (bcrypt; slow by design, call off the runtime).
+    /// A password longer than [`MAX_PASSWORD_BYTES`] is refused without running bcrypt, which
+    /// would ignore its end.
     pub fn verify(&self, user: &str, password: &str) -> bool {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return false;
+        }
         match self.basic_auth_users.get(user) {
             Some(hash) => bcrypt::verify(password, hash.expose_secret()).unwrap_or(false),
             None => {
                 if let Some(decoy) = &self.decoy_hash {
-                    let _ = bcrypt::verify(password, decoy);
+                    let _ = bcrypt::verify(password, decoy.expose_secret());
                 }
                 false
             }
@@ -526,42 +604,239 @@ impl WebConfig {
     }
 }
 
+/// Limits of the HTTP server. [`ServerLimits::default`] is what the daemon runs with; tests and
+/// embedders may shorten them.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// A connection must deliver a complete request head within this long of being accepted
+    /// (after its TLS handshake) or of its previous answer; so an idle keep-alive connection is
+    /// closed after this long too.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed (for example a
+    /// client that stopped reading its answer).
+    pub idle_timeout: Duration,
+    /// How long a client may take to complete its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Connections open at once, TLS handshakes included. At the cap, a new connection closes the
+    /// oldest connection that has no request in progress (a half-open or idle one); when every
+    /// connection is busy, accepting waits.
+    pub max_connections: usize,
+    /// `/api/v1` requests in progress at once; more are answered `503` at once.
+    pub max_api_requests: usize,
+    /// The most bytes of one `/api/v1/diagnoses` answer: the newest rows that fit, with
+    /// `"truncated": true` when rows were left out.
+    pub max_api_response_bytes: usize,
+    /// bcrypt checks of basic-auth passwords running at once.
+    pub max_auth_checks: usize,
+    /// Requests waiting for a bcrypt check; more are answered `503` at once.
+    pub max_auth_waiting: usize,
+    /// How long verified credentials are remembered after their last use (a keyed hash of them,
+    /// never the password), so a regular scraper needs no bcrypt check.
+    pub auth_cache_ttl: Duration,
+    /// How many verified credentials are remembered.
+    pub auth_cache_entries: usize,
+    /// At shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// The most bytes hyper buffers per connection: a request head must fit.
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
+
+/// The default cap on open connections (lowered to half the process's file descriptor limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            max_connections: default_max_connections(),
+            max_api_requests: 4,
+            max_api_response_bytes: 4 * 1024 * 1024,
+            max_auth_checks: 2,
+            max_auth_waiting: 16,
+            auth_cache_ttl: Duration::from_secs(300),
+            auth_cache_entries: 256,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// [`DEFAULT_MAX_CONNECTIONS`], or half the soft `RLIMIT_NOFILE` when that is lower (at least 16),
+/// so that the store, the API clients and the listener always have descriptors left.
+fn default_max_connections() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    match limit.and_then(|n| usize::try_from(n).ok()) {
+        Some(n) => (n / 2).clamp(16, DEFAULT_MAX_CONNECTIONS),
+        None => DEFAULT_MAX_CONNECTIONS,
+    }
+}
+
+/// The basic-auth check: verified credentials are remembered by a keyed hash (HMAC-SHA-256 with
+/// a random per-process key) for [`ServerLimits::auth_cache_ttl`] after their last use, and
+/// bcrypt runs on the blocking pool at most [`ServerLimits::max_auth_checks`] at a time with at
+/// most [`ServerLimits::max_auth_waiting`] requests queued, so a flood of wrong passwords costs
+/// bounded CPU and threads and cannot delay a scraper whose credentials are remembered.
+struct AuthGuard {
+    config: Arc<WebConfig>,
+    key: ring::hmac::Key,
+    /// Keyed hash of `user`, `password` -> when the entry expires.
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    checks: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    limits: ServerLimits,
+}
+
+impl std::fmt::Debug for AuthGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the key nor the remembered hashes are shown.
+        f.debug_struct("AuthGuard")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the basic-auth check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthVerdict {
+    Allowed,
+    Denied,
+    /// Too many checks queued: try again shortly.
+    Busy,
+}
+
+impl AuthGuard {
+    fn new(config: Arc<WebConfig>, limits: &ServerLimits) -> AuthGuard {
+        use rand::RngCore as _;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        AuthGuard {
+            config,
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            verified: Mutex::new(HashMap::new()),
+            checks: Arc::new(tokio::sync::Semaphore::new(limits.max_auth_checks.max(1))),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            limits: limits.clone(),
+        }
+    }
+
+    fn tag(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut context = ring::hmac::Context::with_key(&self.key);
+        // The user's length first, so that no other split of the same bytes gives the same tag.
+        context.update(&(user.len() as u64).to_be_bytes());
+        context.update(user.as_bytes());
+        context.update(password.as_bytes());
+        let mut tag = [0u8; 32];
+        // An HMAC-SHA-256 tag is always 32 bytes, so the lengths match.
+        tag.copy_from_slice(context.sign().as_ref());
+        tag
+    }
+
+    /// Whether `tag` was verified recently; a hit is remembered for another TTL.
+    fn remembered(&self, tag: &[u8; 32], now: Instant) -> bool {
+        // A poisoned lock only means a holder panicked between plain map operations.
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        match verified.get_mut(tag) {
+            Some(expires) if *expires > now => {
+                *expires = now + self.limits.auth_cache_ttl;
+                true
+            }
+            Some(_) => {
+                verified.remove(tag);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, tag: [u8; 32], now: Instant) {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= self.limits.auth_cache_entries {
+            verified.retain(|_, expires| *expires > now);
+        }
+        if verified.len() >= self.limits.auth_cache_entries {
+            let oldest = verified
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(tag, _)| *tag);
+            if let Some(oldest) = oldest {
+                verified.remove(&oldest);
+            }
+        }
+        if self.limits.auth_cache_entries > 0 {
+            verified.insert(tag, now + self.limits.auth_cache_ttl);
+        }
+    }
+
+    async fn check(self: &Arc<Self>, user: String, password: String) -> AuthVerdict {
+        use std::sync::atomic::Ordering;
+        if password.len() > MAX_PASSWORD_BYTES {
+            return AuthVerdict::Denied;
+        }
+        let tag = self.tag(&user, &password);
+        if self.remembered(&tag, Instant::now()) {
+            return AuthVerdict::Allowed;
+        }
+        // Queue for a bcrypt slot, or refuse at once when too many are queued already.
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if queued >= self.limits.max_auth_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return AuthVerdict::Busy;
+        }
+        let permit = self.checks.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Ok(permit) = permit else {
+            // The semaphore is never closed; refuse rather than panic if it were.
+            return AuthVerdict::Busy;
+        };
+        let config = self.config.clone();
+        // The permit moves into the blocking task: it is held until bcrypt is done, even when
+        // the client has gone away meanwhile.
+        let valid = tokio::task::spawn_blocking(move || {
+            let valid = config.verify(&user, &password);
+            drop(permit);
+            valid
+        })
+        .await
+        .unwrap_or(false);
+        if valid {
+            self.remember(tag, Instant::now());
+            AuthVerdict::Allowed
+        } else {
+            AuthVerdict::Denied
+        }
+    }
+}
+
+/// Decodes `Authorization: Basic ...` into user and password.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let pair = String::from_utf8(bytes).ok()?;
+    let (user, password) = pair.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
 /// Rejects requests without valid basic-auth credentials when users are configured.
 async fn require_basic_auth(
-    State(state): State<AppState>,
+    State(guard): State<Option<Arc<AuthGuard>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(config) = state.web_config.clone().filter(|c| c.requires_auth()) else {
+    let Some(guard) = guard else {
         return next.run(request).await;
     };
-    let credentials = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|pair| {
-            pair.split_once(':')
-                .map(|(u, p)| (u.to_owned(), p.to_owned()))
-        });
-    let valid = match credentials {
-        Some((user, password)) => {
-            tokio::task::spawn_blocking(move || config.verify(&user, &password))
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
+    let verdict = match basic_credentials(request.headers()) {
+        Some((user, password)) => guard.check(user, password).await,
+        None => AuthVerdict::Denied,
     };
-    if valid {
-        next.run(request).await
-    } else {
-        (
+    match verdict {
+        AuthVerdict::Allowed => next.run(request).await,
+        AuthVerdict::Denied => (
             StatusCode::UNAUTHORIZED,
             [(
                 WWW_AUTHENTICATE,
@@ -569,7 +844,38 @@ async fn require_basic_auth(
             )],
             "unauthorized\n",
         )
-            .into_response()
+            .into_response(),
+        AuthVerdict::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, HeaderValue::from_static("1"))],
+            "too many password checks in progress; retry shortly\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Answers `503` at once when [`ServerLimits::max_api_requests`] API requests are in progress.
+async fn limit_api(
+    State(permits): State<Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match permits.try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(request).await;
+            drop(permit);
+            response
+        }
+        Err(_) => {
+            let mut response = error_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many API requests in progress; retry shortly".to_owned(),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 
@@ -581,35 +887,85 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Where the exposition is served (`--web.telemetry-path`, default `/metrics`).
     pub telemetry_path: String,
-    /// `--web.config.file`, if given: basic-auth users enforced on every route.
+    /// `--web.config.file`, if given: basic-auth users enforced on every route but `/healthz`
+    /// and `/readyz`, and TLS.
     pub web_config: Option<Arc<WebConfig>>,
+    /// Timeouts and caps of the server.
+    pub limits: ServerLimits,
 }
 
-/// Builds the router (exposed for embedding; [`serve`] is the usual entry point).
+/// Paths the telemetry path must not take: the routes of this server and the reserved pages.
+const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/api", "/diagnoses", "/contacts"];
+
+/// Checks `--web.telemetry-path`: a plain absolute path (printable ASCII, no `?`, `#`, `%` and no
+/// route syntax `:`, `*`, `{`, `}`) that is not `/` and does not shadow `/healthz`, `/readyz`,
+/// `/api/...`, `/diagnoses` or `/contacts/...`. The error names the flag and the value.
+pub fn validate_telemetry_path(path: &str) -> Result<(), String> {
+    let refuse = |why: String| Err(format!("--web.telemetry-path {path:?}: {why}"));
+    if !path.starts_with('/') {
+        return refuse("must start with '/', e.g. /metrics".to_owned());
+    }
+    if path == "/" {
+        return refuse("must not be '/', which is the landing page".to_owned());
+    }
+    if !path.chars().all(|c| c.is_ascii_graphic()) || path.contains(['?', '#', '%']) {
+        return refuse(
+            "must be a plain path of printable ASCII without spaces, '?', '#' or '%'".to_owned(),
+        );
+    }
+    if path.contains([':', '*', '{', '}']) {
+        return refuse("must not contain ':', '*', '{' or '}' (route syntax)".to_owned());
+    }
+    let trimmed = path.trim_end_matches('/');
+    for reserved in RESERVED_PATHS {
+        if trimmed == *reserved || path.starts_with(&format!("{reserved}/")) {
+            return refuse(format!(
+                "{reserved} is taken by the server (reserved: {}, and everything under /api/, \
+                 /diagnoses/ and /contacts/)",
+                RESERVED_PATHS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the router (exposed for embedding; [`serve`] is the usual entry point). With basic
+/// auth configured, every route needs credentials except `/healthz` and `/readyz` (which reveal
+/// no tenant or source names then), so that probes need none.
 pub fn router(state: AppState) -> std::io::Result<Router> {
     let path = state.telemetry_path.clone();
-    if !path.starts_with('/') || path == "/" || path.starts_with("/api/") {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("--web.telemetry-path must start with '/' and not be '/' or under /api/, got {path:?}"),
-        ));
-    }
-    Ok(Router::new()
-        .route("/", get(landing))
-        .route(&path, get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+    validate_telemetry_path(&path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let guard = state
+        .web_config
+        .clone()
+        .filter(|c| c.requires_auth())
+        .map(|c| Arc::new(AuthGuard::new(c, &state.limits)));
+    let api_permits = Arc::new(tokio::sync::Semaphore::new(
+        state.limits.max_api_requests.max(1),
+    ));
+    let api = Router::new()
         .route("/api/v1/diagnoses", get(diagnoses))
         .route("/api/v1/contacts/{id}", get(contact))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+        .route_layer(axum::middleware::from_fn_with_state(api_permits, limit_api));
+    let protected = Router::new()
+        .route("/", get(landing))
+        .route(&path, get(metrics))
+        .merge(api)
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
             require_basic_auth,
-        ))
+        ));
+    Ok(Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
         .with_state(state))
 }
 
-/// Serves the routes on `listener` until `shutdown` completes, then finishes in-flight requests.
-/// Speaks TLS when the web config has `tls_server_config`, plain HTTP otherwise.
+/// Serves the routes on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (within [`ServerLimits::shutdown_grace`]). Speaks TLS when the web config has
+/// `tls_server_config`, plain HTTP otherwise; both under the same [`ServerLimits`].
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -619,72 +975,361 @@ pub async fn serve(
         .web_config
         .as_ref()
         .and_then(|c| c.tls.as_ref())
-        .map(|t| t.server_config.clone());
+        .map(|t| TlsAcceptor::from(t.server_config.clone()));
+    let limits = state.limits.clone();
     let app = router(state)?;
-    match tls {
-        Some(server_config) => {
-            tracing::info!(address = %listener.local_addr()?, "serving HTTPS");
-            let listener = TlsListener::start(listener, TlsAcceptor::from(server_config))?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    if tls.is_some() {
+        tracing::info!(address = %listener.local_addr()?, "serving HTTPS");
     }
-}
-
-/// A listener that hands axum only connections whose TLS handshake completed.
-///
-/// A background task accepts TCP connections and runs every handshake as its own task (bounded by
-/// [`TLS_HANDSHAKE_TIMEOUT`]), so a client that stalls mid-handshake holds up nobody else.
-/// Dropping the listener (at shutdown) stops the accepting and all pending handshakes.
-struct TlsListener {
-    local_addr: SocketAddr,
-    handshaken: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    acceptor_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    fn start(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
-        let local_addr = listener.local_addr()?;
-        let (ready, handshaken) = tokio::sync::mpsc::channel(64);
-        let acceptor_task = tokio::spawn(accept_tls(listener, acceptor, ready));
-        Ok(TlsListener {
-            local_addr,
-            handshaken,
-            acceptor_task,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        // Closes the listening socket and, through the JoinSet, every pending handshake.
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.handshaken.recv().await {
-            Some(connection) => connection,
+    let connections = Arc::new(Connections::new(limits.max_connections));
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) if is_connection_error(&error) => continue,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait for connections to close.
+                    tracing::error!(%error, "accepting a connection failed; retrying in 1s");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = &mut shutdown => break,
+                    }
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let slot = match connections.try_slot() {
+            Some(slot) => slot,
             None => {
-                // Only reachable if the accepting task died (it never returns while we listen).
-                tracing::error!("TLS accept task ended; no further connections are accepted");
-                std::future::pending().await
+                connections.evict_oldest_idle();
+                tokio::select! {
+                    slot = connections.slot() => slot,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        tasks.spawn(connection(
+            tcp,
+            peer,
+            tls.clone(),
+            app.clone(),
+            limits.clone(),
+            slot,
+            draining.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            grace_ms = limits.shutdown_grace.as_millis() as u64,
+            "shutdown: closed connections still busy after the grace period"
+        );
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+/// The open connections: a cap, and what is needed to close the oldest idle one.
+struct Connections {
+    slots: Arc<tokio::sync::Semaphore>,
+    next_id: std::sync::atomic::AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<ConnectionState>>>,
+}
+
+/// One open connection as [`Connections`] sees it.
+struct ConnectionState {
+    /// Requests in progress (0 or 1 with HTTP/1.1).
+    busy: std::sync::atomic::AtomicUsize,
+    /// Notified to close the connection.
+    close: tokio::sync::Notify,
+}
+
+/// A connection's place under the cap; dropping it frees the place.
+struct Slot {
+    id: u64,
+    state: Arc<ConnectionState>,
+    connections: Arc<Connections>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        open.remove(&self.id);
+    }
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections {
+            slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn register(self: &Arc<Self>, permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let state = Arc::new(ConnectionState {
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            close: tokio::sync::Notify::new(),
+        });
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.insert(id, state.clone());
+        Slot {
+            id,
+            state,
+            connections: self.clone(),
+            _permit: permit,
+        }
+    }
+
+    fn try_slot(self: &Arc<Self>) -> Option<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(self.register(permit))
+    }
+
+    async fn slot(self: &Arc<Self>) -> Slot {
+        match self.slots.clone().acquire_owned().await {
+            Ok(permit) => self.register(permit),
+            // The semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Asks the oldest connection without a request in progress to close; false when every
+    /// connection is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = open
+            .values()
+            .find(|c| c.busy.load(std::sync::atomic::Ordering::SeqCst) == 0);
+        match idle {
+            Some(connection) => {
+                connection.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Marks its connection busy while a request is in progress.
+struct BusyGuard(Arc<ConnectionState>);
+
+impl BusyGuard {
+    fn new(state: Arc<ConnectionState>) -> BusyGuard {
+        state.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BusyGuard(state)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Serves one accepted connection: the TLS handshake if any, then HTTP/1.1 under the limits,
+/// until the client closes, a timeout fires, it is evicted, or shutdown drains it.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: ServerLimits,
+    slot: Slot,
+    draining: tokio::sync::watch::Receiver<bool>,
+) {
+    // Small answers should not wait for Nagle; failure only costs latency.
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => serve_http(tcp, peer, app, limits, slot, draining).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
+            let stream = tokio::select! {
+                r = handshake => r,
+                () = slot.state.close.notified() => return,
+            };
+            match stream {
+                Ok(Ok(stream)) => serve_http(stream, peer, app, limits, slot, draining).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    limits: ServerLimits,
+    slot: Slot,
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(IdleTimeoutIo::new(stream, limits.idle_timeout));
+    let state = slot.state.clone();
+    let app = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |request| {
+        let busy = BusyGuard::new(state.clone());
+        let response = hyper::service::Service::call(&app, request);
+        async move {
+            let response = response.await;
+            drop(busy);
+            response
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Bounds each connection's buffer, so a flood of connections sending huge heads costs
+        // at most max_connections x 64 KiB (hyper's default is about 400 KiB).
+        .max_buf_size(MAX_CONNECTION_BUFFER)
+        .max_header_size(MAX_CONNECTION_BUFFER)
+        .keep_alive(true);
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let mut drained = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = slot.state.close.notified() => {
+                tracing::debug!(%peer, "connection closed to admit a new one (connection cap)");
+                return;
+            }
+            changed = draining.wait_for(|d| *d), if !drained => {
+                drained = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A stream that fails with `TimedOut` when no byte has moved either way for `timeout` while
+/// a read or write waits.
+struct IdleTimeoutIo<S> {
+    inner: S,
+    timeout: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> IdleTimeoutIo<S> {
+    fn new(inner: S, timeout: Duration) -> IdleTimeoutIo<S> {
+        IdleTimeoutIo {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Bytes moved: the connection is active until `timeout` from now.
+    fn active(&mut self) {
+        let next = tokio::time::Instant::now() + self.timeout;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// The inner stream is waiting: still `Pending`, or the idle error once the deadline passed.
+    fn waiting<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle too long",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleTimeoutIo<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.active();
+                }
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => this.waiting(cx),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleTimeoutIo<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_write(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                if matches!(result, Ok(n) if n > 0) {
+                    this.active();
+                }
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_flush(cx) {
+            std::task::Poll::Pending => this.waiting(cx),
+            ready => ready,
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_shutdown(cx) {
+            std::task::Poll::Pending => this.waiting(cx),
+            ready => ready,
+        }
     }
 }
 
@@ -696,47 +1341,6 @@ fn is_connection_error(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
     )
-}
-
-/// Accepts TCP connections forever, handshakes each concurrently and queues the finished ones.
-async fn accept_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    ready: tokio::sync::mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let mut handshakes = tokio::task::JoinSet::new();
-    loop {
-        while handshakes.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = ready.closed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(connection) => connection,
-            Err(error) if is_connection_error(&error) => continue,
-            Err(error) => {
-                // Out of file descriptors and the like: wait for connections to close, as axum's
-                // own TcpListener does.
-                tracing::error!(%error, "accepting a connection failed; retrying in 1s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        // Small TLS records should not wait for Nagle; failure only costs latency.
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let ready = ready.clone();
-        handshakes.spawn(async move {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    // A send error means the server is shutting down; the connection just closes.
-                    let _ = ready.send((stream, peer)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
 }
 
 async fn landing(State(state): State<AppState>) -> Html<String> {
@@ -820,6 +1424,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let missing = state.readiness.not_ready(Instant::now());
     if missing.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if state.web_config.as_ref().is_some_and(|c| c.requires_auth()) {
+        // Open without credentials, so it names no tenant or source; /metrics (handover_up)
+        // tells which.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {} source(s) without a recent successful poll (see handover_up in \
+                 the metrics)\n",
+                missing.len()
+            ),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -844,11 +1460,19 @@ fn valid_values<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> String {
         .join(", ")
 }
 
-fn parse_filter(params: &HashMap<String, String>) -> Result<DiagnosisFilter, String> {
+fn parse_filter(params: &[(String, String)]) -> Result<DiagnosisFilter, String> {
     let mut filter = DiagnosisFilter {
         limit: DEFAULT_LIMIT,
         ..DiagnosisFilter::default()
     };
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in params {
+        if !seen.insert(name.as_str()) {
+            return Err(format!(
+                "parameter {name}: given more than once; give each parameter at most once"
+            ));
+        }
+    }
     for (name, value) in params {
         // `?outcome=&reason=x` (DESIGN §8 writes the empty form): an empty value means "any".
         if value.is_empty() && name != "limit" {
@@ -926,10 +1550,11 @@ async fn read_store<T: Send + 'static>(
     match joined {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {
-            tracing::error!(%error, "store read failed");
+            // The details (SQLite's text, paths) go to the log only.
+            tracing::error!(%error, kind = "store", "API store read failed");
             Err(error_json(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("store read failed: {error}"),
+                "the state file could not be read; the daemon's log has the details".to_owned(),
             ))
         }
         Err(error) => {
@@ -944,18 +1569,61 @@ async fn read_store<T: Send + 'static>(
 
 async fn diagnoses(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let filter = match parse_filter(&params) {
         Ok(filter) => filter,
         Err(message) => return bad_request(message),
     };
-    match read_store(state.store, move |store| store.diagnoses(&filter)).await {
-        Ok(rows) => {
-            Json(serde_json::json!({ "count": rows.len(), "diagnoses": rows })).into_response()
-        }
+    let max_bytes = state.limits.max_api_response_bytes;
+    match read_store(state.store, move |store| {
+        diagnoses_body(store, &filter, max_bytes)
+    })
+    .await
+    {
+        Ok(body) => (
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response(),
         Err(response) => response,
     }
+}
+
+/// `{"diagnoses": [...], "count": n, "truncated": bool}` written row by row, at most `max_bytes`
+/// (the newest rows that fit; `truncated` says rows were left out). Memory is one answer and one
+/// row, never the rows as a JSON tree.
+fn diagnoses_body(
+    store: &Store,
+    filter: &DiagnosisFilter,
+    max_bytes: usize,
+) -> Result<Vec<u8>, StoreError> {
+    /// Room kept for the closing `],"count":...,"truncated":...}`.
+    const TAIL: usize = 64;
+    let mut body = Vec::with_capacity(4096.min(max_bytes));
+    body.extend_from_slice(b"{\"diagnoses\":[");
+    let mut row_json = Vec::new();
+    let mut count = 0usize;
+    let mut truncated = false;
+    store.visit_diagnoses(filter, |row| {
+        row_json.clear();
+        serde_json::to_writer(&mut row_json, &row).map_err(|source| StoreError::Json {
+            what: "diagnosis",
+            source,
+        })?;
+        if body.len() + 1 + row_json.len() + TAIL > max_bytes {
+            truncated = true;
+            return Ok(false);
+        }
+        if count > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&row_json);
+        count += 1;
+        Ok(true)
+    })?;
+    body.extend_from_slice(format!("],\"count\":{count},\"truncated\":{truncated}}}").as_bytes());
+    Ok(body)
 }
 
 async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -1025,6 +1693,10 @@ mod tests {
     }
 
     async fn start_with(web_config: Option<WebConfig>) -> Running {
+        start_limited(web_config, ServerLimits::default()).await
+    }
+
+    async fn start_limited(web_config: Option<WebConfig>, limits: ServerLimits) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path().join("state.db")).unwrap();
         for (minute, d) in [
@@ -1058,6 +1730,7 @@ mod tests {
             readiness: readiness.clone(),
             telemetry_path: "/metrics".to_owned(),
             web_config: web_config.map(Arc::new),
+            limits,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("{scheme}://{}", listener.local_addr().unwrap());
@@ -1331,7 +2004,8 @@ mod tests {
             .is_err());
     }
 
-    /// With basic_auth_users configured, every route needs a valid user and password.
+    /// With basic_auth_users configured, every route but /healthz and /readyz needs a valid user
+    /// and password; /readyz then names no tenant or source.
     #[tokio::test]
     async fn basic_auth_guards_every_route() {
         // Cost 4 keeps the test fast; the check is the same bcrypt verification.
@@ -1343,7 +2017,29 @@ mod tests {
             "hash leaked into Debug"
         );
         let server = start_with(Some(config)).await;
-        for path in ["/", "/metrics", "/healthz", "/api/v1/diagnoses"] {
+        let health = client()
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200, "/healthz is open for probes");
+        let ready = client()
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503, "/readyz is open for probes");
+        let body = ready.text().await.unwrap();
+        assert!(
+            !body.contains("acme"),
+            "an open /readyz named a tenant: {body}"
+        );
+        for path in [
+            "/",
+            "/metrics",
+            "/api/v1/diagnoses",
+            "/api/v1/contacts/1001",
+        ] {
             let url = format!("{}{path}", server.base);
             let anonymous = client().get(&url).send().await.unwrap();
             assert_eq!(anonymous.status(), 401, "{path}");
@@ -1404,6 +2100,7 @@ mod tests {
             readiness: Arc::new(Readiness::new(&[], Duration::from_secs(60))),
             telemetry_path: "metrics".to_owned(),
             web_config: None,
+            limits: ServerLimits::default(),
         };
         let error = router(state).unwrap_err();
         assert!(
@@ -1722,5 +2419,382 @@ mod tests {
         assert!(!WebConfig::parse("tls_server_config: {}\n")
             .unwrap()
             .tls_enabled());
+    }
+
+    /// Short limits for the hardening tests.
+    fn short_limits() -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(2),
+            ..ServerLimits::default()
+        }
+    }
+
+    /// Reads from `stream` until the server closes it (EOF or reset), at most `within`; returns
+    /// how long that took, or None when it stayed open.
+    async fn closed_within(
+        stream: &mut tokio::net::TcpStream,
+        within: Duration,
+    ) -> Option<Duration> {
+        use tokio::io::AsyncReadExt as _;
+        let started = Instant::now();
+        let mut buffer = vec![0u8; 4096];
+        let closed = tokio::time::timeout(within, async {
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        closed.ok().map(|()| started.elapsed())
+    }
+
+    /// A connection that sends nothing, one that sends half a request head, and a keep-alive
+    /// connection idle after its answer are each closed within the header-read timeout.
+    #[tokio::test]
+    async fn idle_connections_are_closed_within_the_timeout() {
+        use tokio::io::AsyncWriteExt as _;
+        let server = start_limited(None, short_limits()).await;
+        let address = server.base.trim_start_matches("http://").to_owned();
+        let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
+        half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut kept = tokio::net::TcpStream::connect(&address).await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        for (name, stream) in [
+            ("silent", &mut silent),
+            ("half-sent", &mut half),
+            ("keep-alive", &mut kept),
+        ] {
+            let took = closed_within(stream, Duration::from_secs(5)).await;
+            let took = took.unwrap_or_else(|| panic!("{name} connection still open after 5 s"));
+            assert!(
+                took < Duration::from_secs(3),
+                "{name}: closed after {took:?}"
+            );
+        }
+    }
+
+    /// A client that stops reading a large answer is disconnected after the idle timeout rather
+    /// than holding its connection forever.
+    #[tokio::test]
+    async fn a_stalled_reader_is_disconnected() {
+        let limits = ServerLimits {
+            idle_timeout: Duration::from_millis(500),
+            ..short_limits()
+        };
+        let server = start_limited(None, limits).await;
+        let address = server.base.trim_start_matches("http://").to_owned();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
+        use tokio::io::AsyncWriteExt as _;
+        // Pipelined requests whose answers fill both socket buffers; then never read.
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+        stream.write_all(&request).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let took = closed_within(&mut stream, Duration::from_secs(20)).await;
+        assert!(took.is_some(), "a stalled reader kept its connection");
+    }
+
+    /// With the connection cap reached by 300 half-open connections, /metrics is still answered
+    /// at once: the oldest connection without a request in progress makes room.
+    #[tokio::test]
+    async fn half_open_flood_leaves_metrics_answering() {
+        use tokio::io::AsyncWriteExt as _;
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 64,
+            ..ServerLimits::default()
+        };
+        let server = start_limited(None, limits).await;
+        let address = server.base.trim_start_matches("http://").to_owned();
+        let mut flood = Vec::new();
+        for _ in 0..300 {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let _ = stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .await;
+            flood.push(stream);
+        }
+        let started = Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            client().get(format!("{}/metrics", server.base)).send(),
+        )
+        .await
+        .expect("/metrics did not answer during the flood")
+        .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().ends_with("# EOF\n"));
+        eprintln!(
+            "/metrics answered in {:?} during a flood of 300 half-open connections",
+            started.elapsed()
+        );
+    }
+
+    /// More concurrent API requests than the cap: the excess is answered 503 at once (never
+    /// queued), every answer is within the byte bound, and `limit` above 1000 is refused.
+    #[tokio::test]
+    async fn concurrent_api_reads_are_bounded() {
+        let limits = ServerLimits {
+            max_api_requests: 2,
+            max_api_response_bytes: 1200,
+            ..ServerLimits::default()
+        };
+        let server = start_limited(None, limits).await;
+        let url = format!("{}/api/v1/diagnoses?limit=1000", server.base);
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let url = url.clone();
+            requests.spawn(async move {
+                let response = client().get(&url).send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.bytes().await.unwrap())
+            });
+        }
+        let (mut ok, mut busy, mut truncated) = (0, 0, false);
+        while let Some(joined) = requests.join_next().await {
+            let (status, body) = joined.unwrap();
+            assert!(body.len() <= 1200, "an answer of {} bytes", body.len());
+            match status {
+                200 => {
+                    ok += 1;
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let rows = v["diagnoses"].as_array().unwrap().len();
+                    assert_eq!(v["count"], rows);
+                    assert!(rows >= 1);
+                    assert_eq!(v["truncated"], rows < 3, "{rows} of 3 rows");
+                    truncated |= rows < 3;
+                }
+                503 => busy += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        assert!(ok >= 1, "no request was served");
+        assert!(truncated, "the byte bound was never reached");
+        assert_eq!(ok + busy, 50);
+        let (status, _) = get_json(&format!("{}/api/v1/diagnoses?limit=1001", server.base)).await;
+        assert_eq!(status, 400);
+    }
+
+    /// A repeated query parameter is a 400 naming it, not "the last one wins".
+    #[tokio::test]
+    async fn repeated_parameters_are_refused() {
+        let server = start().await;
+        let (status, body) = get_json(&format!(
+            "{}/api/v1/diagnoses?limit=1&outcome=failed&limit=2",
+            server.base
+        ))
+        .await;
+        assert_eq!(status, 400);
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("parameter limit: given more than once"),
+            "{message}"
+        );
+    }
+
+    /// A store failure is a 500 whose body holds no SQLite text.
+    #[tokio::test]
+    async fn store_errors_are_not_returned() {
+        let store = Store::open(":memory:").unwrap();
+        store
+            .conn_for_tests()
+            .execute_batch("DROP TABLE contacts")
+            .unwrap();
+        let state = AppState {
+            metrics: Arc::new(Metrics::new(&[], "test")),
+            store: Arc::new(Mutex::new(store)),
+            readiness: Arc::new(Readiness::new(&[], Duration::from_secs(60))),
+            telemetry_path: "/metrics".to_owned(),
+            web_config: None,
+            limits: ServerLimits::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        for path in ["/api/v1/diagnoses", "/api/v1/contacts/1"] {
+            let (status, body) = get_json(&format!("{base}{path}")).await;
+            assert_eq!(status, 500, "{path}");
+            let message = body["error"].as_str().unwrap();
+            assert!(
+                !message.to_lowercase().contains("no such table"),
+                "{message}"
+            );
+            assert!(!message.contains("contacts"), "{message}");
+            assert!(
+                message.contains("state file could not be read"),
+                "{message}"
+            );
+        }
+    }
+
+    /// 200 concurrent wrong passwords (a flood) leave an authenticated scrape fast: its verified
+    /// credentials are remembered, and bcrypt runs at most two at a time with a bounded queue.
+    #[tokio::test]
+    async fn wrong_password_flood_leaves_scrapes_fast() {
+        // Cost 10 (what htpasswd -B uses): each wrong password costs real CPU.
+        let hash = bcrypt::hash("s3cret", 10).unwrap();
+        let config =
+            WebConfig::parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
+        let server = start_with(Some(config)).await;
+        let url = format!("{}/metrics", server.base);
+        let scrape = || {
+            client()
+                .get(&url)
+                .basic_auth("prometheus", Some("s3cret"))
+                .send()
+        };
+        assert_eq!(scrape().await.unwrap().status(), 200, "first scrape");
+        let mut flood = tokio::task::JoinSet::new();
+        for n in 0..200 {
+            let url = url.clone();
+            flood.spawn(async move {
+                let response = client()
+                    .get(&url)
+                    .basic_auth("prometheus", Some(format!("wrong-{n}")))
+                    .send()
+                    .await;
+                response.map(|r| r.status().as_u16()).unwrap_or(0)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let response = tokio::time::timeout(Duration::from_secs(5), scrape())
+                .await
+                .expect("the scrape waited behind the flood")
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            slowest = slowest.max(started.elapsed());
+        }
+        let mut statuses = BTreeMap::new();
+        while let Some(status) = flood.join_next().await {
+            *statuses.entry(status.unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(statuses.get(&200), None, "a wrong password was accepted");
+        eprintln!("slowest authenticated scrape during the flood: {slowest:?}; flood answers: {statuses:?}");
+        assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    }
+
+    /// The credentials cache is keyed by a hash of user and password: a wrong password for a
+    /// remembered user, or a password over 72 bytes whose first 72 are right, is still refused.
+    #[tokio::test]
+    async fn remembered_credentials_do_not_admit_others() {
+        let long = "x".repeat(72);
+        let hash = bcrypt::hash(&long, 4).unwrap();
+        let config = Arc::new(
+            WebConfig::parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap(),
+        );
+        let guard = Arc::new(AuthGuard::new(config, &ServerLimits::default()));
+        let check = |user: &str, password: &str| guard.check(user.to_owned(), password.to_owned());
+        assert_eq!(check("prometheus", &long).await, AuthVerdict::Allowed);
+        assert_eq!(check("prometheus", &long).await, AuthVerdict::Allowed);
+        assert_eq!(check("prometheus", "x").await, AuthVerdict::Denied);
+        assert_eq!(
+            check("prometheu", &format!("s{long}")).await,
+            AuthVerdict::Denied
+        );
+        assert_eq!(
+            check("prometheus", &format!("{long}y")).await,
+            AuthVerdict::Denied,
+            "bcrypt would have ignored the 73rd byte"
+        );
+    }
+
+    /// A bcrypt cost above 14 (31 would take a day per check) is refused at once with the reason,
+    /// and a user listed twice is refused; neither message holds the hash.
+    #[test]
+    fn web_config_refuses_high_costs_and_duplicate_users() {
+        let started = Instant::now();
+        let expensive = "$2b$31$abcdefghijklmnopqrstuuLr3Ku2qz5v6KChSmLEZ0vK0D2fGk2RW";
+        let error =
+            WebConfig::parse(&format!("basic_auth_users:\n  alice: '{expensive}'\n")).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "bcrypt ran");
+        assert!(
+            error.contains("basic_auth_users.alice: bcrypt cost 31 is above the limit of 14"),
+            "{error}"
+        );
+        assert!(!error.contains(expensive), "{error}");
+        let hash = bcrypt::hash("a", 4).unwrap();
+        let twice = WebConfig::parse(&format!(
+            "basic_auth_users:\n  alice: '{hash}'\n  bob: '{hash}'\n  alice: '{hash}'\n"
+        ))
+        .unwrap_err();
+        assert!(
+            twice.contains("basic_auth_users.alice: the user is listed more than once"),
+            "{twice}"
+        );
+        assert!(!twice.contains(&hash), "{twice}");
+        let short = WebConfig::parse("basic_auth_users:\n  alice: '$2b$10$short'\n").unwrap_err();
+        assert!(short.contains("not a bcrypt hash"), "{short}");
+    }
+
+    /// A web config file that is a FIFO or a device is refused naming it, without hanging.
+    #[cfg(unix)]
+    #[test]
+    fn web_config_file_must_be_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("web.yml");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = WebConfig::load(&fifo).unwrap_err().to_string();
+        assert!(
+            error.contains("web.yml is not a regular file (it is a FIFO)"),
+            "{error}"
+        );
+        let error = WebConfig::load(FsPath::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/dev/zero is not a regular file"), "{error}");
+    }
+
+    /// Telemetry paths that would shadow a route, are route syntax or are not plain paths are
+    /// refused naming the flag; ordinary ones pass.
+    #[test]
+    fn telemetry_path_validation() {
+        for bad in [
+            "",
+            "metrics",
+            "/",
+            "/healthz",
+            "/readyz",
+            "/readyz/",
+            "/api",
+            "/api/v1/x",
+            "/diagnoses",
+            "/contacts/1",
+            "/:x",
+            "/{x}",
+            "/*x",
+            "/me trics",
+            "/m?x",
+            "/m#x",
+            "/m%20",
+        ] {
+            let error = validate_telemetry_path(bad).expect_err(bad);
+            assert!(error.starts_with("--web.telemetry-path"), "{error}");
+        }
+        for good in [
+            "/metrics",
+            "/prometheus/metrics",
+            "/healthz-metrics",
+            "/x.txt",
+        ] {
+            validate_telemetry_path(good).expect(good);
+        }
     }
 }

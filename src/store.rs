@@ -9,6 +9,14 @@
 //! crash. The API is synchronous (rusqlite); async callers
 //! use `spawn_blocking` or a dedicated thread. This module does not poll, correlate or diagnose,
 //! and it does not touch metrics.
+//!
+//! One daemon per state file (DESIGN §9): [`Store::open`] first takes an exclusive `flock(2)` on
+//! `<state file>.lock` (holding the owner's pid) and keeps it until the store is dropped; the
+//! kernel releases it when the process dies, also on SIGKILL. A second opener is refused with
+//! [`StoreError::Locked`], naming the lock file and the holder's pid. A file that is not SQLite,
+//! or an SQLite file of another program (tables, none of them our `schema_version`), is refused
+//! with [`StoreError::Foreign`] before anything is written into it. [`check_path`] runs the same
+//! checks without writing, for `--config.check`.
 
 use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
@@ -16,6 +24,7 @@ use crate::sources::cxone::wire::CompletedContact;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
 /// The schema version this code writes; a newer file is refused rather than misread.
@@ -81,6 +90,30 @@ pub enum StoreError {
     },
     #[error("state file was written by a newer version (schema {found}, this build reads {SCHEMA_VERSION})")]
     NewerSchema { found: i64 },
+    #[error(
+        "state file {path} is in use by another handover-exporter ({holder}): its lock file {} is \
+         held; run exactly one daemon per state file",
+        lock.display()
+    )]
+    Locked {
+        path: PathBuf,
+        lock: PathBuf,
+        /// `pid N`, or why the pid is unknown.
+        holder: String,
+    },
+    #[error("cannot lock state file {path} through its lock file {}: {source}", lock.display())]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state file {path} is not a handover-exporter state file: {reason}; refusing to use it"
+    )]
+    Foreign { path: PathBuf, reason: String },
+    #[error("state file {path}: {reason}")]
+    Unusable { path: PathBuf, reason: String },
     #[error("state file {what} failed: {source}")]
     Sqlite {
         what: &'static str,
@@ -217,6 +250,183 @@ pub struct DiagnosisRow {
 /// The SQLite state store.
 pub struct Store {
     conn: Connection,
+    /// The open lock file holding the exclusive `flock`; closing it (on drop) releases the lock.
+    /// `None` for `:memory:`.
+    _lock: Option<std::fs::File>,
+}
+
+/// The lock file of a state file: `<state file>.lock` beside it.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock of the state file at `path` without waiting, and writes our pid into
+/// the lock file; refused when another process (or another store in this one) holds it.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let lock = lock_path(path);
+    let lock_err = |source| StoreError::Lock {
+        path: path.to_owned(),
+        lock: lock.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(lock_err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
+            let mut text = String::new();
+            let holder = match file.read_to_string(&mut text) {
+                Ok(_) => match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".to_owned(),
+                },
+                Err(_) => "pid unknown".to_owned(),
+            };
+            return Err(StoreError::Locked {
+                path: path.to_owned(),
+                lock,
+                holder,
+            });
+        }
+        Err(errno) => return Err(lock_err(errno.into())),
+    }
+    // The pid is for the error message of a second opener only; failing to write it is harmless.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    Ok(file)
+}
+
+/// Refuses a file that is not SQLite, or an SQLite database that holds tables but not our
+/// `schema_version` (another program's file); an empty database is fine (it becomes ours).
+fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
+    let names: std::result::Result<Vec<String>, rusqlite::Error> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+        });
+    let names = match names {
+        Ok(names) => names,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            return Err(StoreError::Foreign {
+                path: path.to_owned(),
+                reason: "it is not an SQLite database".to_owned(),
+            })
+        }
+        Err(source) => {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if names.is_empty() || names.iter().any(|n| n == "schema_version") {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
+    if names.len() > shown.len() {
+        shown.push("...");
+    }
+    Err(StoreError::Foreign {
+        path: path.to_owned(),
+        reason: format!(
+            "it is an SQLite database of another program (tables {}, no schema_version)",
+            shown.join(", ")
+        ),
+    })
+}
+
+/// What `--config.check` verifies of `state_path` without writing to it: `:memory:` is fine;
+/// otherwise the directory must exist and be writable (a probe file is created and removed), and
+/// an existing file must be a handover-exporter state file (not another program's, not a newer
+/// schema). A running daemon on the file does not make the check fail.
+pub fn check_path(path: &Path) -> Result<()> {
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let unusable = |reason: String| StoreError::Unusable {
+        path: path.to_owned(),
+        reason,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(unusable(format!("{} is not a directory", dir.display()))),
+        Err(e) => {
+            return Err(unusable(format!(
+                "its directory {} cannot be used: {e}",
+                dir.display()
+            )))
+        }
+    }
+    let probe = dir.join(format!(".handover-exporter-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(unusable(format!(
+                "its directory {} is not writable (the state file, its WAL and its lock file live \
+                 there): {e}",
+                dir.display()
+            )))
+        }
+    }
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unusable(format!("cannot be read: {e}"))),
+        Ok(meta) if !meta.is_file() => {
+            return Err(unusable("is not a regular file".to_owned()));
+        }
+        Ok(meta) if meta.len() == 0 => return Ok(()),
+        Ok(_) => {}
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    check_ours(&conn, path)?;
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let has_version: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(open_err)?;
+    let found: Option<i64> = if has_version {
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(open_err)?
+    } else {
+        None
+    };
+    match found {
+        Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema { found }),
+        _ => Ok(()),
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -229,19 +439,25 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the state file at `path`, or an in-memory store for `:memory:`;
-    /// turns on WAL and creates or checks the schema.
+    /// takes the state file's lock, refuses a file that is not ours, turns on WAL and creates or
+    /// checks the schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref();
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
-        let conn = if path.as_os_str() == ":memory:" {
+        let memory = path.as_os_str() == ":memory:";
+        let lock = if memory { None } else { Some(lock(path)?) };
+        let conn = if memory {
             Connection::open_in_memory()
         } else {
             Connection::open(path)
         }
         .map_err(open_err)?;
+        if !memory {
+            check_ours(&conn, path)?;
+        }
         // WAL lets the HTTP API read while a cycle writes; in-memory databases answer "memory".
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
             .map_err(open_err)?;
@@ -264,7 +480,13 @@ impl Store {
             Some(found) if found > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found }),
             Some(_) => {}
         }
-        Ok(Store { conn })
+        Ok(Store { conn, _lock: lock })
+    }
+
+    /// The connection, for tests that need to break the store on purpose.
+    #[doc(hidden)]
+    pub fn conn_for_tests(&self) -> &Connection {
+        &self.conn
     }
 
     /// The journal mode SQLite reports (`wal` for a file store).
@@ -629,6 +851,21 @@ impl Store {
 
     /// Recorded diagnoses matching `filter`, newest first, at most `filter.limit`.
     pub fn diagnoses(&self, filter: &DiagnosisFilter) -> Result<Vec<DiagnosisRow>> {
+        let mut out = Vec::new();
+        self.visit_diagnoses(filter, |row| {
+            out.push(row);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Hands the diagnoses of [`Store::diagnoses`] to `visit` one at a time, newest first, until
+    /// it returns `false`; only one row is in memory at a time.
+    pub fn visit_diagnoses(
+        &self,
+        filter: &DiagnosisFilter,
+        mut visit: impl FnMut(DiagnosisRow) -> Result<bool>,
+    ) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare(
@@ -657,11 +894,12 @@ impl Store {
                 diagnosis_columns,
             )
             .map_err(sql("diagnoses query"))?;
-        let mut out = Vec::new();
         for row in rows {
-            out.push(diagnosis_row(row.map_err(sql("diagnoses query"))?)?);
+            if !visit(diagnosis_row(row.map_err(sql("diagnoses query"))?)?)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The recorded diagnosis of one contact (master contact id), if any.
@@ -1485,5 +1723,83 @@ mod tests {
         drop(store);
         let err = Store::open(&path).unwrap_err();
         assert!(err.to_string().contains("schema 99"), "{err}");
+    }
+
+    /// A second store on the same file is refused naming the lock file and our pid; dropping the
+    /// first releases the lock.
+    #[test]
+    fn second_opener_is_refused_until_the_first_closes() {
+        let (_dir, path, store) = open_file();
+        let err = Store::open(&path).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Locked { .. }), "{message}");
+        assert!(
+            message.contains(&lock_path(&path).display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        drop(store);
+        Store::open(&path).unwrap();
+    }
+
+    /// A file that is not SQLite, and another program's SQLite database, are refused naming the
+    /// path, and nothing is written into the foreign database.
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            "not a database, just some text that is long enough ".repeat(20),
+        )
+        .unwrap();
+        let err = Store::open(&text).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        assert!(err.contains("not an SQLite database"), "{err}");
+        assert!(check_path(&text).is_err());
+
+        let other = dir.path().join("other.db");
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE invoices (id INTEGER); INSERT INTO invoices VALUES (1);")
+            .unwrap();
+        drop(conn);
+        let err = Store::open(&other).unwrap_err().to_string();
+        assert!(err.contains("other.db"), "{err}");
+        assert!(err.contains("another program (tables invoices"), "{err}");
+        let check = check_path(&other).unwrap_err().to_string();
+        assert!(check.contains("another program"), "{check}");
+        let conn = Connection::open(&other).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "the foreign database was written into");
+    }
+
+    /// `check_path` accepts a new file, our own file (also while it is open) and `:memory:`, and
+    /// refuses a directory that does not exist or is a file, naming it.
+    #[test]
+    fn check_path_checks_the_directory_and_the_file() {
+        let (dir, path, store) = open_file();
+        check_path(&path).unwrap();
+        drop(store);
+        check_path(&path).unwrap();
+        check_path(&dir.path().join("new.db")).unwrap();
+        check_path(Path::new(":memory:")).unwrap();
+        let missing = dir.path().join("nope").join("state.db");
+        let err = check_path(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let err = check_path(&file.join("state.db")).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("check"))
+            .collect();
+        assert!(leftovers.is_empty(), "probe file left behind");
     }
 }

@@ -95,7 +95,7 @@ rejected_fixtures! {
     /// Rejected with its key named: project_id is missing.
     missing_required_key => "tests/fixtures/config/missing_required_key.toml: tenant[0].cognigy: missing field `project_id` (line 12, column 1)";
     /// Rejected with its key named: the client secret file does not exist.
-    missing_secret_file => "tests/fixtures/config/missing_secret_file.toml: tenant[0] (acme).cxone.client_secret_file: cannot read `tests/fixtures/config/secrets/missing_client_secret`: No such file or directory (os error 2)";
+    missing_secret_file => "tests/fixtures/config/missing_secret_file.toml: tenant[0] (acme).cxone.client_secret_file: `tests/fixtures/config/secrets/missing_client_secret` cannot be read: No such file or directory (os error 2)";
     /// Rejected with its key named: no [[tenant]] at all.
     missing_tenant => "tests/fixtures/config/missing_tenant.toml: tenant: at least one [[tenant]] is required";
     /// Rejected with its key named: the Cognigy api_key has neither api_key_file nor api_key_env.
@@ -486,4 +486,43 @@ fn replay_rules_are_validated_like_tenant_rules() {
         error.to_string(),
         "r.toml: rules.log_patterns.signal_status: must contain the named group `(?P<status>...)`"
     );
+}
+
+/// A secret file that is a FIFO or a device is refused without being read (no hang, no
+/// unbounded read), and one over 64 KiB is refused; each error names the key and the file.
+#[cfg(unix)]
+#[test]
+fn secret_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let big = dir.path().join("big");
+    std::fs::write(&big, "x".repeat(64 * 1024 + 1)).expect("write");
+    let minimal =
+        std::fs::read_to_string(Path::new(FIXTURES).join("minimal.toml")).expect("fixture");
+    for (path, says) in [
+        (fifo.clone(), "is not a regular file (it is a FIFO)"),
+        (
+            Path::new("/dev/zero").to_path_buf(),
+            "is not a regular file (it is a device)",
+        ),
+        (big.clone(), "is larger than 65536 bytes"),
+    ] {
+        let text = minimal.replace(
+            "client_secret_env = \"CLIENT_SECRET\"",
+            &format!("client_secret_file = {:?}", path.display().to_string()),
+        );
+        let started = std::time::Instant::now();
+        let err = config::parse(&text, "minimal.toml", &fixture_env)
+            .expect_err("refused")
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert!(err.contains("cxone.client_secret_file"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
 }

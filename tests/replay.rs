@@ -265,3 +265,130 @@ fn text_report_snapshot() {
     let history = data.state_history.get(&712345678900);
     insta::assert_snapshot!(handover_exporter::report::text(d, history));
 }
+
+/// Runs `diagnose --replay` (JSON) on a copy of the fixture changed by `change`; returns the exit
+/// code, the number of contacts still diagnosed and stderr.
+fn run_changed(change: impl FnOnce(&Path)) -> (i32, usize, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir(), tmp.path());
+    change(tmp.path());
+    let (code, stdout, stderr) = run(&[
+        "diagnose",
+        "--replay",
+        tmp.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    (code, outcomes(&stdout).len(), stderr)
+}
+
+/// A file holding JSON that is not the envelope its name promises (`{}`, `[]`, another API's
+/// envelope) is an error naming the file, exit 2, and the other files are still diagnosed.
+#[test]
+fn wrong_envelopes_exit_2_naming_the_file() {
+    for (file, body) in [
+        ("cxone/contacts-completed-900.json", "{}"),
+        ("cxone/contacts-completed-900.json", "[]"),
+        ("cxone/contacts-completed-900.json", r#"{"foo":1}"#),
+        ("cxone/contacts-completed-900.json", r#"{"value":[]}"#),
+        ("cxone/contacts-completed-900.json", r#"{"resultSet":{}}"#),
+        ("cxone/contacts-completed-900.json", ""),
+        ("cognigy/Sessions-900.json", r#"{"items":[]}"#),
+        ("cognigy/Conversations-900.json", "{}"),
+        ("cognigy/Analytics-900.json", "[]"),
+        ("cognigy/logs-900.json", r#"{"value":[]}"#),
+        ("cxone/state-history/700123456780.json", "{}"),
+    ] {
+        let (code, diagnosed, stderr) = run_changed(|dir| {
+            std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(file), body).unwrap();
+        });
+        assert_eq!(code, 2, "{file} = {body:?}: {stderr}");
+        assert!(stderr.contains(file), "{file} = {body:?}: {stderr}");
+        assert!(stderr.contains("expected"), "{file} = {body:?}: {stderr}");
+        assert_eq!(
+            diagnosed, 8,
+            "{file} = {body:?}: the other files were still used"
+        );
+    }
+}
+
+/// A change made to a copy of the fixture directory.
+type Change = Box<dyn Fn(&Path)>;
+
+/// Entries that cannot be read as files (a symbolic-link loop, a dangling link, a FIFO, a
+/// directory, a name that is not UTF-8) and an unreadable `config.toml` are each an error naming
+/// the entry, exit 2, and the rest is still diagnosed.
+#[cfg(unix)]
+#[test]
+fn unreadable_entries_exit_2_naming_them() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let fifo = |path: &Path| {
+        let status = Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    };
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "cxone/contacts-completed-loop.json",
+            Box::new(|dir: &Path| {
+                let a = dir.join("cxone/contacts-completed-loop.json");
+                let b = dir.join("cxone/other-loop.json");
+                std::os::unix::fs::symlink(&b, &a).unwrap();
+                std::os::unix::fs::symlink(&a, &b).unwrap();
+            }),
+        ),
+        (
+            "cognigy/Sessions-dangling.json",
+            Box::new(|dir: &Path| {
+                std::os::unix::fs::symlink(
+                    dir.join("nowhere.json"),
+                    dir.join("cognigy/Sessions-dangling.json"),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "cognigy/logs-fifo.json",
+            Box::new(move |dir: &Path| fifo(&dir.join("cognigy/logs-fifo.json"))),
+        ),
+        (
+            "cognigy/Analytics-dir.json",
+            Box::new(|dir: &Path| {
+                std::fs::create_dir(dir.join("cognigy/Analytics-dir.json")).unwrap()
+            }),
+        ),
+        (
+            "cognigy/Sessions-",
+            Box::new(|dir: &Path| {
+                let name = std::ffi::OsStr::from_bytes(b"Sessions-\xff.json");
+                std::fs::write(dir.join("cognigy").join(name), "{\"value\":[]}").unwrap();
+            }),
+        ),
+        (
+            "config.toml",
+            Box::new(|dir: &Path| {
+                std::fs::remove_file(dir.join("config.toml")).unwrap();
+                std::os::unix::fs::symlink(dir.join("gone.toml"), dir.join("config.toml")).unwrap();
+            }),
+        ),
+        (
+            "config.toml",
+            Box::new(move |dir: &Path| {
+                std::fs::remove_file(dir.join("config.toml")).unwrap();
+                fifo(&dir.join("config.toml"));
+            }),
+        ),
+    ];
+    for (name, change) in cases {
+        let (code, diagnosed, stderr) = run_changed(change);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert!(
+            diagnosed > 0,
+            "{name}: the rest was not diagnosed: {stderr}"
+        );
+    }
+}
