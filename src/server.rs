@@ -944,9 +944,12 @@ pub fn router(state: AppState) -> std::io::Result<Router> {
     let api_permits = Arc::new(tokio::sync::Semaphore::new(
         state.limits.max_api_requests.max(1),
     ));
+    // The pages for people read the store like the API and share its request limit.
     let api = Router::new()
         .route("/api/v1/diagnoses", get(diagnoses))
         .route("/api/v1/contacts/{id}", get(contact))
+        .route("/diagnoses", get(diagnoses_html))
+        .route("/contacts/{id}", get(contact_html))
         .route_layer(axum::middleware::from_fn_with_state(api_permits, limit_api));
     let protected = Router::new()
         .route("/", get(landing))
@@ -1352,6 +1355,8 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"{metrics}\">Metrics</a></li>\n\
          <li><a href=\"/healthz\">Health</a></li>\n\
          <li><a href=\"/readyz\">Readiness</a></li>\n\
+         <li><a href=\"/diagnoses\">Recent diagnoses</a> (<a href=\"/diagnoses?outcome=failed\">failures</a>; \
+         one call: <code>/contacts/{{id}}</code>)</li>\n\
          <li><a href=\"/api/v1/diagnoses\">Recent diagnoses (JSON)</a></li>\n\
          <li>One contact: <code>/api/v1/contacts/{{id}}</code></li>\n\
          </ul>\n<p>Version {}</p></body></html>\n",
@@ -1626,6 +1631,118 @@ fn diagnoses_body(
     Ok(body)
 }
 
+/// Rows per page of the `/diagnoses` page, unless `limit` says otherwise.
+const PAGE_ROWS: usize = 50;
+/// The deepest page the `/diagnoses` page serves (older rows: narrow the filter).
+const MAX_PAGE: usize = 200;
+
+fn html_response(status: StatusCode, body: String) -> Response {
+    (status, Html(body)).into_response()
+}
+
+/// `/diagnoses`: the API's filter parameters (empty form fields mean "any") plus `page`.
+async fn diagnoses_html(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let telemetry_path = state.telemetry_path.clone();
+    let mut page = 0usize;
+    let mut rest = Vec::new();
+    for (name, value) in params {
+        match (name.as_str(), value.trim()) {
+            (_, "") => {}
+            ("page", value) => match value.parse::<usize>() {
+                Ok(n) if n <= MAX_PAGE && !rest.iter().any(|(n, _): &(String, String)| n == "page") => {
+                    page = n;
+                    rest.push((name, value.to_owned()));
+                }
+                _ => {
+                    return html_response(
+                        StatusCode::BAD_REQUEST,
+                        crate::pages::bad_request_page(
+                            &format!("parameter page: {value:?} is not a number from 0 to {MAX_PAGE} (or is repeated)"),
+                            &telemetry_path,
+                        ),
+                    )
+                }
+            },
+            (_, value) => rest.push((name, value.to_owned())),
+        }
+    }
+    rest.retain(|(n, _)| n != "page");
+    let mut filter = match parse_filter(&rest) {
+        Ok(filter) => filter,
+        Err(message) => {
+            return html_response(
+                StatusCode::BAD_REQUEST,
+                crate::pages::bad_request_page(&message, &telemetry_path),
+            )
+        }
+    };
+    if !rest.iter().any(|(n, _)| n == "limit") {
+        filter.limit = PAGE_ROWS;
+    }
+    let read = move |store: &Store| {
+        let counts = store.reason_counts(&filter)?;
+        let mut one_more = filter.clone();
+        one_more.offset = page * filter.limit;
+        one_more.limit = filter.limit + 1;
+        let mut rows = store.diagnoses(&one_more)?;
+        let has_more = rows.len() > filter.limit;
+        rows.truncate(filter.limit);
+        Ok((filter, counts, rows, has_more))
+    };
+    match read_store(state.store, read).await {
+        Ok((filter, counts, rows, has_more)) => html_response(
+            StatusCode::OK,
+            crate::pages::diagnoses_page(&crate::pages::DiagnosesView {
+                rows: &rows,
+                filter: &filter,
+                counts: &counts,
+                page,
+                has_more,
+                telemetry_path: &telemetry_path,
+            }),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `/contacts/{id}`: one call's story, or a 404 page.
+async fn contact_html(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let telemetry_path = state.telemetry_path.clone();
+    let Ok(contact_id) = id.parse::<i64>() else {
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            crate::pages::bad_request_page(
+                &format!("a contact id is a number, got {id:?}"),
+                &telemetry_path,
+            ),
+        );
+    };
+    let read = move |store: &Store| {
+        let Some(row) = store.diagnosis(contact_id)? else {
+            return Ok(None);
+        };
+        let session = match &row.diagnosis.evidence.session_id {
+            Some(session_id) => Some(store.session_records(&row.tenant, session_id)?),
+            None => None,
+        };
+        Ok(Some((row, session)))
+    };
+    match read_store(state.store, read).await {
+        Ok(Some((row, session))) => html_response(
+            StatusCode::OK,
+            crate::pages::contact_page(&row, session.as_ref(), &telemetry_path),
+        ),
+        Ok(None) => html_response(
+            StatusCode::NOT_FOUND,
+            crate::pages::contact_not_found_page(&id, &telemetry_path),
+        ),
+        Err(response) => response,
+    }
+}
+
 async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(contact_id) = id.parse::<i64>() else {
         return bad_request(format!("contact id must be a number, got {id:?}"));
@@ -1683,6 +1800,7 @@ mod tests {
     struct Running {
         base: String,
         readiness: Arc<Readiness>,
+        store: Arc<Mutex<Store>>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
         _dir: tempfile::TempDir,
@@ -1724,9 +1842,10 @@ mod tests {
         let metrics = Metrics::new(&tenants, "test");
         metrics.load_totals(&store.totals().unwrap());
         let readiness = Arc::new(Readiness::new(&tenants, Duration::from_secs(1)));
+        let store = Arc::new(Mutex::new(store));
         let state = AppState {
             metrics: Arc::new(metrics),
-            store: Arc::new(Mutex::new(store)),
+            store: store.clone(),
             readiness: readiness.clone(),
             telemetry_path: "/metrics".to_owned(),
             web_config: web_config.map(Arc::new),
@@ -1741,6 +1860,7 @@ mod tests {
         Running {
             base,
             readiness,
+            store,
             stop: Some(stop),
             task,
             _dir: dir,
@@ -1885,6 +2005,91 @@ mod tests {
     }
 
     /// /api/v1/diagnoses lists newest first, filters, and honours limit.
+    /// The pages for people: the list with counts per reason narrows by filter and pages, a
+    /// contact page shows its deciding rule and timeline with outside text escaped, an unknown
+    /// contact is a 404 page and a bad parameter a 400 page.
+    #[tokio::test]
+    async fn html_pages() {
+        let server = start().await;
+        {
+            let mut d = diagnosis(1004, Reason::SignalUnavailable);
+            d.evidence.timeline.push(crate::diagnosis::Fact {
+                source: crate::diagnosis::FactSource::CognigyLog,
+                id: "log-1".into(),
+                at: Some(at(1)),
+                detail: "handoverToCXone: <script>alert(1)</script>"
+                    .to_owned()
+                    .into(),
+            });
+            d.evidence.decided_by = vec![d.evidence.timeline[0].clone()];
+            let store = server.store.clone();
+            let one = [d];
+            store
+                .lock()
+                .unwrap()
+                .commit_cycle(
+                    "acme",
+                    CycleCommit {
+                        diagnoses: &one,
+                        ..CycleCommit::empty(at(8))
+                    },
+                )
+                .unwrap();
+        }
+        let get = |path: &str| {
+            let url = format!("{}{path}", server.base);
+            async move {
+                let r = client().get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        let (status, list) = get("/diagnoses").await;
+        assert_eq!(status, 200);
+        for id in [1001, 1002, 1003, 1004] {
+            assert!(
+                list.contains(&format!("href=\"/contacts/{id}\"")),
+                "{id} in {list}"
+            );
+        }
+        assert!(list.contains(">signal_rejected</a></td><td class=\"failed\">failed</td><td>invalid_handover</td><td>1</td>"), "{list}");
+        let (_, failed) = get("/diagnoses?outcome=failed&failure=&reason=&since=&tenant=").await;
+        assert!(!failed.contains("href=\"/contacts/1002\""), "{failed}");
+        assert!(failed.contains("href=\"/contacts/1003\""), "{failed}");
+        let (_, first) = get("/diagnoses?limit=2").await;
+        assert!(
+            first.contains("page=1\">Older</a>") && !first.contains(">Newer<"),
+            "{first}"
+        );
+        let (_, second) = get("/diagnoses?limit=2&page=1").await;
+        assert!(
+            second.contains("href=\"/contacts/1002\"") && second.contains(">Newer<"),
+            "{second}"
+        );
+        let (status, contact) = get("/contacts/1004").await;
+        assert_eq!(status, 200);
+        assert!(
+            contact.contains("Rule 5 of the diagnosis table"),
+            "{contact}"
+        );
+        assert!(
+            contact.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{contact}"
+        );
+        assert!(!contact.contains("<script>"), "{contact}");
+        assert!(contact.contains("(decided the outcome)"), "{contact}");
+        let (status, missing) = get("/contacts/999").await;
+        assert_eq!(status, 404);
+        assert!(
+            missing.contains("No diagnosis for contact 999"),
+            "{missing}"
+        );
+        let (status, bad) = get("/diagnoses?outcome=maybe").await;
+        assert_eq!(status, 400);
+        assert!(bad.contains("parameter outcome"), "{bad}");
+        let (status, _) = get("/diagnoses?page=1&page=2").await;
+        assert_eq!(status, 400);
+    }
+
     #[tokio::test]
     async fn diagnoses_api() {
         let server = start().await;
@@ -2039,6 +2244,8 @@ mod tests {
             "/metrics",
             "/api/v1/diagnoses",
             "/api/v1/contacts/1001",
+            "/diagnoses",
+            "/contacts/1001",
         ] {
             let url = format!("{}{path}", server.base);
             let anonymous = client().get(&url).send().await.unwrap();

@@ -237,6 +237,8 @@ pub struct DiagnosisFilter {
     pub reason: Option<Reason>,
     pub since: Option<DateTime<Utc>>,
     pub limit: usize,
+    /// Rows skipped before the first one returned (pages of the `/diagnoses` page).
+    pub offset: usize,
 }
 
 /// One recorded diagnosis with where and when it was recorded.
@@ -877,7 +879,7 @@ impl Store {
                    AND (?4 IS NULL OR reason = ?4)
                    AND (?5 IS NULL OR diagnosed_at >= ?5)
                  ORDER BY diagnosed_at DESC, contact_id DESC
-                 LIMIT ?6",
+                 LIMIT ?6 OFFSET ?7",
             )
             .map_err(sql("diagnoses query"))?;
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
@@ -889,7 +891,8 @@ impl Store {
                     filter.failure.map(Failure::as_str),
                     filter.reason.map(Reason::as_str),
                     filter.since.map(ts),
-                    limit
+                    limit,
+                    i64::try_from(filter.offset).unwrap_or(i64::MAX)
                 ],
                 diagnosis_columns,
             )
