@@ -55,7 +55,9 @@ impl std::fmt::Display for PollSource {
 pub enum CycleFailure {
     /// The state store refused a read or the cycle's commit.
     Store,
-    /// The cycle ran past its deadline and was abandoned.
+    /// The cycle reached its deadline without writing a page or deciding a contact (one that
+    /// made progress counts as `catching_up` in `handover_cycles_total` instead), or ran so far
+    /// past it that it was abandoned.
     Deadline,
     /// The cycle panicked (a bug); the loop goes on with the next cycle.
     Panic,
@@ -79,6 +81,29 @@ impl CycleFailure {
     }
 }
 
+/// How a poll cycle that did not fail ended (`outcome` label of `handover_cycles_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CycleOutcome {
+    /// Every stream read to the end of its data and every decidable contact was decided.
+    Complete,
+    /// The cycle stopped at a page cap or at its deadline after making progress; the next one
+    /// continues at once from where it stopped.
+    CatchingUp,
+}
+
+impl CycleOutcome {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [CycleOutcome] = &[CycleOutcome::Complete, CycleOutcome::CatchingUp];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleOutcome::Complete => "complete",
+            CycleOutcome::CatchingUp => "catching_up",
+        }
+    }
+}
+
 macro_rules! label_value_by_as_str {
     ($($ty:ty),+) => {$(
         impl EncodeLabelValue for $ty {
@@ -98,7 +123,8 @@ label_value_by_as_str!(
     CodeClass,
     RetryCause,
     PollSource,
-    CycleFailure
+    CycleFailure,
+    CycleOutcome
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
@@ -127,6 +153,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("handover_polls_total", "counter", "tenant,source"),
     ("handover_poll_failures_total", "counter", "tenant,source"),
+    ("handover_cycles_total", "counter", "tenant,outcome"),
     ("handover_cycle_failures_total", "counter", "tenant,kind"),
     (
         "handover_api_requests_total",
@@ -179,6 +206,12 @@ struct ContactExemplar {
 struct PollLabels {
     tenant: String,
     source: PollSource,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CycleLabels {
+    tenant: String,
+    outcome: CycleOutcome,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -248,6 +281,7 @@ pub struct Metrics {
     watermark: Family<PollLabels, TimestampGauge>,
     polls: Family<PollLabels, Counter>,
     poll_failures: Family<PollLabels, Counter>,
+    cycles: Family<CycleLabels, Counter>,
     cycle_failures: Family<CycleFailureLabels, Counter>,
     api_requests: Family<RequestLabels, Counter>,
     api_duration: HistogramFamily<EndpointLabels>,
@@ -272,6 +306,7 @@ impl Metrics {
             watermark: Family::default(),
             polls: Family::default(),
             poll_failures: Family::default(),
+            cycles: Family::default(),
             cycle_failures: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(api_duration_histogram),
@@ -332,6 +367,11 @@ impl Metrics {
             "poll_failures",
             "Poll cycles of the source that failed",
             m.poll_failures.clone(),
+        );
+        registry.register(
+            "cycles",
+            "Poll cycles that did not fail, by how they ended",
+            m.cycles.clone(),
         );
         registry.register(
             "cycle_failures",
@@ -396,6 +436,12 @@ impl Metrics {
                 let _ = m.watermark.get_or_create(&p);
                 let _ = m.polls.get_or_create(&p);
                 let _ = m.poll_failures.get_or_create(&p);
+            }
+            for outcome in CycleOutcome::ALL {
+                let _ = m.cycles.get_or_create(&CycleLabels {
+                    tenant: tenant.clone(),
+                    outcome: *outcome,
+                });
             }
             for kind in CycleFailure::ALL {
                 let _ = m.cycle_failures.get_or_create(&CycleFailureLabels {
@@ -534,6 +580,16 @@ impl Metrics {
         self.polls.get_or_create(&p).inc();
         self.poll_failures.get_or_create(&p).inc();
         self.up.get_or_create(&p).set(0);
+    }
+
+    /// Counts a poll cycle that ended without failing.
+    pub fn cycle_finished(&self, tenant: &str, outcome: CycleOutcome) {
+        self.cycles
+            .get_or_create(&CycleLabels {
+                tenant: tenant.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts a poll cycle that failed as a whole.
