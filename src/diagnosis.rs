@@ -184,9 +184,13 @@ pub struct Horizon {
     pub cxone_read_until: DateTime<Utc>,
     /// How long after a contact ends its already-correlated session data is taken as complete.
     pub settle_seconds: i64,
-    /// The lagging sources answered this cycle but hit their page caps: they are catching up
-    /// (after an outage or on first start), so a contact is not given up as `source_unavailable`.
-    pub catching_up: bool,
+    /// Since when every read of Cognigy has failed (wall-clock time of the first failure of the
+    /// current run of failures); `None` while it answers. Only a source unavailable for
+    /// `max_pending_seconds` of wall time lets a contact be given up as `source_unavailable`,
+    /// never the contact's age: a source that answers, however far behind, is waited for.
+    pub cognigy_unavailable_since: Option<DateTime<Utc>>,
+    /// The same for CXone.
+    pub cxone_unavailable_since: Option<DateTime<Utc>>,
 }
 
 impl Horizon {
@@ -197,8 +201,33 @@ impl Horizon {
             cognigy_read_until: DateTime::<Utc>::MAX_UTC,
             cxone_read_until: DateTime::<Utc>::MAX_UTC,
             settle_seconds: 0,
-            catching_up: false,
+            cognigy_unavailable_since: None,
+            cxone_unavailable_since: None,
         }
+    }
+
+    /// Whether Cognigy has been unavailable for at least `max_pending`.
+    pub fn cognigy_given_up(&self, max_pending: Duration) -> bool {
+        given_up(self.cognigy_unavailable_since, self.now, max_pending)
+    }
+
+    /// Whether CXone has been unavailable for at least `max_pending`.
+    pub fn cxone_given_up(&self, max_pending: Duration) -> bool {
+        given_up(self.cxone_unavailable_since, self.now, max_pending)
+    }
+}
+
+fn given_up(since: Option<DateTime<Utc>>, now: DateTime<Utc>, max_pending: Duration) -> bool {
+    since.is_some_and(|s| now.signed_duration_since(s) >= max_pending)
+}
+
+/// A read horizon as evidence text: the time, or `never` for a source not read yet (no sentinel
+/// date ever reaches the evidence).
+fn describe_read_until(t: DateTime<Utc>) -> String {
+    if t <= DateTime::<Utc>::UNIX_EPOCH {
+        "never".to_owned()
+    } else {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 }
 
@@ -430,13 +459,26 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
         None
     };
     if let Some((source, read_until, needed)) = lagging {
-        if horizon.now >= ended + max_pending && !horizon.catching_up {
+        let down_since = if source == "cognigy" {
+            horizon.cognigy_unavailable_since
+        } else {
+            horizon.cxone_unavailable_since
+        };
+        if let Some(since) = down_since.filter(|s| given_up(Some(*s), horizon.now, max_pending)) {
+            let down = horizon.now.signed_duration_since(since).num_seconds();
             let facts = vec![Fact {
                 source: FactSource::Rule,
                 id: source.into(),
-                at: Some(read_until),
-                detail: format!("{source} read only up to {read_until}, needed up to {needed}")
-                    .into(),
+                at: Some(since),
+                detail: format!(
+                    "{source} unavailable since {} ({down} s, max_pending_seconds {}); read up to \
+                     {}, needed up to {}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    rules.max_pending_seconds,
+                    describe_read_until(read_until),
+                    needed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
+                .into(),
             }];
             return done(
                 case,
@@ -455,8 +497,11 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     }
 
     // Only legs of the group were read so far: the master contact ends last and carries the
-    // bot entry and queue facts, so wait for it (up to the pending limit).
-    if !case.has_master() && horizon.now < ended + max_pending {
+    // bot entry and queue facts, so wait for it while CXone has not been read `max_pending`
+    // past the legs (a master ends within that) and answers.
+    let cxone_past =
+        |t: DateTime<Utc>| horizon.cxone_read_until >= t || horizon.cxone_given_up(max_pending);
+    if !case.has_master() && !cxone_past(ended + max_pending) {
         return Verdict::Pending {
             waiting_for: "cxone_master",
         };
@@ -616,7 +661,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     // leg that carries the queue facts; it shows up in CXone only when it completes, so wait for
     // it (up to the pending limit) rather than call the handover lost.
     if let Some(escalated_at) = derived.escalated_at {
-        if case.contacts.iter().any(|c| c.was_transferred()) && horizon.now < ended + max_pending {
+        if case.contacts.iter().any(|c| c.was_transferred()) && !cxone_past(ended + max_pending) {
             return Verdict::Pending {
                 waiting_for: "cxone_transfer_leg",
             };

@@ -342,20 +342,34 @@ pub fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 /// The latest end of a contact group the horizon may let a cycle decide: Cognigy must have been
 /// read `min(settle, lag)` past it (a matched session needs `settle`, an unmatched one `lag`:
-/// `diagnose` checks which) and CXone `settle` past it. `give_up_before`: when set, groups that
-/// ended before it are loaded whatever was read (the rules then decide what a contact whose
-/// source stayed unavailable becomes).
+/// `diagnose` checks which) and CXone `settle` past it. A source given up (unavailable for
+/// `max_pending_seconds`, `diagnose` then decides what waited for it) bounds nothing: every
+/// group that ended by `now` may be loaded.
 pub fn decidable_by(
     horizon: ReadHorizon,
     settle: Duration,
     lag: Duration,
-    give_up_before: Option<DateTime<Utc>>,
+    given_up: GivenUp,
+    now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let read_through = before(horizon.cognigy, settle.min(lag)).min(before(horizon.cxone, settle));
-    match give_up_before {
-        Some(t) => read_through.max(t),
-        None => read_through,
-    }
+    let cognigy = if given_up.cognigy {
+        now
+    } else {
+        before(horizon.cognigy, settle.min(lag))
+    };
+    let cxone = if given_up.cxone {
+        now
+    } else {
+        before(horizon.cxone, settle)
+    };
+    cognigy.min(cxone).min(now)
+}
+
+/// Which sources have been unavailable for `max_pending_seconds` of wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GivenUp {
+    pub cxone: bool,
+    pub cognigy: bool,
 }
 
 #[cfg(test)]
@@ -495,7 +509,8 @@ mod tests {
         assert_eq!(old.covered(), at(5));
     }
 
-    /// The horizon is the least Cognigy stream; what may be decided lags it by settle or lag.
+    /// The horizon is the least Cognigy stream; what may be decided lags it by settle or lag,
+    /// unless a source has been given up.
     #[test]
     fn horizon_and_decidable_groups() {
         let done = |t: i64| {
@@ -534,19 +549,21 @@ mod tests {
                 cognigy: at(25)
             }
         );
-        let by = decidable_by(h, Duration::minutes(1), Duration::minutes(15), None);
-        assert_eq!(by, at(24));
-        let by = decidable_by(h, Duration::minutes(1), Duration::minutes(15), Some(at(30)));
-        assert_eq!(by, at(30));
+        let (settle, lag) = (Duration::minutes(1), Duration::minutes(15));
+        let none = GivenUp::default();
+        assert_eq!(decidable_by(h, settle, lag, none, at(60)), at(24));
+        let cognigy_down = GivenUp {
+            cognigy: true,
+            cxone: false,
+        };
+        assert_eq!(decidable_by(h, settle, lag, cognigy_down, at(60)), at(39));
+        let both = GivenUp {
+            cognigy: true,
+            cxone: true,
+        };
+        assert_eq!(decidable_by(h, settle, lag, both, at(60)), at(60));
         assert_eq!(Cursors::default().horizon().cognigy, NEVER);
-        assert_eq!(
-            decidable_by(
-                Cursors::default().horizon(),
-                Duration::minutes(1),
-                Duration::zero(),
-                None
-            ),
-            NEVER
-        );
+        let never = decidable_by(Cursors::default().horizon(), settle, lag, none, at(0));
+        assert_eq!(never, NEVER);
     }
 }

@@ -135,7 +135,8 @@ impl Poller {
 }
 
 /// Contacts that belong to no case and can no longer become one: Cognigy was read past their
-/// lag (plus settle) and still no session points to them, and they did not enter the bot.
+/// lag (plus settle) and still no session points to them, and they did not enter the bot; or
+/// Cognigy has been unavailable for `max_pending_seconds`, so none can be expected to.
 fn not_bot_contacts(
     contacts: &[CompletedContact],
     cases: &[Case<'_>],
@@ -154,7 +155,7 @@ fn not_bot_contacts(
         .filter(|c| {
             !in_case.contains(&c.contact_id)
                 && (c.ended_at() + lag <= horizon.cognigy_read_until
-                    || c.ended_at() + max_pending <= horizon.now)
+                    || horizon.cognigy_given_up(max_pending))
         })
         .map(|c| c.contact_id)
         .collect()

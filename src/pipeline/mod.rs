@@ -236,23 +236,37 @@ impl Poller {
             .max()
             .unwrap_or(0);
 
+        // Since when each source has been failing, kept in the store across restarts: only a
+        // source unavailable for `max_pending_seconds` of wall time gives a contact up.
+        let (cxone_failed, cognigy_failed) = (!report.cxone_ok, !report.cognigy_ok);
+        let (cxone_down, cognigy_down) = self
+            .with_store(move |store, tenant| {
+                Ok((
+                    store.record_source_health(tenant, cursors::CXONE, cxone_failed, now)?,
+                    store.record_source_health(tenant, "cognigy", cognigy_failed, now)?,
+                ))
+            })
+            .await?;
         let read = self.load_cursors().await?.horizon();
         let horizon = Horizon {
             now,
             cognigy_read_until: read.cognigy,
             cxone_read_until: read.cxone,
             settle_seconds: self.timing.settle.num_seconds(),
-            catching_up: report.cxone_ok && report.cognigy_ok && report.more,
+            cognigy_unavailable_since: cognigy_down,
+            cxone_unavailable_since: cxone_down,
         };
-        // Past `max_pending` a case is decided whatever was read, except while a source is
-        // still catching up (then it is waited for: `Horizon::catching_up`).
         let max_pending = Duration::seconds(self.rules.max_pending_seconds as i64);
-        let give_up_before = (!horizon.catching_up).then(|| cursors::before(now, max_pending));
+        let given_up = cursors::GivenUp {
+            cxone: horizon.cxone_given_up(max_pending),
+            cognigy: horizon.cognigy_given_up(max_pending),
+        };
         let decidable_by = cursors::decidable_by(
             read,
             self.timing.settle,
             Duration::seconds(self.rules.cognigy_lag_seconds as i64),
-            give_up_before,
+            given_up,
+            now,
         );
         let decided = self.decide(horizon, decidable_by, deadline).await?;
         report.cases = decided.cases;
