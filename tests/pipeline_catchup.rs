@@ -197,3 +197,57 @@ async fn transient_failure_during_catch_up_gives_up_nothing() {
     assert_eq!(undetermined, 0);
     assert_eq!(found, rig.truth());
 }
+
+/// A cycle whose deadline is shorter than its backlog (every answer 200 ms late, small pages)
+/// stops at it with the pages it read written and says so; cycle after cycle the backlog is read
+/// and every bot contact is diagnosed as the truth says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_cut_cycles_keep_their_pages_and_converge() {
+    let options = SimulatorOptions {
+        seed: 9,
+        calls: Some(120),
+        rate_per_day: None,
+        backlog_hours: 1.0,
+        cognigy_lag_seconds: 1,
+        faults: Faults {
+            slow_ms: 200,
+            ..Faults::default()
+        },
+        ..SimulatorOptions::default()
+    };
+    let rig = rig(options, |config| {
+        let tenant = &mut config.tenants[0];
+        tenant.cxone.page_size = 10;
+        tenant.cognigy.odata_page_size = 10;
+        tenant.cognigy.logs_page_size = 10;
+    })
+    .await;
+    let first = rig
+        .poller
+        .run_cycle_until(
+            Utc::now(),
+            std::time::Instant::now() + Duration::from_secs(2),
+        )
+        .await
+        .expect("cycle");
+    assert!(first.deadline && first.more, "{first:?}");
+    assert!(first.progressed(), "pages were written: {first:?}");
+    let mut cycles = 1;
+    loop {
+        let report = rig
+            .poller
+            .run_cycle_until(
+                Utc::now(),
+                std::time::Instant::now() + Duration::from_secs(2),
+            )
+            .await
+            .expect("cycle");
+        assert!(report.progressed() || !report.more, "{report:?}");
+        cycles += 1;
+        if !report.more && rig.diagnoses().len() == rig.truth().len() {
+            break;
+        }
+        assert!(cycles < 200, "the backlog was never read");
+    }
+    assert_eq!(rig.diagnoses(), rig.truth());
+}
