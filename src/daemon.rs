@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::metrics::{CycleFailure, CycleOutcome, Metrics};
 use crate::pipeline::{Poller, Timing};
 use crate::server::{AppState, Readiness, WebConfig};
+use crate::sources::http::Budgets;
 use crate::store::Store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -64,13 +65,16 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
+    // One request budget per API host, shared by every tenant on it.
+    let budgets = Budgets::default();
     for tenant in &config.tenants {
-        let poller = Poller::new(
+        let poller = Poller::with_budgets(
             tenant,
             timing,
             store.clone(),
             metrics.clone(),
             readiness.clone(),
+            &budgets,
         )
         .map_err(|e| anyhow::anyhow!("tenant {}: {e}", tenant.name))?;
         loops.push(tokio::spawn(poll_loop(

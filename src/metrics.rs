@@ -8,7 +8,7 @@
 //! does not poll, store or serve anything; `/metrics` only encodes what is in memory here.
 
 use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
-use crate::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source};
+use crate::sources::http::{CodeClass, Endpoint, HostBudget, RequestObserver, RetryCause, Source};
 use crate::store::TotalRow;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -166,6 +166,8 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "source,endpoint",
     ),
     ("handover_api_retries_total", "counter", "source,cause"),
+    ("handover_api_quota_requests", "gauge", "source,host"),
+    ("handover_api_quota_used_ratio", "gauge", "source,host"),
     ("handover_build_info", "info", "version,revision"),
 ];
 
@@ -239,6 +241,14 @@ struct RetryLabels {
     cause: RetryCause,
 }
 
+/// One API host's budget; `host` comes from the configuration (`scheme://host[:port]` of a
+/// configured URL), so its values are bounded by the config.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    source: Source,
+    host: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -286,6 +296,10 @@ pub struct Metrics {
     api_requests: Family<RequestLabels, Counter>,
     api_duration: HistogramFamily<EndpointLabels>,
     api_retries: Family<RetryLabels, Counter>,
+    quota_requests: Family<QuotaLabels, Gauge>,
+    quota_used: Family<QuotaLabels, Gauge<f64, AtomicU64>>,
+    /// The budgets whose use `encode` reads into `quota_used`.
+    budgets: std::sync::Mutex<Vec<std::sync::Arc<HostBudget>>>,
 }
 
 impl Metrics {
@@ -311,6 +325,9 @@ impl Metrics {
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(api_duration_histogram),
             api_retries: Family::default(),
+            quota_requests: Family::default(),
+            quota_used: Family::default(),
+            budgets: std::sync::Mutex::new(Vec::new()),
         };
         registry.register(
             "contacts",
@@ -392,6 +409,16 @@ impl Metrics {
             "api_retries",
             "HTTP attempts retried, by cause",
             m.api_retries.clone(),
+        );
+        registry.register(
+            "api_quota_requests",
+            "Requests the API host's budget allows per window (shared by every tenant on the host)",
+            m.quota_requests.clone(),
+        );
+        registry.register(
+            "api_quota_used_ratio",
+            "Share of the API host's request budget used over the last window",
+            m.quota_used.clone(),
         );
         registry.register(
             "build",
@@ -613,7 +640,38 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition of every family (ends with `# EOF`).
+    /// Exports the budget of one API host (once per budget; later calls for it change nothing).
+    pub fn watch_budget(&self, budget: std::sync::Arc<HostBudget>) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if budgets.iter().any(|b| std::sync::Arc::ptr_eq(b, &budget)) {
+            return;
+        }
+        let labels = QuotaLabels {
+            source: budget.source(),
+            host: budget.host().to_owned(),
+        };
+        self.quota_requests
+            .get_or_create(&labels)
+            .set(i64::from(budget.requests()));
+        let _ = self.quota_used.get_or_create(&labels);
+        budgets.push(budget);
+    }
+
     pub fn encode(&self) -> String {
+        let budgets = self
+            .budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for budget in budgets {
+            let labels = QuotaLabels {
+                source: budget.source(),
+                host: budget.host().to_owned(),
+            };
+            self.quota_used
+                .get_or_create(&labels)
+                .set(budget.used_ratio());
+        }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             // Writing to a String cannot fail; an encoder error means an invalid label value.
@@ -922,7 +980,15 @@ mod tests {
     /// FAMILIES and the exposition list the same families, with the same types and labels.
     #[test]
     fn families_match_exposition() {
-        let text = Metrics::new(&tenants(), "abc123").encode();
+        let m = Metrics::new(&tenants(), "abc123");
+        // Quota series exist once a poller's budget is watched.
+        m.watch_budget(std::sync::Arc::new(HostBudget::new(
+            Source::Cognigy,
+            "https://api-app.cognigy.ai",
+            1000,
+            Duration::from_secs(300),
+        )));
+        let text = m.encode();
         let mut exposed: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -66,7 +66,9 @@ fn fast_http() -> HttpSettings {
         max_retries: 3,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
-        requests_per_second: 1000.0,
+        requests_per_second: None,
+        quota_requests: 100_000,
+        quota_window: Duration::from_secs(1),
         max_concurrency: 4,
         http1_only: true,
     }
@@ -878,7 +880,7 @@ async fn rate_limit_spaces_requests() {
         .mount(&server)
         .await;
     let mut config = cognigy_config(&server);
-    config.http.requests_per_second = 4.0;
+    config.http.requests_per_second = Some(4.0);
     let client = CognigyClient::new(&config, observer()).unwrap();
     let started = Instant::now();
     for _ in 0..8 {

@@ -157,7 +157,7 @@ async fn world(calls: usize, cxone_page_size: u32, cxone_max_pages: u32) -> Worl
     }
     let rules = simulator::sim_rules();
     let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let http = "requests_per_second = 500\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n";
+    let http = "quota_requests = 500\nquota_window_seconds = 1\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n";
     let config = format!(
         r#"state_path = "{state}"
 poll_interval_seconds = 1
@@ -448,7 +448,7 @@ async fn failing_source_is_isolated() {
             &format!("odata_base_url = \"{}/odata/v2.4\"", w.sim.base_url),
             &format!("odata_base_url = \"{closed}/odata/v2.4\""),
         )
-        .replace("requests_per_second = 500\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n\n[tenant.rules]", "max_retries = 0\n\n[tenant.rules]");
+        .replace("quota_requests = 500\nquota_window_seconds = 1\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n\n[tenant.rules]", "max_retries = 0\n\n[tenant.rules]");
     std::fs::write(&w.config, text).unwrap();
     let daemon = Daemon::start(&w.config);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -251,3 +251,148 @@ async fn deadline_cut_cycles_keep_their_pages_and_converge() {
     }
     assert_eq!(rig.diagnoses(), rig.truth());
 }
+
+/// The most requests that arrived within any `window` (a sliding window over arrival times).
+fn max_in_window(arrivals: &[std::time::Instant], window: Duration) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, at) in arrivals.iter().enumerate() {
+        while at.duration_since(arrivals[first]) >= window {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
+}
+
+/// Two tenants on one simulated Cognigy host share its budget: counted where the server counts
+/// them, their requests together never exceed it in any window, and neither is starved (when
+/// the first has caught up, the other has read at least half as many pages), and both end with
+/// the truth. The budget is lowered to 60 requests per 10 s (and pages made small) so the test
+/// stays fast; the default is 1000 per 5 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_share_one_host_budget_fairly() {
+    use handover_exporter::sources::http::Budgets;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let options = SimulatorOptions {
+        seed: 11,
+        calls: Some(60),
+        rate_per_day: None,
+        backlog_hours: 1.0,
+        cognigy_lag_seconds: 1,
+        ..SimulatorOptions::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sim = simulator::spawn(listener, options.clone())
+        .await
+        .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config =
+        handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5));
+    config.state_path = dir.path().join("state.db").display().to_string();
+    let mut acme = config.tenants[0].clone();
+    acme.name = "acme".into();
+    acme.cognigy.odata_page_size = 20;
+    acme.cognigy.logs_page_size = 10;
+    acme.cognigy.max_pages = 2;
+    acme.cognigy.http.quota_requests = 60;
+    acme.cognigy.http.quota_window = Duration::from_secs(10);
+    let mut beta = acme.clone();
+    beta.name = "beta".into();
+    let names = vec![acme.name.clone(), beta.name.clone()];
+    let store = Arc::new(Mutex::new(
+        Store::open(&config.state_path).expect("store opens"),
+    ));
+    let metrics = Arc::new(Metrics::new(&names, "test"));
+    let readiness = Arc::new(Readiness::new(&names, config.poll_interval));
+    let budgets = Budgets::default();
+    let pollers: Vec<Poller> = [&acme, &beta]
+        .iter()
+        .map(|t| {
+            Poller::with_budgets(
+                t,
+                Timing::from_config(&config),
+                store.clone(),
+                metrics.clone(),
+                readiness.clone(),
+                &budgets,
+            )
+            .expect("poller")
+        })
+        .collect();
+    assert_eq!(budgets.all().len(), 2, "one Cognigy and one CXone budget");
+    let pages = [AtomicU32::new(0), AtomicU32::new(0)];
+    // The other tenant's Cognigy pages when one first caught up: (who, own pages, other's).
+    let first_done: Mutex<Option<(usize, u32, u32)>> = Mutex::new(None);
+    let run = |i: usize| {
+        let (poller, pages, first_done) = (&pollers[i], &pages, &first_done);
+        async move {
+            let mut clean_in_a_row = 0;
+            let mut cycles = 0;
+            while clean_in_a_row < 2 {
+                let report = poller.run_cycle(Utc::now()).await.expect("cycle");
+                pages[i].fetch_add(report.cognigy_pages, Ordering::SeqCst);
+                let clean = report.cxone_ok && report.cognigy_ok && !report.more;
+                if clean {
+                    let mut done = first_done.lock().expect("lock");
+                    if done.is_none() {
+                        *done = Some((
+                            i,
+                            pages[i].load(Ordering::SeqCst),
+                            pages[1 - i].load(Ordering::SeqCst),
+                        ));
+                    }
+                }
+                clean_in_a_row = if clean { clean_in_a_row + 1 } else { 0 };
+                cycles += 1;
+                assert!(cycles < 300, "tenant {i} never caught up");
+            }
+        }
+    };
+    tokio::join!(run(0), run(1));
+
+    let arrivals = sim.state.cognigy_arrivals();
+    let most = max_in_window(&arrivals, Duration::from_secs(10));
+    assert!(
+        arrivals.len() > 80,
+        "the test must need more than one window of budget: {} requests",
+        arrivals.len()
+    );
+    assert!(most <= 60, "{most} Cognigy requests arrived within 10 s");
+    let (who, own, other) = first_done.lock().expect("lock").expect("one caught up");
+    assert!(
+        other * 2 >= own,
+        "tenant {} had read {other} pages when tenant {who} caught up with {own}",
+        1 - who
+    );
+    let truth: BTreeMap<i64, String> = sim
+        .state
+        .truth(Utc::now())
+        .contacts
+        .iter()
+        .map(|t| (t.contact_id, t.reason.as_str().to_owned()))
+        .collect();
+    for name in &names {
+        let rows = store
+            .lock()
+            .expect("store lock")
+            .diagnoses(&DiagnosisFilter {
+                tenant: Some(name.clone()),
+                limit: 100_000,
+                ..DiagnosisFilter::default()
+            })
+            .expect("diagnoses");
+        let found: BTreeMap<i64, String> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.diagnosis.contact_id,
+                    r.diagnosis.reason.as_str().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(found, truth, "tenant {name}");
+    }
+}

@@ -22,7 +22,7 @@ use crate::server::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::CxoneClient;
-use crate::sources::http::{RequestObserver, SourceError};
+use crate::sources::http::{Budgets, RequestObserver, Source, SourceError};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use cursors::{decode, Cursors, Pass, Stored};
@@ -78,6 +78,8 @@ pub struct CycleReport {
     pub cognigy_records_read: usize,
     /// Pages read and written (every stream).
     pub pages: u32,
+    /// Of those, the Cognigy pages (OData and logs).
+    pub cognigy_pages: u32,
     pub cases: usize,
     pub diagnosed: usize,
     pub pending: u64,
@@ -118,7 +120,8 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// Builds the clients of one tenant; they report every request to `metrics`.
+    /// Builds the clients of one tenant with request budgets of their own; they report every
+    /// request to `metrics`.
     pub fn new(
         tenant: &TenantConfig,
         timing: Timing,
@@ -126,12 +129,41 @@ impl Poller {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> Result<Poller, SourceError> {
+        let budgets = Budgets::default();
+        Poller::with_budgets(tenant, timing, store, metrics, readiness, &budgets)
+    }
+
+    /// Builds the clients of one tenant drawing on the budgets of their API hosts in `budgets`
+    /// (shared with every other tenant on the same host); they report every request, and the
+    /// budgets' use, to `metrics`.
+    pub fn with_budgets(
+        tenant: &TenantConfig,
+        timing: Timing,
+        store: Arc<Mutex<Store>>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        budgets: &Budgets,
+    ) -> Result<Poller, SourceError> {
+        let cxone_budget = budgets.handle(
+            Source::Cxone,
+            &tenant.cxone_budget_host(),
+            &tenant.cxone.http,
+            &tenant.name,
+        );
+        let cognigy_budget = budgets.handle(
+            Source::Cognigy,
+            &tenant.cognigy_budget_host(),
+            &tenant.cognigy.http,
+            &tenant.name,
+        );
+        metrics.watch_budget(cxone_budget.budget().clone());
+        metrics.watch_budget(cognigy_budget.budget().clone());
         let observer: Arc<dyn RequestObserver> = metrics.clone();
         Ok(Poller {
             tenant: tenant.name.clone(),
             rules: tenant.rules.clone(),
-            cxone: CxoneClient::new(&tenant.cxone, observer.clone())?,
-            cognigy: CognigyClient::new(&tenant.cognigy, observer)?,
+            cxone: CxoneClient::with_budget(&tenant.cxone, observer.clone(), cxone_budget)?,
+            cognigy: CognigyClient::with_budget(&tenant.cognigy, observer, cognigy_budget)?,
             cxone_max_pages: tenant.cxone.max_pages,
             cognigy_max_pages: tenant.cognigy.max_pages,
             odata_reread: Duration::seconds(tenant.rules.cognigy_lag_seconds as i64)
@@ -226,7 +258,8 @@ impl Poller {
         report.cognigy_ok = cognigy.iter().all(|s| s.failed.is_none());
         report.contacts_read = cxone.records;
         report.cognigy_records_read = cognigy.iter().map(|s| s.records).sum();
-        report.pages = cxone.pages + cognigy.iter().map(|s| s.pages).sum::<u32>();
+        report.cognigy_pages = cognigy.iter().map(|s| s.pages).sum::<u32>();
+        report.pages = cxone.pages + report.cognigy_pages;
         report.more = cxone.more || cognigy.iter().any(|s| s.more);
         report.deadline = cxone.deadline || cognigy.iter().any(|s| s.deadline);
         report.cxone_ms = cxone.elapsed.as_millis() as u64;

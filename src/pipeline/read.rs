@@ -11,7 +11,7 @@ use super::cursors::{CxonePosition, LogsPosition, Pass};
 use super::ingest::Records;
 use super::{CycleError, Poller};
 use crate::sources::cognigy::{KeysetPage, KeysetPosition};
-use crate::sources::http::{Endpoint, SourceError};
+use crate::sources::http::{with_priority, Endpoint, ReadPriority, SourceError};
 use chrono::{DateTime, Duration, Utc};
 use std::future::Future;
 use std::time::Instant;
@@ -80,9 +80,13 @@ impl Poller {
         while read.may_read(&limits) {
             let asked_at = Utc::now();
             let position = pass.position;
+            let priority = read_priority(position.since, self.timing.overlap, asked_at);
             let Some(result) = within(
                 limits.deadline,
-                self.cxone.completed_page(position.since, position.skip),
+                with_priority(
+                    priority,
+                    self.cxone.completed_page(position.since, position.skip),
+                ),
             )
             .await
             else {
@@ -138,7 +142,9 @@ impl Poller {
         let mut read = StreamRead::default();
         while read.may_read(&limits) {
             let asked_at = Utc::now();
-            let Some(result) = within(limits.deadline, fetch(pass.position)).await else {
+            let priority = read_priority(pass.position.after, self.odata_reread, asked_at);
+            let page = with_priority(priority, fetch(pass.position));
+            let Some(result) = within(limits.deadline, page).await else {
                 read.stopped_at_deadline();
                 break;
             };
@@ -187,10 +193,14 @@ impl Poller {
         while read.may_read(&limits) {
             let asked_at = Utc::now();
             let position = pass.position.clone();
+            let priority = read_priority(position.after, self.timing.overlap, asked_at);
             let Some(result) = within(
                 limits.deadline,
-                self.cognigy
-                    .logs_page(position.after, position.resume.as_deref()),
+                with_priority(
+                    priority,
+                    self.cognigy
+                        .logs_page(position.after, position.resume.as_deref()),
+                ),
             )
             .await
             else {
@@ -266,6 +276,19 @@ impl Poller {
 
     fn stream_failed(&self, source: &'static str, stream: &str, e: &SourceError) {
         tracing::warn!(tenant = %self.tenant, source, stream, kind = e.kind(), error = %e, "poll failed");
+    }
+}
+
+/// How much older than the window a stream re-reads anyway a read must start to be backfill.
+const BACKFILL_AFTER: Duration = Duration::hours(1);
+
+/// The priority of a page read starting at `position` by a stream that re-reads `reread` each
+/// pass: backfill when it starts more than an hour before that window (it then only brings
+/// old data in), otherwise a read near the present, which lets pending contacts be decided.
+fn read_priority(position: DateTime<Utc>, reread: Duration, now: DateTime<Utc>) -> ReadPriority {
+    ReadPriority {
+        backfill: position < before(before(now, reread), BACKFILL_AFTER),
+        behind: position.timestamp_millis(),
     }
 }
 

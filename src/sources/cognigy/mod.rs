@@ -27,8 +27,8 @@ pub mod wire;
 
 use crate::config::{CognigyConfig, DateLiteral};
 use crate::sources::http::{
-    percent_decode, query_string, Endpoint, HttpLayer, HttpRequest, RequestObserver, Source,
-    SourceError,
+    percent_decode, query_string, BudgetHandle, Endpoint, HttpLayer, HttpRequest, RequestObserver,
+    Source, SourceError,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderName;
@@ -234,13 +234,25 @@ impl std::fmt::Debug for CognigyClient {
 }
 
 impl CognigyClient {
-    /// A client for one tenant; no request is made until the first call.
+    /// A client for one tenant with a request budget of its own; no request is made until the
+    /// first call.
     pub fn new(
         config: &CognigyConfig,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<CognigyClient, SourceError> {
+        let budget = BudgetHandle::private(Source::Cognigy, "", &config.http);
+        CognigyClient::with_budget(config, observer, budget)
+    }
+
+    /// A client for one tenant drawing on `budget` (its API host's, shared with other tenants;
+    /// OData and the logs API count against the same one).
+    pub fn with_budget(
+        config: &CognigyConfig,
+        observer: Arc<dyn RequestObserver>,
+        budget: BudgetHandle,
+    ) -> Result<CognigyClient, SourceError> {
         Ok(CognigyClient {
-            http: HttpLayer::new(Source::Cognigy, &config.http, observer)?,
+            http: HttpLayer::with_budget(Source::Cognigy, &config.http, observer, budget)?,
             config: config.clone(),
             keyset_500_ends: AtomicU64::new(0),
             id_field: id_field(&config.odata_base_url),

@@ -11,8 +11,8 @@ pub mod wire;
 
 use crate::config::{ClientAuth, CxoneConfig};
 use crate::sources::http::{
-    percent_encode, query_string, Endpoint, HttpLayer, HttpRequest, HttpResponse, RequestObserver,
-    RetryCause, Source, SourceError,
+    percent_encode, query_string, BudgetHandle, Endpoint, HttpLayer, HttpRequest, HttpResponse,
+    RequestObserver, RetryCause, Source, SourceError,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::SecretString;
@@ -113,13 +113,24 @@ impl std::fmt::Debug for CxoneClient {
 }
 
 impl CxoneClient {
-    /// A client for one tenant; no request is made until the first call.
+    /// A client for one tenant with a request budget of its own; no request is made until the
+    /// first call.
     pub fn new(
         config: &CxoneConfig,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<CxoneClient, SourceError> {
+        let budget = BudgetHandle::private(Source::Cxone, "", &config.http);
+        CxoneClient::with_budget(config, observer, budget)
+    }
+
+    /// A client for one tenant drawing on `budget` (its API host's, shared with other tenants).
+    pub fn with_budget(
+        config: &CxoneConfig,
+        observer: Arc<dyn RequestObserver>,
+        budget: BudgetHandle,
+    ) -> Result<CxoneClient, SourceError> {
         Ok(CxoneClient {
-            http: HttpLayer::new(Source::Cxone, &config.http, observer)?,
+            http: HttpLayer::with_budget(Source::Cxone, &config.http, observer, budget)?,
             config: config.clone(),
             auth: Mutex::new(AuthState::default()),
         })
