@@ -146,6 +146,12 @@ pub struct CognigyConfig {
     pub end_of_keyset_500: bool,
     /// Ask OData for only the fields read (`$select`), until the server refuses it.
     pub odata_select: bool,
+    /// How long after its own timestamp an OData record may still be written (Analytics at
+    /// session end, a session expiring 30 minutes after its last message): sweeps re-read this
+    /// far back.
+    pub late_window: Duration,
+    /// How often a sweep re-reads the late window.
+    pub late_sweep_interval: Duration,
     pub http: HttpSettings,
 }
 
@@ -260,6 +266,11 @@ pub const DEFAULT_SETTLE_SECONDS: u64 = 60;
 pub const DEFAULT_RETENTION_HOURS: u64 = 48;
 /// The default `initial_lookback_hours`.
 pub const DEFAULT_INITIAL_LOOKBACK_HOURS: u64 = 24;
+/// The default `[tenant.cognigy] late_window_seconds`: a session expires 30 minutes after its
+/// last message, and its Analytics may be written only then; plus a long call.
+pub const DEFAULT_LATE_WINDOW_SECONDS: u64 = 2700;
+/// The default `[tenant.cognigy] late_sweep_interval_seconds`.
+pub const DEFAULT_LATE_SWEEP_INTERVAL_SECONDS: u64 = 900;
 /// The default `[tenant.cxone] api_version`.
 pub const DEFAULT_CXONE_API_VERSION: &str = "v30.0";
 
@@ -474,6 +485,8 @@ struct RawCognigy {
     date_literal: Option<RawDateLiteral>,
     end_of_keyset_500: Option<bool>,
     odata_select: Option<bool>,
+    late_window_seconds: Option<i64>,
+    late_sweep_interval_seconds: Option<i64>,
     http: Option<RawHttp>,
 }
 
@@ -856,6 +869,20 @@ fn validate_cognigy(
         },
         end_of_keyset_500: raw.end_of_keyset_500.unwrap_or(true),
         odata_select: raw.odata_select.unwrap_or(true),
+        late_window: Duration::from_secs(between(
+            &key.key("late_window_seconds"),
+            raw.late_window_seconds,
+            DEFAULT_LATE_WINDOW_SECONDS,
+            0,
+            7 * 86_400,
+        )?),
+        late_sweep_interval: Duration::from_secs(between(
+            &key.key("late_sweep_interval_seconds"),
+            raw.late_sweep_interval_seconds,
+            DEFAULT_LATE_SWEEP_INTERVAL_SECONDS,
+            1,
+            86_400,
+        )?),
         http: validate_http(raw.http, &key.key("http"), HttpSettings::cognigy_default())?,
     })
 }

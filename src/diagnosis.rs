@@ -178,8 +178,14 @@ impl Reason {
 pub struct Horizon {
     /// The current time.
     pub now: DateTime<Utc>,
-    /// Every Cognigy source has been read successfully up to this wall-clock time.
+    /// Every Cognigy source has been read successfully up to this wall-clock time, for records
+    /// written within `cognigy_short_seconds` after their own time.
     pub cognigy_read_until: DateTime<Utc>,
+    /// The same for records written later, up to the late-record window (what the sweeps
+    /// cover); at most `cognigy_read_until`.
+    pub cognigy_swept_until: DateTime<Utc>,
+    /// How late a record may be written for `cognigy_read_until` to cover it.
+    pub cognigy_short_seconds: i64,
     /// CXone completed contacts have been read up to this time (their `lastUpdateTime`).
     pub cxone_read_until: DateTime<Utc>,
     /// How long after a contact ends its already-correlated session data is taken as complete.
@@ -199,10 +205,21 @@ impl Horizon {
         Horizon {
             now: DateTime::<Utc>::MAX_UTC,
             cognigy_read_until: DateTime::<Utc>::MAX_UTC,
+            cognigy_swept_until: DateTime::<Utc>::MAX_UTC,
+            cognigy_short_seconds: i64::MAX,
             cxone_read_until: DateTime::<Utc>::MAX_UTC,
             settle_seconds: 0,
             cognigy_unavailable_since: None,
             cxone_unavailable_since: None,
+        }
+    }
+
+    /// How far Cognigy is known read for data expected `wait` after a contact ended.
+    pub fn cognigy_for(&self, wait: Duration) -> DateTime<Utc> {
+        if wait.num_seconds() <= self.cognigy_short_seconds {
+            self.cognigy_read_until
+        } else {
+            self.cognigy_swept_until
         }
     }
 
@@ -443,16 +460,14 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
     let settle = Duration::seconds(horizon.settle_seconds);
 
-    let needed_until = if case.session.is_some() {
-        ended + settle
-    } else {
-        ended + lag
-    };
+    let wait = if case.session.is_some() { settle } else { lag };
+    let needed_until = ended + wait;
+    let cognigy_read_until = horizon.cognigy_for(wait);
     // Every leg of the group must have had time to show up in CXone too (a post-handover leg
     // carries the queue and agent facts).
     let cxone_needed = ended + settle;
-    let lagging = if horizon.cognigy_read_until < needed_until {
-        Some(("cognigy", horizon.cognigy_read_until, needed_until))
+    let lagging = if cognigy_read_until < needed_until {
+        Some(("cognigy", cognigy_read_until, needed_until))
     } else if horizon.cxone_read_until < cxone_needed {
         Some(("cxone", horizon.cxone_read_until, cxone_needed))
     } else {

@@ -230,6 +230,8 @@ pub async fn diagnose_contact(
     let horizon = Horizon {
         now,
         cognigy_read_until: now,
+        cognigy_swept_until: now,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: now,
         settle_seconds: 0,
         cognigy_unavailable_since: None,

@@ -103,6 +103,8 @@ fn cognigy_config(server: &MockServer) -> CognigyConfig {
         end_of_keyset_500: true,
         // The `$select` tests turn it on; the others read whole records as the mocks answer them.
         odata_select: false,
+        late_window: Duration::from_secs(2700),
+        late_sweep_interval: Duration::from_secs(900),
         http: fast_http(),
     }
 }

@@ -278,6 +278,8 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let early = Horizon {
         now: ended + Duration::seconds(60),
         cognigy_read_until: ended + Duration::seconds(60),
+        cognigy_swept_until: ended + Duration::seconds(60),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -290,6 +292,8 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let late_but_ok = Horizon {
         now: ended + Duration::seconds(901),
         cognigy_read_until: ended + Duration::seconds(901),
+        cognigy_swept_until: ended + Duration::seconds(901),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -301,6 +305,8 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let old_but_answering = Horizon {
         now: ended + Duration::seconds(86_400),
         cognigy_read_until: DateTime::<Utc>::MIN_UTC,
+        cognigy_swept_until: DateTime::<Utc>::MIN_UTC,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -345,6 +351,8 @@ fn waits_for_cxone_to_settle() {
     let horizon = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
+        cognigy_swept_until: ended + Duration::seconds(61),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(30),
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -366,6 +374,8 @@ fn correlated_case_waits_only_for_settle() {
     let before = Horizon {
         now: ended,
         cognigy_read_until: ended,
+        cognigy_swept_until: ended,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -378,6 +388,8 @@ fn correlated_case_waits_only_for_settle() {
     let after = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
+        cognigy_swept_until: ended + Duration::seconds(61),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -724,6 +736,8 @@ fn transferred_contact_waits_for_its_leg() {
     let live = Horizon {
         now: ended + Duration::seconds(600),
         cognigy_read_until: ended + Duration::seconds(600),
+        cognigy_swept_until: ended + Duration::seconds(600),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
         cognigy_unavailable_since: None,
@@ -747,6 +761,8 @@ fn case_without_master_waits_for_it() {
     let live = Horizon {
         now: ended + Duration::seconds(600),
         cognigy_read_until: ended + Duration::seconds(600),
+        cognigy_swept_until: ended + Duration::seconds(600),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
         cognigy_unavailable_since: None,

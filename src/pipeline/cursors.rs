@@ -130,7 +130,29 @@ impl Position for LogsPosition {
     }
 }
 
-/// The cursor of one stream: the running pass and what the last completed one established.
+/// How far back a stream's passes reach. Most passes (short) start `short` before the previous
+/// pass began; a *sweep* starts `long` before the previous sweep began, and one is made whenever
+/// the last began `sweep_every` ago or more. Streams without sweeps have `short == long` and
+/// `sweep_every` zero (every pass is a sweep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub short: Duration,
+    pub long: Duration,
+    pub sweep_every: Duration,
+}
+
+impl Windows {
+    /// One window for every pass (CXone, the logs).
+    pub fn single(window: Duration) -> Windows {
+        Windows {
+            short: window,
+            long: window,
+            sweep_every: Duration::zero(),
+        }
+    }
+}
+
+/// The cursor of one stream: the running pass and what the completed ones established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pass<P> {
     /// Where the next page starts.
@@ -141,6 +163,10 @@ pub struct Pass<P> {
     pub fresh: bool,
     /// When the last completed pass began; `None` before any pass completed.
     pub complete_at: Option<DateTime<Utc>>,
+    /// The running pass is a sweep (the first pass of a stream is one).
+    pub sweep: bool,
+    /// When the last completed sweep began.
+    pub swept_at: Option<DateTime<Utc>>,
 }
 
 impl<P: Position> Pass<P> {
@@ -151,6 +177,8 @@ impl<P: Position> Pass<P> {
             started: now,
             fresh: true,
             complete_at: None,
+            sweep: true,
+            swept_at: None,
         }
     }
 
@@ -160,32 +188,58 @@ impl<P: Position> Pass<P> {
             position,
             started: if self.fresh { asked_at } else { self.started },
             fresh: false,
-            complete_at: self.complete_at,
+            ..self.clone()
         }
     }
 
     /// The cursor once the running pass (as [`Pass::after_page`] left it) reached the end of the
-    /// data: the next pass starts `reread` before this one began, at `now` or later.
-    pub fn completed(&self, reread: Duration, now: DateTime<Utc>) -> Pass<P> {
+    /// data, at `now`: the next pass is a sweep when the last one began `sweep_every` ago, and
+    /// starts `long` before that sweep began; otherwise it starts `short` before this pass began.
+    pub fn completed(&self, windows: Windows, now: DateTime<Utc>) -> Pass<P> {
+        let swept_at = if self.sweep {
+            Some(self.started)
+        } else {
+            self.swept_at
+        };
+        let sweep = swept_at.map_or(true, |s| {
+            now.signed_duration_since(s) >= windows.sweep_every
+        });
+        let from = if sweep {
+            before(swept_at.unwrap_or(self.started), windows.long)
+        } else {
+            before(self.started, windows.short)
+        };
         Pass {
-            position: P::start(before(self.started, reread)),
+            position: P::start(from),
             started: now,
             fresh: true,
             complete_at: Some(self.started),
+            sweep,
+            swept_at,
         }
     }
 
-    /// The wall-clock time up to which this stream's data is known complete: every record
-    /// visible by then (and stamped after the lookback start) has been read.
+    /// The running pass's own coverage: its position while that is below its start.
+    fn running(&self) -> Option<DateTime<Utc>> {
+        if self.fresh {
+            return None;
+        }
+        self.position
+            .read_through()
+            .map(|through| through.min(self.started))
+    }
+
+    /// The wall-clock time up to which this stream's records written up to the `short` window
+    /// after their own time are known read: every such record visible by then (and stamped after
+    /// the lookback start) has been read.
     pub fn covered(&self) -> DateTime<Utc> {
-        let running = if self.fresh {
-            None
-        } else {
-            self.position
-                .read_through()
-                .map(|through| through.min(self.started))
-        };
-        self.complete_at.max(running).unwrap_or(NEVER)
+        self.complete_at.max(self.running()).unwrap_or(NEVER)
+    }
+
+    /// The same for records written up to the `long` window late: what the sweeps cover.
+    pub fn swept(&self) -> DateTime<Utc> {
+        let running = if self.sweep { self.running() } else { None };
+        self.swept_at.max(running).unwrap_or(NEVER)
     }
 }
 
@@ -205,6 +259,10 @@ struct Detail {
     tied: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resume: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sweep: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    swept_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -258,6 +316,8 @@ pub fn encode<P: Stored>(pass: &Pass<P>) -> (DateTime<Utc>, String) {
         skip,
         tied,
         resume,
+        sweep: pass.sweep,
+        swept_at: pass.swept_at,
     };
     // Serializing a struct of plain fields to JSON cannot fail; an empty detail would only make
     // the next load treat the cursor as an old one (see `decode`), which loses nothing.
@@ -283,19 +343,26 @@ pub fn decode<P: Stored>(
             skip,
             tied,
             resume,
+            sweep,
+            swept_at,
         }) => Pass {
             position: P::from_row(watermark, skip, tied, resume),
             started,
             fresh,
             complete_at,
+            sweep,
+            swept_at,
         },
         old => {
             let resume = old.and_then(|d| d.resume);
+            // The old passes all reached back the whole re-read window: sweeps.
             Pass {
                 position: P::from_row(watermark, 0, 0, resume),
                 started: watermark,
                 fresh: false,
                 complete_at: legacy_complete,
+                sweep: true,
+                swept_at: legacy_complete,
             }
         }
     }
@@ -305,8 +372,22 @@ pub fn decode<P: Stored>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadHorizon {
     pub cxone: DateTime<Utc>,
-    /// The least of the four Cognigy streams.
+    /// The least of the four Cognigy streams, for records written within the short window.
     pub cognigy: DateTime<Utc>,
+    /// The same for records written within the long window (what the sweeps cover).
+    pub cognigy_swept: DateTime<Utc>,
+}
+
+impl ReadHorizon {
+    /// How far Cognigy is known read for a contact whose data is expected `wait` after it ended:
+    /// the short-window horizon when `wait` is within `short`, else the sweeps' horizon.
+    pub fn cognigy_for(&self, wait: Duration, short: Duration) -> DateTime<Utc> {
+        if wait <= short {
+            self.cognigy
+        } else {
+            self.cognigy_swept
+        }
+    }
 }
 
 /// The cursors of one tenant's five streams (`None`: never read).
@@ -325,11 +406,19 @@ impl Cursors {
         fn covered<P: Position>(p: &Option<Pass<P>>) -> DateTime<Utc> {
             p.as_ref().map_or(NEVER, Pass::covered)
         }
+        fn swept<P: Position>(p: &Option<Pass<P>>) -> DateTime<Utc> {
+            p.as_ref().map_or(NEVER, Pass::swept)
+        }
         ReadHorizon {
             cxone: covered(&self.cxone),
             cognigy: covered(&self.sessions)
                 .min(covered(&self.conversations))
                 .min(covered(&self.analytics))
+                .min(covered(&self.logs)),
+            // The logs are written in real time: they have no sweeps, their passes cover it.
+            cognigy_swept: swept(&self.sessions)
+                .min(swept(&self.conversations))
+                .min(swept(&self.analytics))
                 .min(covered(&self.logs)),
         }
     }
@@ -341,21 +430,24 @@ pub fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// The latest end of a contact group the horizon may let a cycle decide: Cognigy must have been
-/// read `min(settle, lag)` past it (a matched session needs `settle`, an unmatched one `lag`:
-/// `diagnose` checks which) and CXone `settle` past it. A source given up (unavailable for
-/// `max_pending_seconds`, `diagnose` then decides what waited for it) bounds nothing: every
-/// group that ended by `now` may be loaded.
+/// read `settle` past it for a matched session or `lag` past it for an unmatched one (each with
+/// the horizon that covers records written that late, see [`ReadHorizon::cognigy_for`];
+/// `diagnose` checks which case applies) and CXone `settle` past it. A source given up
+/// (unavailable for `max_pending_seconds`; `diagnose` then decides what waited for it) bounds
+/// nothing: every group that ended by `now` may be loaded.
 pub fn decidable_by(
     horizon: ReadHorizon,
     settle: Duration,
     lag: Duration,
+    short: Duration,
     given_up: GivenUp,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     let cognigy = if given_up.cognigy {
         now
     } else {
-        before(horizon.cognigy, settle.min(lag))
+        before(horizon.cognigy_for(settle, short), settle)
+            .max(before(horizon.cognigy_for(lag, short), lag))
     };
     let cxone = if given_up.cxone {
         now
@@ -381,6 +473,10 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 20, 9, 0, 0).unwrap() + Duration::minutes(minute)
     }
 
+    fn single(minutes: i64) -> Windows {
+        Windows::single(Duration::minutes(minutes))
+    }
+
     /// A CXone page that moves the update time restarts at that time; one that does not counts on.
     #[test]
     fn cxone_position_advances_by_time_or_by_skip() {
@@ -403,14 +499,14 @@ mod tests {
     #[test]
     fn passes_start_complete_and_restart_reread_before() {
         let first: Pass<KeysetPosition> = Pass::first(at(-60), at(0));
-        assert!(first.fresh);
+        assert!(first.fresh && first.sweep);
         assert_eq!(first.covered(), NEVER);
         let paged = first.after_page(KeysetPosition::after(at(-30)), at(1));
         assert_eq!(paged.started, at(1));
         assert!(!paged.fresh);
         let paged = paged.after_page(KeysetPosition::after(at(-10)), at(2));
         assert_eq!(paged.started, at(1), "only the first page sets the start");
-        let done = paged.completed(Duration::minutes(20), at(3));
+        let done = paged.completed(single(20), at(3));
         assert_eq!(done.complete_at, Some(at(1)));
         assert_eq!(done.position, KeysetPosition::after(at(-19)));
         assert_eq!(done.started, at(3));
@@ -426,7 +522,7 @@ mod tests {
         assert_eq!(running.covered(), at(-30));
         let ahead = running.after_page(KeysetPosition::after(at(5)), at(6));
         assert_eq!(ahead.covered(), at(0), "not past the pass's own start");
-        let done = ahead.completed(Duration::minutes(20), at(7));
+        let done = ahead.completed(single(20), at(7));
         assert_eq!(done.covered(), at(0));
         let next = done.after_page(KeysetPosition::after(at(-10)), at(8));
         assert_eq!(next.covered(), at(0), "the completed pass still counts");
@@ -438,36 +534,79 @@ mod tests {
             at(0),
         );
         assert_eq!(logs.covered(), NEVER);
-        assert_eq!(logs.completed(Duration::minutes(5), at(1)).covered(), at(0));
+        assert_eq!(logs.completed(single(5), at(1)).covered(), at(0));
     }
 
-    /// A record written late (but within `reread`) is reached by the pass that begins after it
-    /// was written, however the passes fall.
+    /// Short passes start `short` before the previous pass began; every `sweep_every` a sweep
+    /// starts `long` before the previous sweep began; the sweeps' horizon moves only with them.
     #[test]
-    fn late_records_within_reread_are_always_reached() {
-        let reread = Duration::minutes(45);
-        // Passes begin every 7 minutes and each takes 3; a record stamped at minute t and
-        // written at t + delay must fall in the range of the first pass begun after t + delay.
-        let mut pass: Pass<KeysetPosition> = Pass::first(at(-600), at(0));
-        let mut ranges = Vec::new();
-        for k in 0..40 {
-            let begin = at(7 * k);
-            let p = pass.after_page(pass.position, begin);
-            ranges.push((begin, p.position.after));
-            pass = p.completed(reread, begin + Duration::minutes(3));
-        }
-        for t in (0..200).map(at) {
-            for delay in [0, 1, 10, 30, 44] {
-                let written = t + Duration::minutes(delay);
-                let (begin, from) = ranges
-                    .iter()
-                    .find(|(begin, _)| *begin >= written)
-                    .copied()
-                    .unwrap();
-                assert!(
-                    from < t,
-                    "record at {t} written {delay} min late: pass at {begin} starts at {from}"
-                );
+    fn sweeps_alternate_with_short_passes() {
+        let windows = Windows {
+            short: Duration::minutes(5),
+            long: Duration::minutes(45),
+            sweep_every: Duration::minutes(15),
+        };
+        let run = |p: &Pass<KeysetPosition>, begin: i64| {
+            p.after_page(p.position, at(begin))
+                .completed(windows, at(begin + 1))
+        };
+        let first: Pass<KeysetPosition> = Pass::first(at(-600), at(0));
+        let p = run(&first, 0);
+        assert_eq!((p.sweep, p.swept_at), (false, Some(at(0))));
+        assert_eq!(p.position.after, at(-5));
+        let p = run(&p, 10);
+        assert_eq!((p.sweep, p.position.after), (false, at(5)));
+        assert_eq!((p.covered(), p.swept()), (at(10), at(0)));
+        let p = run(&p, 16);
+        assert!(p.sweep, "the last sweep began 16 minutes ago");
+        assert_eq!(p.position.after, at(-45), "45 minutes before that sweep");
+        let running = p.after_page(KeysetPosition::after(at(-20)), at(18));
+        assert_eq!((running.covered(), running.swept()), (at(16), at(0)));
+        let p = run(&p, 18);
+        assert_eq!((p.sweep, p.swept_at), (false, Some(at(18))));
+        assert_eq!((p.covered(), p.swept()), (at(18), at(18)));
+    }
+
+    /// A record written late, within the short window, is reached by the pass that begins after
+    /// it was written; within the long window, by the sweep that does; however passes fall.
+    #[test]
+    fn late_records_within_the_windows_are_always_reached() {
+        for (windows, delays) in [
+            (single(45), vec![0, 1, 10, 30, 44]),
+            (
+                Windows {
+                    short: Duration::minutes(5),
+                    long: Duration::minutes(45),
+                    sweep_every: Duration::minutes(15),
+                },
+                vec![0, 1, 4, 10, 30, 44],
+            ),
+        ] {
+            // Passes begin every 7 minutes and each takes 3.
+            let mut pass: Pass<KeysetPosition> = Pass::first(at(-600), at(0));
+            let mut ranges = Vec::new();
+            for k in 0..60 {
+                let begin = at(7 * k);
+                let p = pass.after_page(pass.position, begin);
+                ranges.push((begin, p.position.after, p.sweep));
+                pass = p.completed(windows, begin + Duration::minutes(3));
+            }
+            for t in (0..300).map(at) {
+                for delay in &delays {
+                    let written = t + Duration::minutes(*delay);
+                    // The first pass begun after the record was written, of the kind whose
+                    // window covers the delay.
+                    let short = Duration::minutes(*delay) <= windows.short;
+                    let (begin, from, _) = ranges
+                        .iter()
+                        .find(|(begin, _, sweep)| *begin >= written && (short || *sweep))
+                        .copied()
+                        .unwrap();
+                    assert!(
+                        from < t,
+                        "record at {t} written {delay} min late: pass at {begin} starts at {from}"
+                    );
+                }
             }
         }
     }
@@ -483,6 +622,8 @@ mod tests {
             started: at(4),
             fresh: false,
             complete_at: Some(at(1)),
+            sweep: false,
+            swept_at: Some(at(0)),
         };
         let (w, d) = encode(&pass);
         assert_eq!(decode::<KeysetPosition>(w, &d, None), pass);
@@ -494,6 +635,8 @@ mod tests {
             started: at(2),
             fresh: true,
             complete_at: None,
+            sweep: true,
+            swept_at: None,
         };
         let (w, d) = encode(&logs);
         assert_eq!(decode::<LogsPosition>(w, &d, None), logs);
@@ -509,16 +652,19 @@ mod tests {
         assert_eq!(old.covered(), at(5));
     }
 
-    /// The horizon is the least Cognigy stream; what may be decided lags it by settle or lag,
-    /// unless a source has been given up.
+    /// The horizon is the least Cognigy stream; what may be decided lags it by settle (short
+    /// horizon) or lag (the sweeps' horizon, when lag is past the short window), unless a source
+    /// has been given up.
     #[test]
     fn horizon_and_decidable_groups() {
-        let done = |t: i64| {
+        let done = |t: i64, swept: i64| {
             Some(Pass {
                 position: KeysetPosition::after(at(t - 20)),
                 started: at(t + 1),
                 fresh: true,
                 complete_at: Some(at(t)),
+                sweep: false,
+                swept_at: Some(at(swept)),
             })
         };
         let cursors = Cursors {
@@ -527,10 +673,12 @@ mod tests {
                 started: at(41),
                 fresh: true,
                 complete_at: Some(at(40)),
+                sweep: true,
+                swept_at: Some(at(40)),
             }),
-            sessions: done(30),
-            conversations: done(25),
-            analytics: done(35),
+            sessions: done(30, 20),
+            conversations: done(25, 22),
+            analytics: done(35, 21),
             logs: Some(Pass {
                 position: LogsPosition {
                     after: at(0),
@@ -539,6 +687,8 @@ mod tests {
                 started: at(28),
                 fresh: true,
                 complete_at: Some(at(28)),
+                sweep: true,
+                swept_at: Some(at(28)),
             }),
         };
         let h = cursors.horizon();
@@ -546,24 +696,43 @@ mod tests {
             h,
             ReadHorizon {
                 cxone: at(40),
-                cognigy: at(25)
+                cognigy: at(25),
+                cognigy_swept: at(20),
             }
         );
-        let (settle, lag) = (Duration::minutes(1), Duration::minutes(15));
+        let (settle, lag, short) = (
+            Duration::minutes(1),
+            Duration::minutes(15),
+            Duration::minutes(5),
+        );
         let none = GivenUp::default();
-        assert_eq!(decidable_by(h, settle, lag, none, at(60)), at(24));
+        assert_eq!(decidable_by(h, settle, lag, short, none, at(60)), at(24));
+        // A lag within the short window is measured on the short horizon too.
+        let small_lag = Duration::minutes(2);
+        assert_eq!(h.cognigy_for(small_lag, short), at(25));
+        assert_eq!(h.cognigy_for(lag, short), at(20));
         let cognigy_down = GivenUp {
             cognigy: true,
             cxone: false,
         };
-        assert_eq!(decidable_by(h, settle, lag, cognigy_down, at(60)), at(39));
+        assert_eq!(
+            decidable_by(h, settle, lag, short, cognigy_down, at(60)),
+            at(39)
+        );
         let both = GivenUp {
             cognigy: true,
             cxone: true,
         };
-        assert_eq!(decidable_by(h, settle, lag, both, at(60)), at(60));
+        assert_eq!(decidable_by(h, settle, lag, short, both, at(60)), at(60));
         assert_eq!(Cursors::default().horizon().cognigy, NEVER);
-        let never = decidable_by(Cursors::default().horizon(), settle, lag, none, at(0));
+        let never = decidable_by(
+            Cursors::default().horizon(),
+            settle,
+            lag,
+            short,
+            none,
+            at(0),
+        );
         assert_eq!(never, NEVER);
     }
 }

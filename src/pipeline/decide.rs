@@ -154,7 +154,7 @@ fn not_bot_contacts(
         .iter()
         .filter(|c| {
             !in_case.contains(&c.contact_id)
-                && (c.ended_at() + lag <= horizon.cognigy_read_until
+                && (c.ended_at() + lag <= horizon.cognigy_for(lag)
                     || horizon.cognigy_given_up(max_pending))
         })
         .map(|c| c.contact_id)

@@ -101,6 +101,17 @@ impl CycleReport {
     }
 }
 
+/// The OData pass windows of a tenant (see `Poller::odata_windows`).
+fn odata_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
+    let d = |v: std::time::Duration| Duration::milliseconds(v.as_millis() as i64);
+    let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
+    cursors::Windows {
+        short: timing.overlap,
+        long: d(tenant.cognigy.late_window).max(lag + timing.overlap),
+        sweep_every: d(tenant.cognigy.late_sweep_interval),
+    }
+}
+
 /// Everything one tenant's cycles need.
 pub struct Poller {
     tenant: String,
@@ -110,9 +121,10 @@ pub struct Poller {
     cxone_max_pages: u32,
     cognigy_max_pages: u32,
     timing: Timing,
-    /// How far back each OData pass starts before the previous one began (records appear after
-    /// their session ends): the Cognigy lag plus the overlap.
-    odata_reread: Duration,
+    /// How far back OData passes start (records appear after their session ends): `overlap`
+    /// before the previous pass began, and every `late_sweep_interval` a sweep `late_window`
+    /// (at least the Cognigy lag plus the overlap) before the previous sweep began.
+    odata_windows: cursors::Windows,
     store: Arc<Mutex<Store>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -166,8 +178,7 @@ impl Poller {
             cognigy: CognigyClient::with_budget(&tenant.cognigy, observer, cognigy_budget)?,
             cxone_max_pages: tenant.cxone.max_pages,
             cognigy_max_pages: tenant.cognigy.max_pages,
-            odata_reread: Duration::seconds(tenant.rules.cognigy_lag_seconds as i64)
-                + timing.overlap,
+            odata_windows: odata_windows(tenant, &timing),
             timing,
             store,
             metrics,
@@ -284,6 +295,8 @@ impl Poller {
         let horizon = Horizon {
             now,
             cognigy_read_until: read.cognigy,
+            cognigy_swept_until: read.cognigy_swept,
+            cognigy_short_seconds: self.odata_windows.short.num_seconds(),
             cxone_read_until: read.cxone,
             settle_seconds: self.timing.settle.num_seconds(),
             cognigy_unavailable_since: cognigy_down,
@@ -298,6 +311,7 @@ impl Poller {
             read,
             self.timing.settle,
             Duration::seconds(self.rules.cognigy_lag_seconds as i64),
+            self.odata_windows.short,
             given_up,
             now,
         );

@@ -7,7 +7,7 @@
 //! an error, which leaves its cursor where the last page put it. A failing stream never stops the
 //! others. This module does not decide anything and does not schedule cycles.
 
-use super::cursors::{CxonePosition, LogsPosition, Pass};
+use super::cursors::{CxonePosition, LogsPosition, Pass, Windows};
 use super::ingest::Records;
 use super::{CycleError, Poller};
 use crate::sources::cognigy::{KeysetPage, KeysetPosition};
@@ -109,7 +109,7 @@ impl Poller {
             let mut next =
                 pass.after_page(position.advanced(page.contacts.len(), newest), asked_at);
             if !page.more {
-                next = next.completed(self.timing.overlap, Utc::now());
+                next = next.completed(Windows::single(self.timing.overlap), Utc::now());
             }
             read.pages += 1;
             read.records += page.contacts.len();
@@ -142,7 +142,7 @@ impl Poller {
         let mut read = StreamRead::default();
         while read.may_read(&limits) {
             let asked_at = Utc::now();
-            let priority = read_priority(pass.position.after, self.odata_reread, asked_at);
+            let priority = read_priority(pass.position.after, self.odata_windows.long, asked_at);
             let page = with_priority(priority, fetch(pass.position));
             let Some(result) = within(limits.deadline, page).await else {
                 read.stopped_at_deadline();
@@ -158,7 +158,7 @@ impl Poller {
             };
             // A 500 taken as "end of keyset" is believable only near the present: in the middle
             // of a backlog it is an outage, and completing the pass would skip data.
-            let believable_end = before(asked_at, self.odata_reread + self.odata_reread);
+            let believable_end = before(asked_at, self.odata_windows.long * 2);
             if page.ended_on_500 && pass.position.after < believable_end {
                 tracing::warn!(tenant = %self.tenant, source = "cognigy", collection = name, kind = "keyset_500", "HTTP 500 far behind the present taken as an outage, not the end of data");
                 read.failed = Some("keyset_500");
@@ -166,7 +166,7 @@ impl Poller {
             }
             let mut next = pass.after_page(page.next, asked_at);
             if page.end {
-                next = next.completed(self.odata_reread, Utc::now());
+                next = next.completed(self.odata_windows, Utc::now());
             }
             read.pages += 1;
             read.records += page.records.len();
@@ -230,9 +230,8 @@ impl Poller {
                                 after: position.after,
                                 resume: None,
                             },
-                            started: pass.started,
                             fresh: true,
-                            complete_at: pass.complete_at,
+                            ..pass.clone()
                         };
                         self.ingest_page(
                             super::cursors::LOGS,
@@ -254,7 +253,7 @@ impl Poller {
                 asked_at,
             );
             if end {
-                next = next.completed(self.timing.overlap, Utc::now());
+                next = next.completed(Windows::single(self.timing.overlap), Utc::now());
             }
             read.pages += 1;
             read.records += page.entries.len();

@@ -698,6 +698,10 @@ pub fn simulated_tenant(
             date_literal: DateLiteral::Quoted,
             end_of_keyset_500: true,
             odata_select: true,
+            late_window: std::time::Duration::from_secs(crate::config::DEFAULT_LATE_WINDOW_SECONDS),
+            late_sweep_interval: std::time::Duration::from_secs(
+                crate::config::DEFAULT_LATE_SWEEP_INTERVAL_SECONDS,
+            ),
             http,
         },
         rules,
