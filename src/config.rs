@@ -67,8 +67,13 @@ pub struct HttpSettings {
     pub initial_backoff: Duration,
     /// Longest single wait, also the cap on `Retry-After`.
     pub max_backoff: Duration,
-    /// Sustained request rate allowed against this source.
-    pub requests_per_second: f64,
+    /// This tenant's own cap on its request rate against this source, within the host's budget
+    /// (`None`: only the budget limits it).
+    pub requests_per_second: Option<f64>,
+    /// The request budget of the API host, shared by every tenant on it: at most this many
+    /// requests per `quota_window`.
+    pub quota_requests: u32,
+    pub quota_window: Duration,
     /// Requests in flight at once.
     pub max_concurrency: usize,
     /// Speak HTTP/1.1 only (api/cxone.md §1.1: HTTP/2 reportedly fails on the token endpoint).
@@ -82,7 +87,9 @@ impl Default for HttpSettings {
             max_retries: 3,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            requests_per_second: 2.0,
+            requests_per_second: None,
+            quota_requests: 600,
+            quota_window: Duration::from_secs(300),
             max_concurrency: 4,
             http1_only: false,
         }
@@ -139,6 +146,12 @@ pub struct CognigyConfig {
     pub end_of_keyset_500: bool,
     /// Ask OData for only the fields read (`$select`), until the server refuses it.
     pub odata_select: bool,
+    /// How long after its own timestamp an OData record may still be written (Analytics at
+    /// session end, a session expiring 30 minutes after its last message): sweeps re-read this
+    /// far back.
+    pub late_window: Duration,
+    /// How often a sweep re-reads the late window.
+    pub late_sweep_interval: Duration,
     pub http: HttpSettings,
 }
 
@@ -232,18 +245,20 @@ impl Default for LogPatterns {
 }
 
 impl HttpSettings {
-    /// Defaults for the CXone client: [`HttpSettings::default`] (NICE publishes no numeric rate
-    /// limit, api/cxone.md §4).
+    /// Defaults for the CXone client: [`HttpSettings::default`], a budget of 600 requests per
+    /// 5 minutes (2/s) per API host (NICE publishes no numeric rate limit, api/cxone.md §4).
     pub fn cxone_default() -> Self {
         HttpSettings::default()
     }
 
-    /// Defaults for the Cognigy client: one request per second and two in flight, well under the
-    /// documented default quota of 1000 requests per 5 minutes (3.3/s, api/cognigy.md §1.5), which
-    /// the OData and the REST logs API share.
+    /// Defaults for the Cognigy client: the documented default quota, 1000 requests per 5
+    /// minutes (api/cognigy.md §1.5, §3.6), per IP address and so per installation: one budget
+    /// shared by the OData and the REST logs API and by every tenant on the host; two requests
+    /// in flight.
     pub fn cognigy_default() -> Self {
         HttpSettings {
-            requests_per_second: 1.0,
+            quota_requests: 1000,
+            quota_window: Duration::from_secs(300),
             max_concurrency: 2,
             ..HttpSettings::default()
         }
@@ -262,6 +277,11 @@ pub const DEFAULT_SETTLE_SECONDS: u64 = 60;
 pub const DEFAULT_RETENTION_HOURS: u64 = 48;
 /// The default `initial_lookback_hours`.
 pub const DEFAULT_INITIAL_LOOKBACK_HOURS: u64 = 24;
+/// The default `[tenant.cognigy] late_window_seconds`: a session expires 30 minutes after its
+/// last message, and its Analytics may be written only then; plus a long call.
+pub const DEFAULT_LATE_WINDOW_SECONDS: u64 = 2700;
+/// The default `[tenant.cognigy] late_sweep_interval_seconds`.
+pub const DEFAULT_LATE_SWEEP_INTERVAL_SECONDS: u64 = 900;
 /// The default `[tenant.cxone] api_version`.
 pub const DEFAULT_CXONE_API_VERSION: &str = "v30.0";
 
@@ -529,6 +549,8 @@ struct RawCognigy {
     date_literal: Option<RawDateLiteral>,
     end_of_keyset_500: Option<bool>,
     odata_select: Option<bool>,
+    late_window_seconds: Option<i64>,
+    late_sweep_interval_seconds: Option<i64>,
     http: Option<RawHttp>,
 }
 
@@ -540,6 +562,8 @@ struct RawHttp {
     initial_backoff_ms: Option<i64>,
     max_backoff_seconds: Option<i64>,
     requests_per_second: Option<f64>,
+    quota_requests: Option<i64>,
+    quota_window_seconds: Option<i64>,
     max_concurrency: Option<i64>,
     http1_only: Option<bool>,
 }
@@ -712,6 +736,7 @@ fn validate(raw: RawConfig, secrets: &SecretSource<'_>) -> Result<Config, Invali
         .enumerate()
         .map(|(index, tenant)| validate_tenant(index, tenant, secrets))
         .collect::<Result<Vec<_>, _>>()?;
+    check_shared_budgets(&tenants)?;
 
     Ok(Config {
         state_path,
@@ -723,6 +748,85 @@ fn validate(raw: RawConfig, secrets: &SecretSource<'_>) -> Result<Config, Invali
         initial_lookback: Duration::from_secs(initial_lookback_hours * 3600),
         tenants,
     })
+}
+
+/// The API host a URL names, as the key of its request budget: `scheme://host[:port]` (the port
+/// only when it is not the scheme's default). Tenants whose URLs give the same key share one
+/// budget. A URL that does not parse is its own key.
+pub fn api_host(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed.origin().ascii_serialization(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+impl TenantConfig {
+    /// The API host whose budget this tenant's CXone requests count against: the configured
+    /// `api_endpoint`, else the issuer (a discovered API host is not known before start-up).
+    pub fn cxone_budget_host(&self) -> String {
+        api_host(
+            self.cxone
+                .api_endpoint
+                .as_deref()
+                .unwrap_or(&self.cxone.issuer),
+        )
+    }
+
+    /// The API host whose budget this tenant's Cognigy requests (OData and logs alike) count
+    /// against: that of `api_base_url` (Cognigy's quota is per installation).
+    pub fn cognigy_budget_host(&self) -> String {
+        api_host(&self.cognigy.api_base_url)
+    }
+}
+
+/// Tenants on one API host share one budget, so they must configure it alike.
+fn check_shared_budgets(tenants: &[TenantConfig]) -> Result<(), Invalid> {
+    for (index, tenant) in tenants.iter().enumerate() {
+        for (source, host, http) in [
+            ("cxone", tenant.cxone_budget_host(), &tenant.cxone.http),
+            (
+                "cognigy",
+                tenant.cognigy_budget_host(),
+                &tenant.cognigy.http,
+            ),
+        ] {
+            let earlier = tenants[..index].iter().enumerate().find_map(|(i, t)| {
+                let (h, other) = if source == "cxone" {
+                    (t.cxone_budget_host(), &t.cxone.http)
+                } else {
+                    (t.cognigy_budget_host(), &t.cognigy.http)
+                };
+                (h == host).then_some((i, t, other))
+            });
+            let Some((i, other, other_http)) = earlier else {
+                continue;
+            };
+            let key = KeyPath(format!("tenant[{index}] ({})", tenant.name))
+                .key(source)
+                .key("http");
+            for (name, mine, theirs) in [
+                (
+                    "quota_requests",
+                    u64::from(http.quota_requests),
+                    u64::from(other_http.quota_requests),
+                ),
+                (
+                    "quota_window_seconds",
+                    http.quota_window.as_secs(),
+                    other_http.quota_window.as_secs(),
+                ),
+            ] {
+                if mine != theirs {
+                    return Err(key.key(name).invalid(format!(
+                        "is {mine}, but tenant[{i}] ({}) uses the same API host {host} with \
+                         {theirs}; tenants on one host share one budget, so set it alike",
+                        other.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A tenant name is the `tenant` label value: non-empty, `[a-zA-Z0-9_-]+`.
@@ -832,6 +936,20 @@ fn validate_cognigy(
         },
         end_of_keyset_500: raw.end_of_keyset_500.unwrap_or(true),
         odata_select: raw.odata_select.unwrap_or(true),
+        late_window: Duration::from_secs(between(
+            &key.key("late_window_seconds"),
+            raw.late_window_seconds,
+            DEFAULT_LATE_WINDOW_SECONDS,
+            0,
+            7 * 86_400,
+        )?),
+        late_sweep_interval: Duration::from_secs(between(
+            &key.key("late_sweep_interval_seconds"),
+            raw.late_sweep_interval_seconds,
+            DEFAULT_LATE_SWEEP_INTERVAL_SECONDS,
+            1,
+            86_400,
+        )?),
         http: validate_http(raw.http, &key.key("http"), HttpSettings::cognigy_default())?,
     })
 }
@@ -878,14 +996,28 @@ fn validate_http(
              {max_backoff_seconds}"
         )));
     }
-    let requests_per_second = raw
-        .requests_per_second
-        .unwrap_or(defaults.requests_per_second);
-    if !(requests_per_second > 0.0 && requests_per_second <= 1000.0) {
-        return Err(key.key("requests_per_second").invalid(format!(
-            "must be greater than 0 and at most 1000, got {requests_per_second}"
-        )));
+    let requests_per_second = raw.requests_per_second.or(defaults.requests_per_second);
+    if let Some(rate) = requests_per_second {
+        if !(rate > 0.0 && rate <= 1000.0) {
+            return Err(key.key("requests_per_second").invalid(format!(
+                "must be greater than 0 and at most 1000, got {rate}"
+            )));
+        }
     }
+    let quota_requests = between_u32(
+        &key.key("quota_requests"),
+        raw.quota_requests,
+        defaults.quota_requests,
+        1,
+        1_000_000,
+    )?;
+    let quota_window_seconds = between(
+        &key.key("quota_window_seconds"),
+        raw.quota_window_seconds,
+        defaults.quota_window.as_secs(),
+        1,
+        86_400,
+    )?;
     let max_concurrency = between(
         &key.key("max_concurrency"),
         raw.max_concurrency,
@@ -899,6 +1031,8 @@ fn validate_http(
         initial_backoff: Duration::from_millis(initial_backoff_ms),
         max_backoff: Duration::from_secs(max_backoff_seconds),
         requests_per_second,
+        quota_requests,
+        quota_window: Duration::from_secs(quota_window_seconds),
         // At most 256 by the check above, so it fits any usize.
         max_concurrency: max_concurrency as usize,
         http1_only: raw.http1_only.unwrap_or(defaults.http1_only),

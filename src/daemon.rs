@@ -2,16 +2,21 @@
 //! server, and shuts all of them down cleanly on a signal.
 //!
 //! Each tenant's loop runs on a `tokio::time::interval` whose cycles never overlap (the next tick
-//! is awaited only after a cycle ends) and each cycle has a deadline. A cycle that fails or runs
-//! out of time is logged with a bounded kind and the loop carries on. The HTTP server is
-//! different: if its task ends before shutdown (an error or a bug), [`run`] stops the loops and
-//! returns the error, so the process exits 2 and its supervisor restarts it, rather than polling
-//! on with nobody able to scrape. The cycle itself is in `pipeline`.
+//! is awaited only after a cycle ends) and each cycle has a deadline, which the cycle itself
+//! keeps: it stops cleanly with what it has (every page it read is already written). A cycle
+//! that stopped at a page cap or its deadline after making progress is counted as
+//! `catching_up` and the next one starts at once; one that fails, or reaches its deadline
+//! without progress, is logged with a bounded kind and counted as a failure, and the loop
+//! carries on; nothing here exits on a runtime error. The HTTP server is different: if its
+//! task ends before shutdown (an error or a bug), [`run`] stops the loops and returns the
+//! error, so the process exits 2 and its supervisor restarts it, rather than polling on with
+//! nobody able to scrape. The cycle itself is in `pipeline`.
 
 use crate::config::Config;
-use crate::metrics::{CycleFailure, Metrics};
+use crate::metrics::{CycleFailure, CycleOutcome, Metrics};
 use crate::pipeline::{Poller, Timing};
 use crate::server::{AppState, Readiness, ServerLimits, WebConfig};
+use crate::sources::http::Budgets;
 use crate::store::Store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -71,13 +76,16 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
+    // One request budget per API host, shared by every tenant on it.
+    let budgets = Budgets::default();
     for tenant in &config.tenants {
-        let poller = Poller::new(
+        let poller = Poller::with_budgets(
             tenant,
             timing,
             store.clone(),
             metrics.clone(),
             readiness.clone(),
+            &budgets,
         )
         .map_err(|e| anyhow::anyhow!("tenant {}: {e}", tenant.name))?;
         loops.push(tokio::spawn(poll_loop(
@@ -151,14 +159,22 @@ pub async fn poll_loop(
         // the tenant's whole loop.
         let cycle = tokio::spawn({
             let poller = poller.clone();
-            async move { poller.run_cycle(chrono::Utc::now()).await }
+            async move {
+                poller
+                    .run_cycle_until(chrono::Utc::now(), started + deadline)
+                    .await
+            }
         });
         let abort = cycle.abort_handle();
+        // The cycle keeps its own deadline; this is only the backstop for one that cannot (a
+        // store call that hangs).
+        let backstop = deadline + (deadline / 2).max(Duration::from_secs(5));
         let outcome = tokio::select! {
-            r = tokio::time::timeout(deadline, cycle) => r,
+            r = tokio::time::timeout(backstop, cycle) => r,
             _ = stop.wait_for(|s| *s) => {
-                // Aborting is safe: the commit and its counters run in one blocking task that
-                // finishes on its own; before it, nothing was written.
+                // Aborting is safe: every page and every decided batch is committed, with its
+                // counters, in one blocking task that finishes on its own; only the page in
+                // flight is lost.
                 abort.abort();
                 tracing::info!(tenant = poller.tenant(), "shutdown: abandoned the running cycle");
                 return;
@@ -171,6 +187,7 @@ pub async fn poll_loop(
                     tenant = poller.tenant(),
                     contacts_read = r.contacts_read,
                     cognigy_records_read = r.cognigy_records_read,
+                    pages = r.pages,
                     cases = r.cases,
                     diagnosed = r.diagnosed,
                     pending = r.pending,
@@ -178,14 +195,33 @@ pub async fn poll_loop(
                     cognigy_ok = r.cognigy_ok,
                     cxone_ms = r.cxone_ms,
                     cognigy_ms = r.cognigy_ms,
+                    more = r.more,
+                    deadline = r.deadline,
                     duration_ms = elapsed_ms,
                     "cycle"
                 );
                 if r.more {
-                    // A page cap was hit: catch up without waiting a whole interval.
+                    // A page cap or the deadline stopped it: continue without waiting a whole
+                    // interval.
                     ticker.reset_immediately();
                 }
-                None
+                if r.deadline && !r.progressed() {
+                    tracing::error!(
+                        tenant = poller.tenant(),
+                        kind = "deadline",
+                        deadline_ms = deadline.as_millis() as u64,
+                        "cycle reached its deadline without progress"
+                    );
+                    Some(CycleFailure::Deadline)
+                } else {
+                    let outcome = if r.more {
+                        CycleOutcome::CatchingUp
+                    } else {
+                        CycleOutcome::Complete
+                    };
+                    poller.metrics().cycle_finished(poller.tenant(), outcome);
+                    None
+                }
             }
             Ok(Ok(Err(e))) => {
                 tracing::error!(tenant = poller.tenant(), kind = e.kind(), error = %e, duration_ms = elapsed_ms, "cycle failed");
@@ -201,7 +237,7 @@ pub async fn poll_loop(
                     tenant = poller.tenant(),
                     kind = "deadline",
                     deadline_ms = deadline.as_millis() as u64,
-                    "cycle abandoned at its deadline"
+                    "cycle abandoned well past its deadline"
                 );
                 Some(CycleFailure::Deadline)
             }

@@ -178,15 +178,25 @@ impl Reason {
 pub struct Horizon {
     /// The current time.
     pub now: DateTime<Utc>,
-    /// Every Cognigy source has been read successfully up to this wall-clock time.
+    /// Every Cognigy source has been read successfully up to this wall-clock time, for records
+    /// written within `cognigy_short_seconds` after their own time.
     pub cognigy_read_until: DateTime<Utc>,
+    /// The same for records written later, up to the late-record window (what the sweeps
+    /// cover); at most `cognigy_read_until`.
+    pub cognigy_swept_until: DateTime<Utc>,
+    /// How late a record may be written for `cognigy_read_until` to cover it.
+    pub cognigy_short_seconds: i64,
     /// CXone completed contacts have been read up to this time (their `lastUpdateTime`).
     pub cxone_read_until: DateTime<Utc>,
     /// How long after a contact ends its already-correlated session data is taken as complete.
     pub settle_seconds: i64,
-    /// The lagging sources answered this cycle but hit their page caps: they are catching up
-    /// (after an outage or on first start), so a contact is not given up as `source_unavailable`.
-    pub catching_up: bool,
+    /// Since when every read of Cognigy has failed (wall-clock time of the first failure of the
+    /// current run of failures); `None` while it answers. Only a source unavailable for
+    /// `max_pending_seconds` of wall time lets a contact be given up as `source_unavailable`,
+    /// never the contact's age: a source that answers, however far behind, is waited for.
+    pub cognigy_unavailable_since: Option<DateTime<Utc>>,
+    /// The same for CXone.
+    pub cxone_unavailable_since: Option<DateTime<Utc>>,
 }
 
 impl Horizon {
@@ -195,10 +205,46 @@ impl Horizon {
         Horizon {
             now: DateTime::<Utc>::MAX_UTC,
             cognigy_read_until: DateTime::<Utc>::MAX_UTC,
+            cognigy_swept_until: DateTime::<Utc>::MAX_UTC,
+            cognigy_short_seconds: i64::MAX,
             cxone_read_until: DateTime::<Utc>::MAX_UTC,
             settle_seconds: 0,
-            catching_up: false,
+            cognigy_unavailable_since: None,
+            cxone_unavailable_since: None,
         }
+    }
+
+    /// How far Cognigy is known read for data expected `wait` after a contact ended.
+    pub fn cognigy_for(&self, wait: Duration) -> DateTime<Utc> {
+        if wait.num_seconds() <= self.cognigy_short_seconds {
+            self.cognigy_read_until
+        } else {
+            self.cognigy_swept_until
+        }
+    }
+
+    /// Whether Cognigy has been unavailable for at least `max_pending`.
+    pub fn cognigy_given_up(&self, max_pending: Duration) -> bool {
+        given_up(self.cognigy_unavailable_since, self.now, max_pending)
+    }
+
+    /// Whether CXone has been unavailable for at least `max_pending`.
+    pub fn cxone_given_up(&self, max_pending: Duration) -> bool {
+        given_up(self.cxone_unavailable_since, self.now, max_pending)
+    }
+}
+
+fn given_up(since: Option<DateTime<Utc>>, now: DateTime<Utc>, max_pending: Duration) -> bool {
+    since.is_some_and(|s| now.signed_duration_since(s) >= max_pending)
+}
+
+/// A read horizon as evidence text: the time, or `never` for a source not read yet (no sentinel
+/// date ever reaches the evidence).
+fn describe_read_until(t: DateTime<Utc>) -> String {
+    if t <= DateTime::<Utc>::UNIX_EPOCH {
+        "never".to_owned()
+    } else {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 }
 
@@ -414,29 +460,40 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
     let settle = Duration::seconds(horizon.settle_seconds);
 
-    let needed_until = if case.session.is_some() {
-        ended + settle
-    } else {
-        ended + lag
-    };
+    let wait = if case.session.is_some() { settle } else { lag };
+    let needed_until = ended + wait;
+    let cognigy_read_until = horizon.cognigy_for(wait);
     // Every leg of the group must have had time to show up in CXone too (a post-handover leg
     // carries the queue and agent facts).
     let cxone_needed = ended + settle;
-    let lagging = if horizon.cognigy_read_until < needed_until {
-        Some(("cognigy", horizon.cognigy_read_until, needed_until))
+    let lagging = if cognigy_read_until < needed_until {
+        Some(("cognigy", cognigy_read_until, needed_until))
     } else if horizon.cxone_read_until < cxone_needed {
         Some(("cxone", horizon.cxone_read_until, cxone_needed))
     } else {
         None
     };
     if let Some((source, read_until, needed)) = lagging {
-        if horizon.now >= ended + max_pending && !horizon.catching_up {
+        let down_since = if source == "cognigy" {
+            horizon.cognigy_unavailable_since
+        } else {
+            horizon.cxone_unavailable_since
+        };
+        if let Some(since) = down_since.filter(|s| given_up(Some(*s), horizon.now, max_pending)) {
+            let down = horizon.now.signed_duration_since(since).num_seconds();
             let facts = vec![Fact {
                 source: FactSource::Rule,
                 id: source.into(),
-                at: Some(read_until),
-                detail: format!("{source} read only up to {read_until}, needed up to {needed}")
-                    .into(),
+                at: Some(since),
+                detail: format!(
+                    "{source} unavailable since {} ({down} s, max_pending_seconds {}); read up to \
+                     {}, needed up to {}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    rules.max_pending_seconds,
+                    describe_read_until(read_until),
+                    needed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
+                .into(),
             }];
             return done(
                 case,
@@ -455,8 +512,11 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     }
 
     // Only legs of the group were read so far: the master contact ends last and carries the
-    // bot entry and queue facts, so wait for it (up to the pending limit).
-    if !case.has_master() && horizon.now < ended + max_pending {
+    // bot entry and queue facts, so wait for it while CXone has not been read `max_pending`
+    // past the legs (a master ends within that) and answers.
+    let cxone_past =
+        |t: DateTime<Utc>| horizon.cxone_read_until >= t || horizon.cxone_given_up(max_pending);
+    if !case.has_master() && !cxone_past(ended + max_pending) {
         return Verdict::Pending {
             waiting_for: "cxone_master",
         };
@@ -647,7 +707,7 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     // leg that carries the queue facts; it shows up in CXone only when it completes, so wait for
     // it (up to the pending limit) rather than call the handover lost.
     if let Some(escalated_at) = derived.escalated_at {
-        if case.contacts.iter().any(|c| c.was_transferred()) && horizon.now < ended + max_pending {
+        if case.contacts.iter().any(|c| c.was_transferred()) && !cxone_past(ended + max_pending) {
             return Verdict::Pending {
                 waiting_for: "cxone_transfer_leg",
             };

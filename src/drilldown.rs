@@ -230,9 +230,12 @@ pub async fn diagnose_contact(
     let horizon = Horizon {
         now,
         cognigy_read_until: now,
+        cognigy_swept_until: now,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: now,
         settle_seconds: 0,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     let case = cases.iter().find(|c| c.master_contact_id == master_id);
     let (verdict, group): (DrilldownVerdict, Vec<i64>) = match case {

@@ -8,6 +8,7 @@
 //! - [`correlation`]: pure join of contacts and sessions into cases.
 //! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
 //! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
+//! - [`pipeline`]: one poll cycle of one tenant: cursors, read page by page, ingest, decide.
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
 //! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).

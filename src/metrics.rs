@@ -8,7 +8,7 @@
 //! does not poll, store or serve anything; `/metrics` only encodes what is in memory here.
 
 use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
-use crate::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source};
+use crate::sources::http::{CodeClass, Endpoint, HostBudget, RequestObserver, RetryCause, Source};
 use crate::store::TotalRow;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -55,7 +55,9 @@ impl std::fmt::Display for PollSource {
 pub enum CycleFailure {
     /// The state store refused a read or the cycle's commit.
     Store,
-    /// The cycle ran past its deadline and was abandoned.
+    /// The cycle reached its deadline without writing a page or deciding a contact (one that
+    /// made progress counts as `catching_up` in `handover_cycles_total` instead), or ran so far
+    /// past it that it was abandoned.
     Deadline,
     /// The cycle panicked (a bug); the loop goes on with the next cycle.
     Panic,
@@ -79,6 +81,29 @@ impl CycleFailure {
     }
 }
 
+/// How a poll cycle that did not fail ended (`outcome` label of `handover_cycles_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CycleOutcome {
+    /// Every stream read to the end of its data and every decidable contact was decided.
+    Complete,
+    /// The cycle stopped at a page cap or at its deadline after making progress; the next one
+    /// continues at once from where it stopped.
+    CatchingUp,
+}
+
+impl CycleOutcome {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [CycleOutcome] = &[CycleOutcome::Complete, CycleOutcome::CatchingUp];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleOutcome::Complete => "complete",
+            CycleOutcome::CatchingUp => "catching_up",
+        }
+    }
+}
+
 macro_rules! label_value_by_as_str {
     ($($ty:ty),+) => {$(
         impl EncodeLabelValue for $ty {
@@ -98,7 +123,8 @@ label_value_by_as_str!(
     CodeClass,
     RetryCause,
     PollSource,
-    CycleFailure
+    CycleFailure,
+    CycleOutcome
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
@@ -127,6 +153,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("handover_polls_total", "counter", "tenant,source"),
     ("handover_poll_failures_total", "counter", "tenant,source"),
+    ("handover_cycles_total", "counter", "tenant,outcome"),
     ("handover_cycle_failures_total", "counter", "tenant,kind"),
     (
         "handover_api_requests_total",
@@ -139,6 +166,8 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "source,endpoint",
     ),
     ("handover_api_retries_total", "counter", "source,cause"),
+    ("handover_api_quota_requests", "gauge", "source,host"),
+    ("handover_api_quota_used_ratio", "gauge", "source,host"),
     ("handover_build_info", "info", "version,revision"),
 ];
 
@@ -182,6 +211,12 @@ struct PollLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CycleLabels {
+    tenant: String,
+    outcome: CycleOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CycleFailureLabels {
     tenant: String,
     kind: CycleFailure,
@@ -204,6 +239,14 @@ struct EndpointLabels {
 struct RetryLabels {
     source: Source,
     cause: RetryCause,
+}
+
+/// One API host's budget; `host` comes from the configuration (`scheme://host[:port]` of a
+/// configured URL), so its values are bounded by the config.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    source: Source,
+    host: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -248,10 +291,15 @@ pub struct Metrics {
     watermark: Family<PollLabels, TimestampGauge>,
     polls: Family<PollLabels, Counter>,
     poll_failures: Family<PollLabels, Counter>,
+    cycles: Family<CycleLabels, Counter>,
     cycle_failures: Family<CycleFailureLabels, Counter>,
     api_requests: Family<RequestLabels, Counter>,
     api_duration: HistogramFamily<EndpointLabels>,
     api_retries: Family<RetryLabels, Counter>,
+    quota_requests: Family<QuotaLabels, Gauge>,
+    quota_used: Family<QuotaLabels, Gauge<f64, AtomicU64>>,
+    /// The budgets whose use `encode` reads into `quota_used`.
+    budgets: std::sync::Mutex<Vec<std::sync::Arc<HostBudget>>>,
 }
 
 impl Metrics {
@@ -272,10 +320,14 @@ impl Metrics {
             watermark: Family::default(),
             polls: Family::default(),
             poll_failures: Family::default(),
+            cycles: Family::default(),
             cycle_failures: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(api_duration_histogram),
             api_retries: Family::default(),
+            quota_requests: Family::default(),
+            quota_used: Family::default(),
+            budgets: std::sync::Mutex::new(Vec::new()),
         };
         registry.register(
             "contacts",
@@ -334,6 +386,11 @@ impl Metrics {
             m.poll_failures.clone(),
         );
         registry.register(
+            "cycles",
+            "Poll cycles that did not fail, by how they ended",
+            m.cycles.clone(),
+        );
+        registry.register(
             "cycle_failures",
             "Poll cycles that failed as a whole, by kind",
             m.cycle_failures.clone(),
@@ -352,6 +409,16 @@ impl Metrics {
             "api_retries",
             "HTTP attempts retried, by cause",
             m.api_retries.clone(),
+        );
+        registry.register(
+            "api_quota_requests",
+            "Requests the API host's budget allows per window (shared by every tenant on the host)",
+            m.quota_requests.clone(),
+        );
+        registry.register(
+            "api_quota_used_ratio",
+            "Share of the API host's request budget used over the last window",
+            m.quota_used.clone(),
         );
         registry.register(
             "build",
@@ -396,6 +463,12 @@ impl Metrics {
                 let _ = m.watermark.get_or_create(&p);
                 let _ = m.polls.get_or_create(&p);
                 let _ = m.poll_failures.get_or_create(&p);
+            }
+            for outcome in CycleOutcome::ALL {
+                let _ = m.cycles.get_or_create(&CycleLabels {
+                    tenant: tenant.clone(),
+                    outcome: *outcome,
+                });
             }
             for kind in CycleFailure::ALL {
                 let _ = m.cycle_failures.get_or_create(&CycleFailureLabels {
@@ -536,6 +609,16 @@ impl Metrics {
         self.up.get_or_create(&p).set(0);
     }
 
+    /// Counts a poll cycle that ended without failing.
+    pub fn cycle_finished(&self, tenant: &str, outcome: CycleOutcome) {
+        self.cycles
+            .get_or_create(&CycleLabels {
+                tenant: tenant.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
     /// Counts a poll cycle that failed as a whole.
     pub fn cycle_failed(&self, tenant: &str, kind: CycleFailure) {
         self.cycle_failures
@@ -557,7 +640,38 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition of every family (ends with `# EOF`).
+    /// Exports the budget of one API host (once per budget; later calls for it change nothing).
+    pub fn watch_budget(&self, budget: std::sync::Arc<HostBudget>) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if budgets.iter().any(|b| std::sync::Arc::ptr_eq(b, &budget)) {
+            return;
+        }
+        let labels = QuotaLabels {
+            source: budget.source(),
+            host: budget.host().to_owned(),
+        };
+        self.quota_requests
+            .get_or_create(&labels)
+            .set(i64::from(budget.requests()));
+        let _ = self.quota_used.get_or_create(&labels);
+        budgets.push(budget);
+    }
+
     pub fn encode(&self) -> String {
+        let budgets = self
+            .budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for budget in budgets {
+            let labels = QuotaLabels {
+                source: budget.source(),
+                host: budget.host().to_owned(),
+            };
+            self.quota_used
+                .get_or_create(&labels)
+                .set(budget.used_ratio());
+        }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             // Writing to a String cannot fail; an encoder error means an invalid label value.
@@ -866,7 +980,15 @@ mod tests {
     /// FAMILIES and the exposition list the same families, with the same types and labels.
     #[test]
     fn families_match_exposition() {
-        let text = Metrics::new(&tenants(), "abc123").encode();
+        let m = Metrics::new(&tenants(), "abc123");
+        // Quota series exist once a poller's budget is watched.
+        m.watch_budget(std::sync::Arc::new(HostBudget::new(
+            Source::Cognigy,
+            "https://api-app.cognigy.ai",
+            1000,
+            Duration::from_secs(300),
+        )));
+        let text = m.encode();
         let mut exposed: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

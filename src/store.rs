@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS cognigy_records (
     PRIMARY KEY (tenant, kind, record_key)
 );
 CREATE INDEX IF NOT EXISTS cognigy_by_at ON cognigy_records (tenant, at);
+CREATE TABLE IF NOT EXISTS source_outages (
+    tenant TEXT NOT NULL,
+    source TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (tenant, source)
+);
 CREATE TABLE IF NOT EXISTS totals (
     tenant TEXT NOT NULL,
     outcome TEXT NOT NULL,
@@ -600,6 +606,43 @@ impl Store {
         }
         tx.commit().map_err(sql("commit cycle transaction"))?;
         Ok(recorded)
+    }
+
+    /// Records whether this cycle's reads of `source` failed, and returns since when it has been
+    /// failing: the time of the first failure of the current run of failures (kept across
+    /// restarts), or `None` once a read succeeds.
+    pub fn record_source_health(
+        &mut self,
+        tenant: &str,
+        source: &str,
+        failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        if !failed {
+            self.conn
+                .prepare_cached("DELETE FROM source_outages WHERE tenant = ?1 AND source = ?2")
+                .map_err(sql("source outage clear"))?
+                .execute(params![tenant, source])
+                .map_err(sql("source outage clear"))?;
+            return Ok(None);
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO source_outages (tenant, source, since) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, source) DO NOTHING",
+            )
+            .map_err(sql("source outage write"))?
+            .execute(params![tenant, source, ts(now)])
+            .map_err(sql("source outage write"))?;
+        let since: String = self
+            .conn
+            .query_row(
+                "SELECT since FROM source_outages WHERE tenant = ?1 AND source = ?2",
+                params![tenant, source],
+                |r| r.get(0),
+            )
+            .map_err(sql("source outage read"))?;
+        parse_ts("source outage start", &since).map(Some)
     }
 
     /// The records of every contact of every group that still has a pending contact.
@@ -1703,6 +1746,56 @@ mod tests {
                 ..Default::default()
             }),
             vec![4, 3, 2]
+        );
+    }
+
+    /// A source's outage starts at its first failure, survives a restart, and ends with a success.
+    #[test]
+    fn source_outage_is_measured_from_the_first_failure() {
+        let (_dir, path, mut store) = open_file();
+        assert_eq!(
+            store
+                .record_source_health("acme", "cognigy", true, at(1))
+                .unwrap(),
+            Some(at(1))
+        );
+        assert_eq!(
+            store
+                .record_source_health("acme", "cognigy", true, at(2))
+                .unwrap(),
+            Some(at(1))
+        );
+        assert_eq!(
+            store
+                .record_source_health("acme", "cxone", false, at(2))
+                .unwrap(),
+            None
+        );
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(
+            store
+                .record_source_health("acme", "cognigy", true, at(3))
+                .unwrap(),
+            Some(at(1))
+        );
+        assert_eq!(
+            store
+                .record_source_health("beta", "cognigy", true, at(3))
+                .unwrap(),
+            Some(at(3))
+        );
+        assert_eq!(
+            store
+                .record_source_health("acme", "cognigy", false, at(4))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .record_source_health("acme", "cognigy", true, at(5))
+                .unwrap(),
+            Some(at(5))
         );
     }
 

@@ -66,7 +66,9 @@ fn fast_http() -> HttpSettings {
         max_retries: 3,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
-        requests_per_second: 1000.0,
+        requests_per_second: None,
+        quota_requests: 100_000,
+        quota_window: Duration::from_secs(1),
         max_concurrency: 4,
         http1_only: true,
     }
@@ -101,6 +103,8 @@ fn cognigy_config(server: &MockServer) -> CognigyConfig {
         end_of_keyset_500: true,
         // The `$select` tests turn it on; the others read whole records as the mocks answer them.
         odata_select: false,
+        late_window: Duration::from_secs(2700),
+        late_sweep_interval: Duration::from_secs(900),
         http: fast_http(),
     }
 }
@@ -163,12 +167,19 @@ fn contact_json(id: i64, minute: u32) -> Value {
     })
 }
 
+/// A last page holding `ids` of a read of the ids from 1 on (`totalRecords` counts them all, as
+/// CXone does; `_links.next` is null).
 fn contacts_page(ids: std::ops::Range<i64>) -> Value {
+    contacts_page_of(ids.clone(), ids.end - 1)
+}
+
+/// A page holding `ids` of a read of `total` contacts.
+fn contacts_page_of(ids: std::ops::Range<i64>, total: i64) -> Value {
     json!({
         "_links": {"self": "x", "next": null, "previous": null},
         "businessUnitId": 4600000,
         "lastPollTime": "2026-03-20T10:00:00.000Z",
-        "totalRecords": ids.end - ids.start,
+        "totalRecords": total,
         "completedContacts": ids.map(|i| contact_json(i, (i % 60) as u32)).collect::<Vec<_>>(),
     })
 }
@@ -308,7 +319,7 @@ async fn cxone_paging_across_pages() {
             .and(path(CONTACTS_PATH))
             .and(query_param("skip", skip))
             .and(query_param("top", "2"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page(ids)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(ids, 5)))
             .mount(&server)
             .await;
     }
@@ -332,7 +343,7 @@ async fn cxone_max_pages_truncates() {
         Mock::given(method("GET"))
             .and(path(CONTACTS_PATH))
             .and(query_param("skip", skip))
-            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page(ids)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(ids, 9)))
             .mount(&server)
             .await;
     }
@@ -620,7 +631,7 @@ async fn cxone_malformed_page_is_decode_error() {
     Mock::given(method("GET"))
         .and(path(CONTACTS_PATH))
         .and(query_param("skip", "0"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page(1..3)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(1..3, 4)))
         .mount(&server)
         .await;
     let full = contacts_page(3..5).to_string();
@@ -871,7 +882,7 @@ async fn rate_limit_spaces_requests() {
         .mount(&server)
         .await;
     let mut config = cognigy_config(&server);
-    config.http.requests_per_second = 4.0;
+    config.http.requests_per_second = Some(4.0);
     let client = CognigyClient::new(&config, observer()).unwrap();
     let started = Instant::now();
     for _ in 0..8 {

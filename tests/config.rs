@@ -105,7 +105,7 @@ rejected_fixtures! {
     /// Rejected with its key named: the signaled pattern lacks the contact_id group.
     regex_missing_group => "tests/fixtures/config/regex_missing_group.toml: tenant[0] (acme).rules.log_patterns.signaled: must contain the named group `(?P<contact_id>...)`";
     /// Rejected with its key named: an unknown key in [tenant.cxone.http].
-    unknown_http_key => "tests/fixtures/config/unknown_http_key.toml: tenant[0].cxone.http.timeout: unknown field `timeout`, expected one of `timeout_seconds`, `max_retries`, `initial_backoff_ms`, `max_backoff_seconds`, `requests_per_second`, `max_concurrency`, `http1_only` (line 22, column 1)";
+    unknown_http_key => "tests/fixtures/config/unknown_http_key.toml: tenant[0].cxone.http.timeout: unknown field `timeout`, expected one of `timeout_seconds`, `max_retries`, `initial_backoff_ms`, `max_backoff_seconds`, `requests_per_second`, `quota_requests`, `quota_window_seconds`, `max_concurrency`, `http1_only` (line 22, column 1)";
     /// Rejected with its key named: an unknown key in [tenant.rules].
     unknown_rules_key => "tests/fixtures/config/unknown_rules_key.toml: tenant[0].rules.handover_skill: unknown field `handover_skill`, expected one of `bot_entry_points_of_contact`, `bot_entry_skills`, `handover_skills`, `contact_id_field`, `cognigy_lag_seconds`, `handover_deadline_seconds`, `bot_turn_timeout_ms`, `correlation_window_seconds`, `max_pending_seconds`, `log_patterns` (line 20, column 1)";
     /// Rejected with its key named: an unknown key in [tenant.cxone].
@@ -213,7 +213,9 @@ fn example_file_parses_with_values_and_defaults() {
     assert_eq!(cxone.http.max_retries, 3);
     assert_eq!(cxone.http.initial_backoff, Duration::from_millis(500));
     assert_eq!(cxone.http.max_backoff, Duration::from_secs(30));
-    assert_eq!(cxone.http.requests_per_second, 2.0);
+    assert_eq!(cxone.http.requests_per_second, None);
+    assert_eq!(cxone.http.quota_requests, 600);
+    assert_eq!(cxone.http.quota_window, Duration::from_secs(300));
     assert_eq!(cxone.http.max_concurrency, 4);
     assert!(!cxone.http.http1_only);
 
@@ -230,7 +232,9 @@ fn example_file_parses_with_values_and_defaults() {
     assert_eq!(cognigy.date_literal, DateLiteral::Quoted);
     assert!(cognigy.end_of_keyset_500);
     assert!(cognigy.odata_select);
-    assert_eq!(cognigy.http.requests_per_second, 1.0);
+    assert_eq!(cognigy.http.requests_per_second, None);
+    assert_eq!(cognigy.http.quota_requests, 1000);
+    assert_eq!(cognigy.http.quota_window, Duration::from_secs(300));
     assert_eq!(cognigy.http.max_concurrency, 2);
 
     let rules = &acme.rules;
@@ -290,9 +294,10 @@ fn example_file_parses_with_values_and_defaults() {
     assert!(globex.cognigy.end_of_keyset_500);
     assert!(globex.cognigy.odata_select);
     let cognigy_http = &globex.cognigy.http;
-    assert!(
-        cognigy_http.requests_per_second * 300.0 < 1000.0,
-        "default under Cognigy's quota"
+    assert_eq!(
+        (cognigy_http.quota_requests, cognigy_http.quota_window),
+        (1000, Duration::from_secs(300)),
+        "Cognigy's documented default quota"
     );
     assert_eq!(
         cognigy_http.requests_per_second,
@@ -412,7 +417,7 @@ fn integer_requests_per_second_is_accepted() {
         format!("{text}\n[tenant.cognigy.http]\nrequests_per_second = 2\nhttp1_only = true\n");
     let config = config::parse(&text, "inline", &fixture_env).expect("valid");
     let http = &config.tenants[0].cognigy.http;
-    assert_eq!(http.requests_per_second, 2.0);
+    assert_eq!(http.requests_per_second, Some(2.0));
     assert!(http.http1_only);
     // Keys not given in a partial [http] table keep the Cognigy defaults.
     assert_eq!(
@@ -525,4 +530,43 @@ fn secret_files_must_be_small_regular_files() {
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains(says), "{err}");
     }
+}
+
+/// Tenants on one API host share its budget: the same budget is accepted, a different one is
+/// refused naming both tenants and the host; a host's default port is the same host.
+#[test]
+fn tenants_on_one_host_must_agree_on_its_budget() {
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join("minimal.toml")).expect("fixture");
+    let second = text
+        .replace(
+            "# VALID: only the required keys, for the other fixtures to vary\n",
+            "",
+        )
+        .replace("name = \"acme\"", "name = \"beta\"")
+        .replace(
+            "api_base_url = \"https://api-app.cognigy.ai\"",
+            "api_base_url = \"https://api-app.cognigy.ai:443/\"",
+        );
+    let same = format!("{text}\n{second}");
+    let config = config::parse(&same, "inline", &fixture_env).expect("same budget is valid");
+    assert_eq!(
+        config.tenants[0].cognigy_budget_host(),
+        config.tenants[1].cognigy_budget_host()
+    );
+    let differs = format!(
+        "{text}\n{}",
+        second.replace(
+            "\n[tenant.rules]",
+            "\n[tenant.cognigy.http]\nquota_requests = 2000\n\n[tenant.rules]"
+        )
+    );
+    let error = config::parse(&differs, "inline", &fixture_env)
+        .expect_err("a different budget for the same host")
+        .to_string();
+    assert_eq!(
+        error,
+        "inline: tenant[1] (beta).cognigy.http.quota_requests: is 2000, but tenant[0] (acme) \
+         uses the same API host https://api-app.cognigy.ai with 1000; tenants on one host share \
+         one budget, so set it alike"
+    );
 }

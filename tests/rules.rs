@@ -280,8 +280,9 @@ fn rule_01_no_bot_session() {
     assert_eq!(d.failure.map(|f| f.as_str()), Some("missing_context"));
 }
 
-/// Rule 1 waits: before `cognigy_lag_seconds` has passed the contact stays pending, and once
-/// Cognigy has been unreadable past `max_pending_seconds` it is `source_unavailable`.
+/// Rule 1 waits: before `cognigy_lag_seconds` has passed the contact stays pending, and only
+/// once Cognigy has been unavailable for `max_pending_seconds` of wall time (not because the
+/// contact is old) is it `source_unavailable`, with evidence that names no sentinel date.
 #[test]
 fn rule_01_waits_for_lag_then_source_unavailable() {
     let mut w = World::call();
@@ -291,9 +292,12 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let early = Horizon {
         now: ended + Duration::seconds(60),
         cognigy_read_until: ended + Duration::seconds(60),
+        cognigy_swept_until: ended + Duration::seconds(60),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&r, &early)[0],
@@ -302,33 +306,54 @@ fn rule_01_waits_for_lag_then_source_unavailable() {
     let late_but_ok = Horizon {
         now: ended + Duration::seconds(901),
         cognigy_read_until: ended + Duration::seconds(901),
+        cognigy_swept_until: ended + Duration::seconds(901),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(
         matches!(&w.diagnose_with(&r, &late_but_ok)[0], Verdict::Diagnosed(d) if d.reason == Reason::NoBotSession)
     );
-    let source_down = Horizon {
-        now: ended + Duration::seconds(7200),
-        cognigy_read_until: ended,
+    let old_but_answering = Horizon {
+        now: ended + Duration::seconds(86_400),
+        cognigy_read_until: DateTime::<Utc>::MIN_UTC,
+        cognigy_swept_until: DateTime::<Utc>::MIN_UTC,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
-        catching_up: false,
-    };
-    assert!(
-        matches!(&w.diagnose_with(&r, &source_down)[0], Verdict::Diagnosed(d) if d.reason == Reason::SourceUnavailable)
-    );
-    let catching_up = Horizon {
-        catching_up: true,
-        ..source_down
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(
         matches!(
-            w.diagnose_with(&r, &catching_up)[0],
+            w.diagnose_with(&r, &old_but_answering)[0],
             Verdict::Pending { .. }
         ),
-        "a source that is catching up is waited for, not given up"
+        "an old contact whose source answers is waited for, not given up"
+    );
+    let briefly_down = Horizon {
+        cognigy_unavailable_since: Some(old_but_answering.now - Duration::seconds(7199)),
+        ..old_but_answering
+    };
+    assert!(matches!(
+        w.diagnose_with(&r, &briefly_down)[0],
+        Verdict::Pending { .. }
+    ));
+    let source_down = Horizon {
+        cognigy_unavailable_since: Some(old_but_answering.now - Duration::seconds(7200)),
+        ..old_but_answering
+    };
+    let Verdict::Diagnosed(d) = &w.diagnose_with(&r, &source_down)[0] else {
+        panic!("a source down for max_pending_seconds gives the contact up");
+    };
+    assert_eq!(d.reason, Reason::SourceUnavailable);
+    let text = serde_json::to_string(&d.evidence).unwrap();
+    assert!(text.contains("read up to never"), "{text}");
+    assert!(
+        !text.contains("262143") && !text.contains("262142"),
+        "{text}"
     );
 }
 
@@ -340,9 +365,12 @@ fn waits_for_cxone_to_settle() {
     let horizon = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
+        cognigy_swept_until: ended + Duration::seconds(61),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(30),
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &horizon)[0],
@@ -360,9 +388,12 @@ fn correlated_case_waits_only_for_settle() {
     let before = Horizon {
         now: ended,
         cognigy_read_until: ended,
+        cognigy_swept_until: ended,
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &before)[0],
@@ -371,9 +402,12 @@ fn correlated_case_waits_only_for_settle() {
     let after = Horizon {
         now: ended + Duration::seconds(61),
         cognigy_read_until: ended + Duration::seconds(61),
+        cognigy_swept_until: ended + Duration::seconds(61),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: DateTime::<Utc>::MAX_UTC,
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &after)[0],
@@ -771,9 +805,12 @@ fn transferred_contact_waits_for_its_leg() {
     let live = Horizon {
         now: ended + Duration::seconds(600),
         cognigy_read_until: ended + Duration::seconds(600),
+        cognigy_swept_until: ended + Duration::seconds(600),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
@@ -793,9 +830,12 @@ fn case_without_master_waits_for_it() {
     let live = Horizon {
         now: ended + Duration::seconds(600),
         cognigy_read_until: ended + Duration::seconds(600),
+        cognigy_swept_until: ended + Duration::seconds(600),
+        cognigy_short_seconds: i64::MAX,
         cxone_read_until: ended + Duration::seconds(600),
         settle_seconds: 60,
-        catching_up: false,
+        cognigy_unavailable_since: None,
+        cxone_unavailable_since: None,
     };
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],

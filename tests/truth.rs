@@ -137,7 +137,8 @@ client_secret_file = "{client_secret}"
 access_key_id = "{access_key_id}"
 access_key_secret_file = "{access_secret}"
 [tenant.cxone.http]
-requests_per_second = 200
+quota_requests = 200
+quota_window_seconds = 1
 max_retries = {max_retries}
 initial_backoff_ms = 50
 [tenant.cognigy]
@@ -146,7 +147,8 @@ odata_base_url = "{base}/odata/v2.4"
 api_key_file = "{api_key}"
 project_id = "{project}"
 [tenant.cognigy.http]
-requests_per_second = 200
+quota_requests = 200
+quota_window_seconds = 1
 max_retries = {max_retries}
 initial_backoff_ms = 50
 {rules}"#,

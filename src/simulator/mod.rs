@@ -244,7 +244,13 @@ pub struct SimState {
     tokens: Mutex<HashMap<String, IssuedToken>>,
     refresh_tokens: Mutex<HashMap<String, ()>>,
     api_requests: Mutex<u64>,
+    /// When each Cognigy API request (OData or logs) arrived, the latest
+    /// [`ARRIVALS_KEPT`] of them.
+    cognigy_arrivals: Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
+
+/// How many Cognigy request arrival times the simulator keeps (for quota checks).
+pub const ARRIVALS_KEPT: usize = 100_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-written in a way that
@@ -269,6 +275,7 @@ impl SimState {
             tokens: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             api_requests: Mutex::new(0),
+            cognigy_arrivals: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -292,6 +299,12 @@ impl SimState {
     /// Requests per path so far.
     pub fn stats(&self) -> BTreeMap<String, u64> {
         lock(&self.stats).clone()
+    }
+
+    /// When each Cognigy API request (OData or REST logs, whatever its answer) arrived, oldest
+    /// first: what a Cognigy server counts against its quota.
+    pub fn cognigy_arrivals(&self) -> Vec<std::time::Instant> {
+        lock(&self.cognigy_arrivals).iter().copied().collect()
     }
 
     /// The ground truth of every call visible at `until`.
@@ -543,6 +556,13 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
         return truth::control(&state, &req);
     }
     *lock(&state.stats).entry(req.path.clone()).or_insert(0) += 1;
+    if req.path.starts_with("/odata/") || req.path.starts_with("/new/") {
+        let mut arrivals = lock(&state.cognigy_arrivals);
+        if arrivals.len() >= ARRIVALS_KEPT {
+            arrivals.pop_front();
+        }
+        arrivals.push_back(std::time::Instant::now());
+    }
     let faults = state.faults();
     if faults.slow_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.slow_ms)).await;
@@ -652,7 +672,10 @@ pub fn simulated_tenant(
         max_retries: 3,
         initial_backoff: std::time::Duration::from_millis(100),
         max_backoff: std::time::Duration::from_secs(2),
-        requests_per_second: 200.0,
+        // Tests and the demo run far faster than the real quotas allow.
+        requests_per_second: None,
+        quota_requests: 1000,
+        quota_window: std::time::Duration::from_secs(1),
         max_concurrency: 8,
         http1_only: false,
     };
@@ -682,6 +705,10 @@ pub fn simulated_tenant(
             date_literal: DateLiteral::Quoted,
             end_of_keyset_500: true,
             odata_select: true,
+            late_window: std::time::Duration::from_secs(crate::config::DEFAULT_LATE_WINDOW_SECONDS),
+            late_sweep_interval: std::time::Duration::from_secs(
+                crate::config::DEFAULT_LATE_SWEEP_INTERVAL_SECONDS,
+            ),
             http,
         },
         rules,

@@ -1,10 +1,11 @@
-//! The shared HTTP polling layer: per-request timeout, retries with backoff and `Retry-After`, a
-//! per-source rate limit and concurrency bound, and accounting of every request.
+//! The shared HTTP polling layer: per-request timeout, retries with backoff and `Retry-After`, one
+//! request budget per API host shared by every tenant on it ([`HostBudget`]), a per-source
+//! concurrency bound, and accounting of every request.
 //!
 //! API clients only build requests and parse responses; everything about how a request is sent,
-//! retried and counted lives here. This file starts with the bounded label sets the accounting
-//! uses (the metrics module encodes them), then [`HttpLayer`] (one per source), the request and
-//! response types the clients use, and [`SourceError`]. It never interprets a response body beyond
+//! retried, paced and counted lives here. This file starts with the bounded label sets the
+//! accounting uses (the metrics module encodes them), then the host budgets, [`HttpLayer`] (one
+//! per tenant and source), the request and response types the clients use, and [`SourceError`]. It never interprets a response body beyond
 //! handing it to a client's parser, and it never writes a secret into an error or a log line:
 //! URLs are redacted ([`redact_url`]) and credential headers are marked sensitive.
 
@@ -15,10 +16,11 @@ use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TY
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 macro_rules! label_set {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -559,6 +561,342 @@ enum Attempt {
     Transport(String),
 }
 
+/// How urgent a read is, for its host budget's queue. The pipeline sets it around each page
+/// ([`with_priority`]); requests made outside such a scope (drill-down, discovery) go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadPriority {
+    /// Backfill (a read far behind the present) waits while any read of the host near the
+    /// present waits: those are the reads that let pending contacts be decided.
+    pub backfill: bool,
+    /// Where the read stands (its position, Unix milliseconds): among one tenant's waiting
+    /// reads, the one furthest behind goes first, since the least-read stream holds that
+    /// tenant's read horizon back.
+    pub behind: i64,
+}
+
+impl ReadPriority {
+    /// Before every read (no position).
+    pub const FIRST: ReadPriority = ReadPriority {
+        backfill: false,
+        behind: i64::MIN,
+    };
+}
+
+tokio::task_local! {
+    static READ_PRIORITY: ReadPriority;
+}
+
+/// Runs `f` with the requests it makes queued at `priority` in their host budgets.
+pub async fn with_priority<F: Future>(priority: ReadPriority, f: F) -> F::Output {
+    READ_PRIORITY.scope(priority, f).await
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below only updates plain fields; a panic cannot leave them
+    // half-written in a way later calls would misread, so a poisoned lock is taken over.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How many buckets the used share of a budget is counted in (over one window).
+const USAGE_BUCKETS: usize = 60;
+
+/// Requests are spaced this much wider than `window / requests`, so that the server, which sees
+/// them with a little network jitter, never counts more than the budget in any window.
+const BUDGET_SPACING_MARGIN: f64 = 1.01;
+
+/// The request budget of one API host, shared by every tenant that uses it: at most
+/// `requests` per `window` (a GCRA cell every `window / requests`, no burst beyond one, so no
+/// window of that length ever holds more), granted one request at a time. Waiting requests are
+/// served reads near the present first, then round-robin between tenants (the tenant served
+/// least recently first, so none is starved), then within a tenant the read furthest behind.
+pub struct HostBudget {
+    source: Source,
+    host: String,
+    requests: u32,
+    window: Duration,
+    limiter: DefaultDirectRateLimiter,
+    queue: Mutex<BudgetQueue>,
+    changed: Notify,
+    usage: Mutex<Usage>,
+}
+
+impl fmt::Debug for HostBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostBudget")
+            .field("source", &self.source)
+            .field("host", &self.host)
+            .field("requests", &self.requests)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request waiting for its turn.
+struct Waiter {
+    id: u64,
+    tenant: usize,
+    priority: ReadPriority,
+}
+
+#[derive(Default)]
+struct BudgetQueue {
+    waiters: Vec<Waiter>,
+    next_id: u64,
+    /// The waiter chosen to take the next request: only it waits for the limiter.
+    head: Option<u64>,
+    /// Per tenant slot: when it was last served (a sequence number; 0: never).
+    served: Vec<u64>,
+    served_seq: u64,
+    tenants: Vec<String>,
+}
+
+impl BudgetQueue {
+    /// The waiter to serve next (see [`HostBudget`]).
+    fn pick(&self) -> Option<u64> {
+        let class = self.waiters.iter().map(|w| w.priority.backfill).min()?;
+        self.waiters
+            .iter()
+            .filter(|w| w.priority.backfill == class)
+            .min_by_key(|w| {
+                let served = self.served.get(w.tenant).copied().unwrap_or(0);
+                (served, w.tenant, w.priority.behind, w.id)
+            })
+            .map(|w| w.id)
+    }
+}
+
+/// Grants counted per bucket of `window / USAGE_BUCKETS`, the last `USAGE_BUCKETS` kept.
+struct Usage {
+    start: Instant,
+    bucket: Duration,
+    counts: [u32; USAGE_BUCKETS],
+    /// Index (since `start`) of the newest bucket.
+    current: u64,
+}
+
+impl Usage {
+    fn advance(&mut self, now: Instant) {
+        let index = (now.saturating_duration_since(self.start).as_nanos()
+            / self.bucket.as_nanos().max(1)) as u64;
+        let stale = index.saturating_sub(self.current).min(USAGE_BUCKETS as u64);
+        for k in 1..=stale {
+            self.counts[((self.current + k) % USAGE_BUCKETS as u64) as usize] = 0;
+        }
+        self.current = self.current.max(index);
+    }
+}
+
+/// Removes its waiter from the queue when the request is served or abandoned (a dropped future).
+struct WaiterGuard<'a> {
+    budget: &'a HostBudget,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.budget.queue);
+        queue.waiters.retain(|w| w.id != self.id);
+        if queue.head == Some(self.id) {
+            queue.head = None;
+        }
+        drop(queue);
+        self.budget.changed.notify_waiters();
+    }
+}
+
+impl HostBudget {
+    /// A budget of `requests` per `window` for `host` (a key from the config, see
+    /// [`crate::config::api_host`]; it is the `host` label of the quota metrics).
+    pub fn new(source: Source, host: &str, requests: u32, window: Duration) -> HostBudget {
+        let requests = requests.max(1);
+        let period = window
+            .mul_f64(BUDGET_SPACING_MARGIN / f64::from(requests))
+            .max(Duration::from_nanos(1));
+        // `period` is at least 1 ns, for which `with_period` always gives a quota.
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        HostBudget {
+            source,
+            host: host.to_owned(),
+            requests,
+            window,
+            limiter: RateLimiter::direct(quota),
+            queue: Mutex::new(BudgetQueue::default()),
+            changed: Notify::new(),
+            usage: Mutex::new(Usage {
+                start: Instant::now(),
+                bucket: (window / USAGE_BUCKETS as u32).max(Duration::from_millis(1)),
+                counts: [0; USAGE_BUCKETS],
+                current: 0,
+            }),
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// The host key this budget is for.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Requests allowed per window.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The share of the budget granted over the last window (0 to about 1).
+    pub fn used_ratio(&self) -> f64 {
+        let mut usage = lock(&self.usage);
+        usage.advance(Instant::now());
+        let used: u64 = usage.counts.iter().map(|c| u64::from(*c)).sum();
+        used as f64 / f64::from(self.requests)
+    }
+
+    /// The slot of `tenant` in the round-robin (one per tenant name).
+    fn slot(&self, tenant: &str) -> usize {
+        let mut queue = lock(&self.queue);
+        if let Some(i) = queue.tenants.iter().position(|t| t == tenant) {
+            return i;
+        }
+        queue.tenants.push(tenant.to_owned());
+        queue.served.push(0);
+        queue.tenants.len() - 1
+    }
+
+    /// Waits for this tenant's turn and for the budget, then counts one request. The priority is
+    /// the one the caller runs under ([`with_priority`]).
+    async fn acquire(&self, tenant: usize) {
+        let priority = READ_PRIORITY
+            .try_with(|p| *p)
+            .unwrap_or(ReadPriority::FIRST);
+        let id = {
+            let mut queue = lock(&self.queue);
+            let id = queue.next_id;
+            queue.next_id += 1;
+            queue.waiters.push(Waiter {
+                id,
+                tenant,
+                priority,
+            });
+            id
+        };
+        let _guard = WaiterGuard { budget: self, id };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a change between the check and the wait wakes it.
+            notified.as_mut().enable();
+            {
+                let mut queue = lock(&self.queue);
+                if queue.head.is_none() {
+                    queue.head = queue.pick();
+                }
+                if queue.head == Some(id) {
+                    break;
+                }
+            }
+            notified.await;
+        }
+        self.limiter.until_ready().await;
+        {
+            let mut queue = lock(&self.queue);
+            queue.served_seq += 1;
+            let seq = queue.served_seq;
+            if let Some(served) = queue.served.get_mut(tenant) {
+                *served = seq;
+            }
+        }
+        let mut usage = lock(&self.usage);
+        let now = Instant::now();
+        usage.advance(now);
+        let index = (usage.current % USAGE_BUCKETS as u64) as usize;
+        usage.counts[index] = usage.counts[index].saturating_add(1);
+    }
+}
+
+/// One tenant's share of a [`HostBudget`].
+#[derive(Clone)]
+pub struct BudgetHandle {
+    budget: Arc<HostBudget>,
+    tenant: usize,
+}
+
+impl fmt::Debug for BudgetHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BudgetHandle")
+            .field("budget", &self.budget)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl BudgetHandle {
+    /// A budget of its own (no other tenant shares it), from `settings`.
+    pub fn private(source: Source, host: &str, settings: &HttpSettings) -> BudgetHandle {
+        let budget = Arc::new(HostBudget::new(
+            source,
+            host,
+            settings.quota_requests,
+            settings.quota_window,
+        ));
+        let tenant = budget.slot("");
+        BudgetHandle { budget, tenant }
+    }
+
+    /// The budget this handle draws on.
+    pub fn budget(&self) -> &Arc<HostBudget> {
+        &self.budget
+    }
+}
+
+/// The budgets of one process, one per (source, API host).
+#[derive(Debug, Default)]
+pub struct Budgets {
+    hosts: Mutex<Vec<Arc<HostBudget>>>,
+}
+
+impl Budgets {
+    /// `tenant`'s share of the budget of `host` for `source`, created from `settings` by the
+    /// first tenant on that host (the configuration requires tenants on one host to agree).
+    pub fn handle(
+        &self,
+        source: Source,
+        host: &str,
+        settings: &HttpSettings,
+        tenant: &str,
+    ) -> BudgetHandle {
+        let mut hosts = lock(&self.hosts);
+        let budget = match hosts.iter().find(|b| b.source == source && b.host == host) {
+            Some(b) => b.clone(),
+            None => {
+                let b = Arc::new(HostBudget::new(
+                    source,
+                    host,
+                    settings.quota_requests,
+                    settings.quota_window,
+                ));
+                hosts.push(b.clone());
+                b
+            }
+        };
+        drop(hosts);
+        let tenant = budget.slot(tenant);
+        BudgetHandle { budget, tenant }
+    }
+
+    /// Every budget made so far.
+    pub fn all(&self) -> Vec<Arc<HostBudget>> {
+        lock(&self.hosts).clone()
+    }
+}
+
 /// The shared HTTP layer of one source: timeout, retries with backoff and `Retry-After`, rate
 /// limit, concurrency bound and accounting. Cheap to share behind an `Arc`.
 pub struct HttpLayer {
@@ -566,7 +904,9 @@ pub struct HttpLayer {
     client: reqwest::Client,
     settings: HttpSettings,
     observer: Arc<dyn RequestObserver>,
+    /// This tenant's own cap (`requests_per_second`), if set.
     limiter: Option<DefaultDirectRateLimiter>,
+    budget: BudgetHandle,
     permits: Semaphore,
 }
 
@@ -580,11 +920,24 @@ impl fmt::Debug for HttpLayer {
 }
 
 impl HttpLayer {
-    /// Builds the layer of `source` from its settings; `observer` sees every attempt and retry.
+    /// Builds the layer of `source` from its settings, with a budget of its own; `observer` sees
+    /// every attempt and retry.
     pub fn new(
         source: Source,
         settings: &HttpSettings,
         observer: Arc<dyn RequestObserver>,
+    ) -> Result<HttpLayer, SourceError> {
+        let budget = BudgetHandle::private(source, "", settings);
+        HttpLayer::with_budget(source, settings, observer, budget)
+    }
+
+    /// Builds the layer of `source` drawing on `budget` (shared with the other tenants of its
+    /// API host).
+    pub fn with_budget(
+        source: Source,
+        settings: &HttpSettings,
+        observer: Arc<dyn RequestObserver>,
+        budget: BudgetHandle,
     ) -> Result<HttpLayer, SourceError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
@@ -607,7 +960,8 @@ impl HttpLayer {
             client,
             settings: settings.clone(),
             observer,
-            limiter: rate_limiter(settings.requests_per_second),
+            limiter: settings.requests_per_second.and_then(rate_limiter),
+            budget,
             permits: Semaphore::new(settings.max_concurrency.max(1)),
         })
     }
@@ -720,14 +1074,15 @@ impl HttpLayer {
         }
     }
 
-    /// One attempt: waits for a concurrency permit and the rate limiter, sends, reads the whole
-    /// body within the timeout, and reports the attempt.
+    /// One attempt: waits for a concurrency permit, the tenant's own rate cap and its turn in
+    /// the host budget, sends, reads the whole body within the timeout, and reports the attempt.
     async fn attempt(&self, request: &HttpRequest) -> Attempt {
         // The semaphore is never closed, so acquiring only fails if it were; treat as no bound.
         let _permit = self.permits.acquire().await.ok();
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
+        self.budget.budget.acquire(self.budget.tenant).await;
         let started = Instant::now();
         let outcome = match self.build(request) {
             Ok(builder) => {
@@ -792,7 +1147,8 @@ impl HttpLayer {
     }
 }
 
-/// The governor limiter for `requests_per_second`; `None` when the rate is not a positive number.
+/// The governor limiter of a tenant's own `requests_per_second` cap; `None` when the rate is not
+/// a positive number.
 fn rate_limiter(requests_per_second: f64) -> Option<DefaultDirectRateLimiter> {
     if !requests_per_second.is_finite() || requests_per_second <= 0.0 {
         return None;

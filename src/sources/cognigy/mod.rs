@@ -27,8 +27,8 @@ pub mod wire;
 
 use crate::config::{CognigyConfig, DateLiteral};
 use crate::sources::http::{
-    percent_decode, query_string, Endpoint, HttpLayer, HttpRequest, RequestObserver, Source,
-    SourceError,
+    percent_decode, query_string, BudgetHandle, Endpoint, HttpLayer, HttpRequest, RequestObserver,
+    Source, SourceError,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderName;
@@ -66,6 +66,63 @@ impl<T> Default for Batch<T> {
             resume_cursor: None,
         }
     }
+}
+
+/// Where a keyset read of one OData collection continues: the records after `after`, less the
+/// `tied` records stamped exactly `after` that were already read (`ge after` with `$skip=tied`
+/// when `tied` > 0, `gt after` otherwise). Records never move in a keyset (their time is fixed),
+/// so the tie count stays valid across pages and cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeysetPosition {
+    pub after: DateTime<Utc>,
+    #[serde(default)]
+    pub tied: u64,
+}
+
+impl KeysetPosition {
+    /// The records strictly after `after`.
+    pub fn after(after: DateTime<Utc>) -> KeysetPosition {
+        KeysetPosition { after, tied: 0 }
+    }
+
+    /// The position after reading records stamped `times`, in the order served (ascending).
+    /// A time before the position (a server that does not keep the order) moves nothing.
+    pub fn advanced(self, times: impl IntoIterator<Item = DateTime<Utc>>) -> KeysetPosition {
+        let mut p = self;
+        for t in times {
+            if t > p.after {
+                p.after = t;
+                p.tied = 1;
+            } else if t == p.after {
+                p.tied += 1;
+            }
+        }
+        p
+    }
+}
+
+/// One page of an OData keyset read.
+#[derive(Debug, Clone)]
+pub struct KeysetPage<T> {
+    /// Oldest first.
+    pub records: Vec<T>,
+    /// Where the next page starts.
+    pub next: KeysetPosition,
+    /// The page was short (or the server ended the keyset with a 500, see `ended_on_500`): this
+    /// is the end of the data for now.
+    pub end: bool,
+    /// The read ended on Cognigy's HTTP 500 under a keyset filter, taken as end of data.
+    pub ended_on_500: bool,
+}
+
+/// One page of a newest-first project log read.
+#[derive(Debug, Clone, Default)]
+pub struct LogsPage {
+    /// The entries stamped at or after the read's lower bound, newest first.
+    pub entries: Vec<LogEntry>,
+    /// The server's cursor of the next (older) page; `None` at the end of the pass (no more
+    /// pages, or this page reached the lower bound).
+    pub next: Option<String>,
 }
 
 /// An OData record that can be paged by a timestamp keyset.
@@ -177,13 +234,25 @@ impl std::fmt::Debug for CognigyClient {
 }
 
 impl CognigyClient {
-    /// A client for one tenant; no request is made until the first call.
+    /// A client for one tenant with a request budget of its own; no request is made until the
+    /// first call.
     pub fn new(
         config: &CognigyConfig,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<CognigyClient, SourceError> {
+        let budget = BudgetHandle::private(Source::Cognigy, "", &config.http);
+        CognigyClient::with_budget(config, observer, budget)
+    }
+
+    /// A client for one tenant drawing on `budget` (its API host's, shared with other tenants;
+    /// OData and the logs API count against the same one).
+    pub fn with_budget(
+        config: &CognigyConfig,
+        observer: Arc<dyn RequestObserver>,
+        budget: BudgetHandle,
+    ) -> Result<CognigyClient, SourceError> {
         Ok(CognigyClient {
-            http: HttpLayer::new(Source::Cognigy, &config.http, observer)?,
+            http: HttpLayer::with_budget(Source::Cognigy, &config.http, observer, budget)?,
             config: config.clone(),
             keyset_500_ends: AtomicU64::new(0),
             id_field: id_field(&config.odata_base_url),
@@ -227,6 +296,30 @@ impl CognigyClient {
         max_pages: u32,
     ) -> Result<Batch<Analytics>, SourceError> {
         self.keyset(ANALYTICS, after, max_pages).await
+    }
+
+    /// One page of `Sessions` from `position`, oldest first.
+    pub async fn sessions_page(
+        &self,
+        position: KeysetPosition,
+    ) -> Result<KeysetPage<Session>, SourceError> {
+        self.keyset_page(SESSIONS, position).await
+    }
+
+    /// One page of `Conversations` from `position`, oldest first.
+    pub async fn conversations_page(
+        &self,
+        position: KeysetPosition,
+    ) -> Result<KeysetPage<Conversation>, SourceError> {
+        self.keyset_page(CONVERSATIONS, position).await
+    }
+
+    /// One page of `Analytics` from `position`, oldest first.
+    pub async fn analytics_page(
+        &self,
+        position: KeysetPosition,
+    ) -> Result<KeysetPage<Analytics>, SourceError> {
+        self.keyset_page(ANALYTICS, position).await
     }
 
     /// The `Sessions` record of one session, if OData has it yet.
@@ -274,56 +367,17 @@ impl CognigyClient {
         max_pages: u32,
     ) -> Result<Batch<LogEntry>, SourceError> {
         let max_pages = max_pages.max(1);
-        let base = format!(
-            "{}/new/v2.0/projects/{}/logs",
-            self.config.api_base_url.trim_end_matches('/'),
-            crate::sources::http::percent_encode(&self.config.project_id)
-        );
         let mut batch = Batch::default();
         let mut cursor: Option<String> = resume.map(str::to_owned);
         let mut seen_cursors = HashSet::new();
         loop {
-            let mut params = vec![
-                (
-                    "limit",
-                    self.config.logs_page_size.clamp(1, 100).to_string(),
-                ),
-                ("sort", "timestamp:desc".to_owned()),
-                ("type", "error".to_owned()),
-                ("type", "info".to_owned()),
-                ("type", "warn".to_owned()),
-            ];
-            if let Some(next) = &cursor {
-                params.push(("next", next.clone()));
-            }
-            let request = HttpRequest::get(
-                Endpoint::CognigyLogs,
-                format!("{base}?{}", query_string(&params)),
-            )
-            .accept_json()
-            .secret_header(HeaderName::from_static("x-api-key"), &self.config.api_key);
-            let response = self.http.send(&request).await?;
+            let page = self.logs_page(after, cursor.as_deref()).await?;
             batch.pages += 1;
-            let page = response.parse_with(wire::parse_log_page)?;
-            let mut reached_after = false;
-            for entry in page.items {
-                if entry.timestamp < after {
-                    reached_after = true;
-                    continue;
-                }
+            for entry in page.entries {
                 batch.newest = batch.newest.max(Some(entry.timestamp));
                 batch.records.push(entry);
             }
-            let next = page.next_cursor.map(|c| cursor_value(&c));
-            let next = match next {
-                Some(Ok(next)) => next,
-                Some(Err(message)) => return Err(response.decode_error(message)),
-                None => None,
-            };
-            let Some(next) = next else { break };
-            if reached_after {
-                break;
-            }
+            let Some(next) = page.next else { break };
             if !seen_cursors.insert(next.clone()) {
                 return Err(SourceError::PageCap {
                     endpoint: Endpoint::CognigyLogs,
@@ -338,6 +392,58 @@ impl CognigyClient {
             cursor = Some(next);
         }
         Ok(batch)
+    }
+
+    /// One page of project log entries (levels `error` and `info`), newest first, from the
+    /// server's `cursor` (the newest entries when `None`): the entries stamped at or after
+    /// `after`, and the cursor of the next page unless this one reached `after` or was the last.
+    pub async fn logs_page(
+        &self,
+        after: DateTime<Utc>,
+        cursor: Option<&str>,
+    ) -> Result<LogsPage, SourceError> {
+        let base = format!(
+            "{}/new/v2.0/projects/{}/logs",
+            self.config.api_base_url.trim_end_matches('/'),
+            crate::sources::http::percent_encode(&self.config.project_id)
+        );
+        let mut params = vec![
+            (
+                "limit",
+                self.config.logs_page_size.clamp(1, 100).to_string(),
+            ),
+            ("sort", "timestamp:desc".to_owned()),
+            ("type", "error".to_owned()),
+            ("type", "info".to_owned()),
+            ("type", "warn".to_owned()),
+        ];
+        if let Some(next) = cursor {
+            params.push(("next", next.to_owned()));
+        }
+        let request = HttpRequest::get(
+            Endpoint::CognigyLogs,
+            format!("{base}?{}", query_string(&params)),
+        )
+        .accept_json()
+        .secret_header(HeaderName::from_static("x-api-key"), &self.config.api_key);
+        let response = self.http.send(&request).await?;
+        let page = response.parse_with(wire::parse_log_page)?;
+        let mut out = LogsPage::default();
+        let mut reached_after = false;
+        for entry in page.items {
+            if entry.timestamp < after {
+                reached_after = true;
+                continue;
+            }
+            out.entries.push(entry);
+        }
+        let next = match page.next_cursor.map(|c| cursor_value(&c)) {
+            Some(Ok(next)) => next,
+            Some(Err(message)) => return Err(response.decode_error(message)),
+            None => None,
+        };
+        out.next = next.filter(|_| !reached_after);
+        Ok(out)
     }
 
     /// Reads one OData page, asking only for the fields read while the server takes `$select`
@@ -437,60 +543,19 @@ impl CognigyClient {
         after: DateTime<Utc>,
         max_pages: u32,
     ) -> Result<Batch<T>, SourceError> {
-        let top = self.config.odata_page_size.max(1);
         let max_pages = max_pages.max(1);
         let mut batch: Batch<T> = Batch::default();
-        // The boundary: `gt after` first, then `ge <last timestamp>` skipping the `tied` records
-        // at that timestamp already held.
-        let mut boundary = after;
-        let mut inclusive = false;
-        let mut tied: u64 = 0;
+        let mut position = KeysetPosition::after(after);
         let mut seen: HashSet<String> = HashSet::new();
         loop {
-            let op = if inclusive { "ge" } else { "gt" };
-            let mut params = vec![
-                (
-                    "$filter",
-                    format!(
-                        "{} {op} {} and {}",
-                        collection.field,
-                        self.literal(boundary),
-                        self.project_clause()
-                    ),
-                ),
-                ("$orderby", format!("{} asc", collection.field)),
-                ("$top", top.to_string()),
-            ];
-            if tied > 0 {
-                params.push(("$skip", tied.to_string()));
+            let page: KeysetPage<T> = self.keyset_page(collection, position).await?;
+            if page.ended_on_500 {
+                batch.ended_on_500 = true;
+                break;
             }
-            // A 500 here means "nothing past the filter" (api/cognigy.md §2.2): do not retry it.
-            let final_500 = self.config.end_of_keyset_500;
-            let page: ODataPage<T> = match self.odata_page(collection, params, final_500).await {
-                Err(SourceError::HttpStatus { status: 500, .. }) if final_500 => {
-                    self.keyset_500_ends.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        endpoint = %collection.endpoint,
-                        pages = batch.pages,
-                        "HTTP 500 under a keyset filter taken as end of data"
-                    );
-                    batch.ended_on_500 = true;
-                    break;
-                }
-                other => other?,
-            };
             batch.pages += 1;
-            let received = page.value.len();
             let mut fresh = 0usize;
-            for record in page.value {
-                let t = record.keyset_time();
-                if t == boundary && inclusive {
-                    tied += 1;
-                } else if t > boundary || !inclusive {
-                    boundary = t;
-                    tied = 1;
-                }
-                inclusive = true;
+            for record in page.records {
                 if let Some(id) = record.record_id() {
                     if !seen.insert(id.to_owned()) {
                         continue;
@@ -499,7 +564,7 @@ impl CognigyClient {
                 fresh += 1;
                 batch.records.push(record);
             }
-            if received < top as usize {
+            if page.end {
                 break;
             }
             if fresh == 0 {
@@ -511,6 +576,7 @@ impl CognigyClient {
                     ),
                 });
             }
+            position = page.next;
             if batch.pages >= max_pages {
                 batch.truncated = true;
                 hold_back_last_tie(&mut batch.records);
@@ -519,6 +585,58 @@ impl CognigyClient {
         }
         batch.newest = batch.records.iter().map(KeysetRecord::keyset_time).max();
         Ok(batch)
+    }
+
+    /// One page of a keyset read of `collection` from `position`.
+    async fn keyset_page<T: KeysetRecord>(
+        &self,
+        collection: Collection,
+        position: KeysetPosition,
+    ) -> Result<KeysetPage<T>, SourceError> {
+        let top = self.config.odata_page_size.max(1);
+        let op = if position.tied > 0 { "ge" } else { "gt" };
+        let mut params = vec![
+            (
+                "$filter",
+                format!(
+                    "{} {op} {} and {}",
+                    collection.field,
+                    self.literal(position.after),
+                    self.project_clause()
+                ),
+            ),
+            ("$orderby", format!("{} asc", collection.field)),
+            ("$top", top.to_string()),
+        ];
+        if position.tied > 0 {
+            params.push(("$skip", position.tied.to_string()));
+        }
+        // A 500 here means "nothing past the filter" (api/cognigy.md §2.2): do not retry it.
+        let final_500 = self.config.end_of_keyset_500;
+        let page: ODataPage<T> = match self.odata_page(collection, params, final_500).await {
+            Err(SourceError::HttpStatus { status: 500, .. }) if final_500 => {
+                self.keyset_500_ends.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    endpoint = %collection.endpoint,
+                    "HTTP 500 under a keyset filter taken as end of data"
+                );
+                return Ok(KeysetPage {
+                    records: Vec::new(),
+                    next: position,
+                    end: true,
+                    ended_on_500: true,
+                });
+            }
+            other => other?,
+        };
+        let end = page.value.len() < top as usize;
+        let next = position.advanced(page.value.iter().map(KeysetRecord::keyset_time));
+        Ok(KeysetPage {
+            records: page.value,
+            next,
+            end,
+            ended_on_500: false,
+        })
     }
 
     /// All records of one session (`$filter=sessionId eq '<id>'`), oldest first, `$skip` paging.
@@ -650,6 +768,32 @@ mod tests {
     }
 
     use super::*;
+
+    /// A keyset position moves to the latest time read and counts the records read at it.
+    #[test]
+    fn keyset_position_counts_ties() {
+        use chrono::TimeZone;
+        let t = |s: u32| Utc.with_ymd_and_hms(2026, 3, 20, 9, 0, s).unwrap();
+        let p = KeysetPosition::after(t(0));
+        assert_eq!(p.advanced([]), p);
+        let p = p.advanced([t(1), t(2), t(2)]);
+        assert_eq!(
+            p,
+            KeysetPosition {
+                after: t(2),
+                tied: 2
+            }
+        );
+        assert_eq!(p.advanced([t(2)]).tied, 3);
+        assert_eq!(p.advanced([t(1)]), p, "an out-of-order time moves nothing");
+        assert_eq!(
+            p.advanced([t(3)]),
+            KeysetPosition {
+                after: t(3),
+                tied: 1
+            }
+        );
+    }
 
     /// Plain cursors pass through; HAL hrefs give their `next` parameter; a bare href is an error.
     #[test]

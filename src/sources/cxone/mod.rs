@@ -11,8 +11,8 @@ pub mod wire;
 
 use crate::config::{ClientAuth, CxoneConfig};
 use crate::sources::http::{
-    percent_encode, query_string, Endpoint, HttpLayer, HttpRequest, HttpResponse, RequestObserver,
-    RetryCause, Source, SourceError,
+    percent_encode, query_string, BudgetHandle, Endpoint, HttpLayer, HttpRequest, HttpResponse,
+    RequestObserver, RetryCause, Source, SourceError,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::SecretString;
@@ -41,6 +41,41 @@ pub struct ContactsBatch {
     /// `max_pages` was reached with a full last page: more contacts may follow. The caller
     /// continues next cycle from the last contact's `lastUpdateTime`.
     pub truncated: bool,
+}
+
+/// One page of `contacts/completed`.
+#[derive(Debug, Clone, Default)]
+pub struct ContactsPage {
+    /// In `lastUpdateTime` order.
+    pub contacts: Vec<CompletedContact>,
+    /// The page's `lastPollTime` (the server's suggestion for the next `updatedSince`).
+    pub last_poll_time: Option<DateTime<Utc>>,
+    /// More contacts follow this page (at `skip` + the contacts received).
+    pub more: bool,
+}
+
+/// Whether more `contacts/completed` pages follow one that brought `received` contacts of `top`
+/// asked for at `skip`: an empty page ends the read; a `_links.next` link says there is more;
+/// otherwise `totalRecords` decides when sent, and only when the server sends neither does a
+/// short page end the read (a server may cap `top` below what was asked, so a short page alone
+/// is no proof of the end).
+pub fn more_pages(
+    received: usize,
+    top: u32,
+    skip: u64,
+    total_records: Option<i64>,
+    has_next_link: bool,
+) -> bool {
+    if received == 0 {
+        return false;
+    }
+    if has_next_link {
+        return true;
+    }
+    if let Some(total) = total_records {
+        return skip.saturating_add(received as u64) < total.max(0) as u64;
+    }
+    received >= top as usize
 }
 
 /// A cached access token and when to replace it.
@@ -78,13 +113,24 @@ impl std::fmt::Debug for CxoneClient {
 }
 
 impl CxoneClient {
-    /// A client for one tenant; no request is made until the first call.
+    /// A client for one tenant with a request budget of its own; no request is made until the
+    /// first call.
     pub fn new(
         config: &CxoneConfig,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<CxoneClient, SourceError> {
+        let budget = BudgetHandle::private(Source::Cxone, "", &config.http);
+        CxoneClient::with_budget(config, observer, budget)
+    }
+
+    /// A client for one tenant drawing on `budget` (its API host's, shared with other tenants).
+    pub fn with_budget(
+        config: &CxoneConfig,
+        observer: Arc<dyn RequestObserver>,
+        budget: BudgetHandle,
+    ) -> Result<CxoneClient, SourceError> {
         Ok(CxoneClient {
-            http: HttpLayer::new(Source::Cxone, &config.http, observer)?,
+            http: HttpLayer::with_budget(Source::Cxone, &config.http, observer, budget)?,
             config: config.clone(),
             auth: Mutex::new(AuthState::default()),
         })
@@ -97,36 +143,18 @@ impl CxoneClient {
         updated_since: DateTime<Utc>,
         max_pages: u32,
     ) -> Result<ContactsBatch, SourceError> {
-        let top = self.config.page_size.max(1);
         let max_pages = max_pages.max(1);
-        let since = updated_since.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut batch = ContactsBatch::default();
         let mut skip: u64 = 0;
         loop {
-            let query = query_string(&[
-                ("updatedSince", since.clone()),
-                ("orderBy", "lastUpdateTime asc".to_owned()),
-                ("mediaTypeId", MEDIA_TYPE_PHONE_CALL.to_owned()),
-                ("top", top.to_string()),
-                ("skip", skip.to_string()),
-            ]);
-            let response = self
-                .api_get(
-                    Endpoint::CxoneContactsCompleted,
-                    &format!("/contacts/completed?{query}"),
-                )
-                .await?;
+            let page = self.completed_page(updated_since, skip).await?;
             batch.pages += 1;
-            if response.is_empty() {
-                break;
-            }
-            let page = response.parse_with(wire::parse_completed_page)?;
             if batch.last_poll_time.is_none() {
                 batch.last_poll_time = page.last_poll_time;
             }
-            let received = page.completed_contacts.len();
-            batch.contacts.extend(page.completed_contacts);
-            if received < top as usize {
+            let received = page.contacts.len();
+            batch.contacts.extend(page.contacts);
+            if !page.more {
                 break;
             }
             if batch.pages >= max_pages {
@@ -136,6 +164,47 @@ impl CxoneClient {
             skip += received as u64;
         }
         Ok(batch)
+    }
+
+    /// One page of completed voice contacts updated since `updated_since` (inclusive), oldest
+    /// update first, skipping the first `skip`. A 204 is an empty last page. Whether more pages
+    /// follow is told by `_links.next` or `totalRecords` when the server sends them, and only
+    /// otherwise by a full page ([`more_pages`]).
+    pub async fn completed_page(
+        &self,
+        updated_since: DateTime<Utc>,
+        skip: u64,
+    ) -> Result<ContactsPage, SourceError> {
+        let top = self.config.page_size.max(1);
+        let since = updated_since.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let query = query_string(&[
+            ("updatedSince", since),
+            ("orderBy", "lastUpdateTime asc".to_owned()),
+            ("mediaTypeId", MEDIA_TYPE_PHONE_CALL.to_owned()),
+            ("top", top.to_string()),
+            ("skip", skip.to_string()),
+        ]);
+        let response = self
+            .api_get(
+                Endpoint::CxoneContactsCompleted,
+                &format!("/contacts/completed?{query}"),
+            )
+            .await?;
+        if response.is_empty() {
+            return Ok(ContactsPage::default());
+        }
+        let page = response.parse_with(wire::parse_completed_page)?;
+        let received = page.completed_contacts.len();
+        let next_link = page
+            .links
+            .as_ref()
+            .and_then(|l| l.next.as_deref())
+            .is_some_and(|n| !n.trim().is_empty());
+        Ok(ContactsPage {
+            more: more_pages(received, top, skip, page.total_records, next_link),
+            contacts: page.completed_contacts,
+            last_poll_time: page.last_poll_time,
+        })
     }
 
     /// One contact (`GET /contacts/{id}`); `None` on 404 or 204.
