@@ -457,6 +457,9 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             keyset_end_500: args.keyset_end_500,
             old_cxone_fields: args.old_cxone_fields,
             odata_underscore_id: args.odata_underscore_id,
+            // Mid-body resets, slow bursts and a Cognigy outage are switched at run time
+            // (`POST /_sim/faults`), as the fault-matrix harness does.
+            ..Faults::default()
         },
         ..SimulatorOptions::default()
     };

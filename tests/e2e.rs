@@ -255,6 +255,20 @@ async fn wait_for_total(daemon: &Daemon, expected: u64, limit: Duration) -> Coun
     panic!("daemon did not reach {expected} diagnosed contacts in {limit:?}; last: {last:?}");
 }
 
+/// Waits until the daemon has counted or holds pending at least one contact, or five seconds
+/// passed (so a kill lands mid-run whatever the faults allow).
+async fn wait_for_any_progress(daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(c) = daemon.counts().await {
+            if c.total() + c.pending > 0 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the daemon has counted at least `at_least` contacts (so a kill lands mid-run).
 async fn wait_for_progress(daemon: &Daemon, at_least: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -679,4 +693,244 @@ async fn sigkill_mid_slow_cycle_loses_and_doubles_nothing() {
     assert_eq!(got.failure_reason, expected.failure_reason);
     assert_eq!(got.total(), expected.total(), "nothing counted twice");
     drop(w.dir);
+}
+
+/// One row of the fault matrix: faults set before the daemon starts, optionally a Cognigy outage
+/// from the start for some seconds, SIGKILL restarts, and daemon config tweaks.
+struct FaultRow {
+    name: &'static str,
+    faults: Faults,
+    /// Cognigy answers 503 for this long from the start.
+    cognigy_outage: Option<Duration>,
+    /// The rules' `max_pending_seconds`.
+    max_pending_seconds: u64,
+    /// SIGKILL and restart the daemon this many times mid-run.
+    kills: u32,
+    /// The HTTP `timeout_seconds` of both APIs (only the slow-answer rows lower it).
+    timeout_seconds: Option<u64>,
+}
+
+impl FaultRow {
+    fn new(name: &'static str, faults: Faults) -> FaultRow {
+        FaultRow {
+            name,
+            faults,
+            cognigy_outage: None,
+            max_pending_seconds: 7200,
+            kills: 0,
+            timeout_seconds: None,
+        }
+    }
+
+    /// Whether the outage outlasts `max_pending_seconds`: every contact then waits for Cognigy
+    /// until the limit and is `undetermined` by design (the truth "lost to a long outage").
+    fn long_outage(&self) -> bool {
+        self.cognigy_outage
+            .is_some_and(|d| d.as_secs() > self.max_pending_seconds)
+    }
+}
+
+/// The fault matrix of issue 17 at the default limits (request budgets, retries, backoff: no
+/// `[http]` overrides but a lower timeout where a row needs answers slower than it): each fault
+/// alone, then together, against a finite world; after each, the totals equal the truth, except
+/// that an outage longer than `max_pending_seconds` makes every contact `undetermined`. It prints
+/// the table the README's Reliability section holds. `FAULT_MATRIX_CALLS` sets the calls per row
+/// (default 60, small for CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_at_the_default_limits() {
+    let calls: usize = std::env::var("FAULT_MATRIX_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let storm = |retry_after| Faults {
+        rate_limit_429: 3,
+        retry_after,
+        ..Faults::default()
+    };
+    let mut rows = vec![
+        FaultRow::new("none", Faults::default()),
+        FaultRow::new("429 storm, Retry-After 1 s", storm(RetryAfter::Seconds(1))),
+        FaultRow::new("429 storm, no Retry-After", storm(RetryAfter::None)),
+        FaultRow::new(
+            "5xx burst (20 requests)",
+            Faults {
+                server_error_burst: 20,
+                ..Faults::default()
+            },
+        ),
+        FaultRow {
+            timeout_seconds: Some(2),
+            ..FaultRow::new(
+                "answers slower than the timeout (3)",
+                Faults {
+                    slow_burst: 3,
+                    slow_burst_ms: 4000,
+                    ..Faults::default()
+                },
+            )
+        },
+        FaultRow::new(
+            "connection reset mid-body (4 pages)",
+            Faults {
+                reset_pages: 4,
+                ..Faults::default()
+            },
+        ),
+        FaultRow::new(
+            "truncated pages (3)",
+            Faults {
+                truncated_pages: 3,
+                ..Faults::default()
+            },
+        ),
+        FaultRow::new(
+            "malformed pages (3)",
+            Faults {
+                malformed_pages: 3,
+                ..Faults::default()
+            },
+        ),
+        FaultRow::new(
+            "tokens dying mid-cycle",
+            Faults {
+                token_ttl_seconds: Some(3),
+                token_dies_after_seconds: Some(2),
+                ..Faults::default()
+            },
+        ),
+        FaultRow {
+            cognigy_outage: Some(Duration::from_secs(8)),
+            max_pending_seconds: 120,
+            ..FaultRow::new("Cognigy outage 8 s < max_pending 120 s", Faults::default())
+        },
+        FaultRow {
+            cognigy_outage: Some(Duration::from_secs(25)),
+            max_pending_seconds: 10,
+            ..FaultRow::new("Cognigy outage 25 s > max_pending 10 s", Faults::default())
+        },
+        FaultRow {
+            kills: 2,
+            ..FaultRow::new("SIGKILL restarts (2)", Faults::default())
+        },
+        FaultRow {
+            cognigy_outage: Some(Duration::from_secs(6)),
+            max_pending_seconds: 120,
+            kills: 2,
+            timeout_seconds: Some(2),
+            ..FaultRow::new(
+                "all of the above but the long outage",
+                Faults {
+                    rate_limit_429: 5,
+                    retry_after: RetryAfter::Seconds(1),
+                    server_error_burst: 6,
+                    slow_burst: 2,
+                    slow_burst_ms: 4000,
+                    reset_pages: 2,
+                    truncated_pages: 2,
+                    malformed_pages: 2,
+                    token_ttl_seconds: Some(3),
+                    token_dies_after_seconds: Some(2),
+                    ..Faults::default()
+                },
+            )
+        },
+    ];
+    let mut table = vec![
+        "| faults | contacts | match the truth | undetermined by a long outage | lost | duplicated |"
+            .to_owned(),
+        "|---|---|---|---|---|---|".to_owned(),
+    ];
+    let mut failures = Vec::new();
+    for (i, row) in rows.drain(..).enumerate() {
+        let options = SimulatorOptions {
+            seed: 7000 + i as u64,
+            calls: Some(calls),
+            backlog_hours: 1.0,
+            cognigy_lag_seconds: 1,
+            ..SimulatorOptions::default()
+        };
+        let w = world_with(options, 100, 5).await;
+        let mut text = std::fs::read_to_string(&w.config).unwrap();
+        // The default limits: no request budget, retry or backoff overrides.
+        text = text.replace(
+            "quota_requests = 500\nquota_window_seconds = 1\nmax_concurrency = 8\ninitial_backoff_ms = 50\nmax_backoff_seconds = 1\n",
+            &row.timeout_seconds
+                .map(|t| format!("timeout_seconds = {t}\n"))
+                .unwrap_or_default(),
+        );
+        text = text.replace(
+            "correlation_window_seconds",
+            &format!(
+                "max_pending_seconds = {}\ncorrelation_window_seconds",
+                row.max_pending_seconds
+            ),
+        );
+        std::fs::write(&w.config, text).unwrap();
+        let truth_counts = truth_counts(&truth(&w).await);
+        let contacts = truth_counts.total();
+        let expected = if row.long_outage() {
+            Counts {
+                outcome: [("undetermined".to_owned(), contacts)]
+                    .into_iter()
+                    .collect(),
+                failure_reason: BTreeMap::new(),
+                pending: 0,
+            }
+        } else {
+            truth_counts
+        };
+        w.sim.state.set_faults(Faults {
+            cognigy_down: row.cognigy_outage.is_some(),
+            ..row.faults.clone()
+        });
+        // The outage ends on its own clock, whatever the daemon is doing (restarts included).
+        let outage_end = row.cognigy_outage.map(|outage| {
+            let state = w.sim.state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(outage).await;
+                let mut faults = state.faults();
+                faults.cognigy_down = false;
+                state.set_faults(faults);
+            })
+        });
+        let mut daemon = Daemon::start(&w.config);
+        for _ in 0..row.kills {
+            // Kill mid-run: after the first poll wrote something (a counted contact, or pending
+            // contacts while Cognigy is down).
+            wait_for_any_progress(&daemon).await;
+            daemon.kill();
+            daemon = Daemon::start(&w.config);
+        }
+        if let Some(task) = outage_end {
+            let _ = task.await;
+        }
+        let got = wait_for_total(&daemon, expected.total(), Duration::from_secs(300)).await;
+        let matches: u64 = expected
+            .outcome
+            .iter()
+            .map(|(k, want)| (*want).min(got.outcome.get(k).copied().unwrap_or(0)))
+            .sum();
+        let undetermined = if row.long_outage() { contacts } else { 0 };
+        let lost = expected.total().saturating_sub(got.total());
+        let duplicated = got.total().saturating_sub(expected.total());
+        table.push(format!(
+            "| {} | {contacts} | {} | {undetermined} | {lost} | {duplicated} |",
+            row.name,
+            matches.saturating_sub(undetermined)
+        ));
+        if got.outcome != expected.outcome || got.failure_reason != expected.failure_reason {
+            failures.push(format!(
+                "{}: got {:?} / {:?}, want {:?} / {:?}",
+                row.name,
+                got.outcome,
+                got.failure_reason,
+                expected.outcome,
+                expected.failure_reason
+            ));
+        }
+        drop(daemon);
+        drop(w.dir);
+    }
+    println!("{}", table.join("\n"));
+    assert!(failures.is_empty(), "{}\n{failures:#?}", table.join("\n"));
 }

@@ -136,6 +136,13 @@ pub struct Faults {
     pub old_cxone_fields: bool,
     /// Cognigy OData v2.4 records carry `_id` instead of `id`.
     pub odata_underscore_id: bool,
+    /// The next N successful data pages send half their body, then the connection is reset.
+    pub reset_pages: u64,
+    /// The next N API requests answer only after `slow_burst_ms` (slower than a client timeout).
+    pub slow_burst: u64,
+    pub slow_burst_ms: u64,
+    /// Every Cognigy request (OData and REST) answers 503 while this is on: an outage.
+    pub cognigy_down: bool,
 }
 
 /// Everything `simulate` needs.
@@ -567,6 +574,23 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
     if faults.slow_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(faults.slow_ms)).await;
     }
+    let slow_burst = {
+        let mut f = lock(&state.faults);
+        let fire = f.slow_burst > 0;
+        if fire {
+            f.slow_burst -= 1;
+        }
+        fire
+    };
+    if slow_burst {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.slow_burst_ms)).await;
+    }
+    if faults.cognigy_down && (req.path.starts_with("/odata/") || req.path.starts_with("/new/")) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "Service Unavailable", "status": 503}),
+        );
+    }
     // Faults that replace the answer.
     {
         let mut f = lock(&state.faults);
@@ -627,18 +651,38 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
 }
 
 async fn damage_page(state: &SimState, resp: Response) -> Response {
-    let (truncate, malform) = {
+    let (truncate, malform, reset) = {
         let mut f = lock(&state.faults);
         if f.malformed_pages > 0 {
             f.malformed_pages -= 1;
-            (false, true)
+            (false, true, false)
         } else if f.truncated_pages > 0 {
             f.truncated_pages -= 1;
-            (true, false)
+            (true, false, false)
+        } else if f.reset_pages > 0 {
+            f.reset_pages -= 1;
+            (false, false, true)
         } else {
-            (false, false)
+            (false, false, false)
         }
     };
+    if reset {
+        // Half the body, then an error from the body stream: hyper aborts the connection, which
+        // the client sees as a reset in the middle of the body.
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(half),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "simulated reset mid-body",
+            )),
+        ];
+        return Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)));
+    }
     if !truncate && !malform {
         return resp;
     }
