@@ -195,3 +195,26 @@ fn absurd_values_are_refused() {
     // Clamped to 30 days: computing the end does not overflow.
     let _ = page.completed_contacts[0].ended_at();
 }
+
+/// A 200 CXone page without a `completedContacts` array (`{}`, `[]`, another envelope) is an
+/// error naming the missing array, never an empty page that would skip contacts.
+#[test]
+fn completed_page_without_the_array_is_an_error() {
+    for body in [
+        "{}",
+        "[]",
+        "{\"foo\":1}",
+        "{\"value\":[]}",
+        "{\"completedContacts\":{}}",
+    ] {
+        let error = handover_exporter::sources::cxone::wire::parse_completed_page(body.as_bytes())
+            .expect_err(body)
+            .to_string();
+        assert!(error.contains("completedContacts"), "{body}: {error}");
+    }
+    let empty = handover_exporter::sources::cxone::wire::parse_completed_page(
+        b"{\"completedContacts\":[],\"totalRecords\":0}",
+    )
+    .expect("an empty array is an empty page");
+    assert!(empty.completed_contacts.is_empty());
+}

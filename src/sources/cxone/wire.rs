@@ -159,6 +159,16 @@ pub fn parse_completed_page(body: &[u8]) -> Result<CompletedContactsPage, serde_
         }
         other => other,
     };
+    // A 200 answer always names the array, empty or not: anything else (`{}`, `[]`, another
+    // API's envelope) is a malformed page, never an empty one, or contacts would be skipped.
+    let has_array = inner
+        .get("completedContacts")
+        .is_some_and(serde_json::Value::is_array);
+    if !has_array {
+        return Err(serde::de::Error::custom(
+            "the page has no `completedContacts` array (an empty page is HTTP 204 or an empty array)",
+        ));
+    }
     serde_json::from_value(inner)
 }
 
