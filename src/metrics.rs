@@ -104,6 +104,47 @@ impl CycleOutcome {
     }
 }
 
+/// How a diagnosed bot contact's Cognigy session was found (`match` label of
+/// `handover_correlations_total`): the exact ways, the fuzzy one, or no session at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CorrelationMatch {
+    CustomField,
+    SipHeader,
+    CallerTime,
+    None,
+}
+
+impl CorrelationMatch {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [CorrelationMatch] = &[
+        CorrelationMatch::CustomField,
+        CorrelationMatch::SipHeader,
+        CorrelationMatch::CallerTime,
+        CorrelationMatch::None,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorrelationMatch::CustomField => "custom_field",
+            CorrelationMatch::SipHeader => "sip_header",
+            CorrelationMatch::CallerTime => "caller_time",
+            CorrelationMatch::None => "none",
+        }
+    }
+
+    /// The label of a diagnosis' match kind (`None`: no session correlated).
+    pub fn of(kind: Option<crate::correlation::MatchKind>) -> CorrelationMatch {
+        use crate::correlation::MatchKind;
+        match kind {
+            Some(MatchKind::CustomField) => CorrelationMatch::CustomField,
+            Some(MatchKind::SipHeader) => CorrelationMatch::SipHeader,
+            Some(MatchKind::CallerTime) => CorrelationMatch::CallerTime,
+            None => CorrelationMatch::None,
+        }
+    }
+}
+
 macro_rules! label_value_by_as_str {
     ($($ty:ty),+) => {$(
         impl EncodeLabelValue for $ty {
@@ -124,7 +165,8 @@ label_value_by_as_str!(
     RetryCause,
     PollSource,
     CycleFailure,
-    CycleOutcome
+    CycleOutcome,
+    CorrelationMatch
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
@@ -136,6 +178,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "tenant,failure,reason",
     ),
     ("handover_escalations_total", "counter", "tenant"),
+    ("handover_correlations_total", "counter", "tenant,match"),
     ("handover_signal_to_queue_seconds", "histogram", "tenant"),
     ("handover_queue_wait_seconds", "histogram", "tenant"),
     ("handover_bot_turn_seconds", "histogram", "tenant"),
@@ -189,6 +232,13 @@ struct TenantLabels {
 struct OutcomeLabels {
     tenant: String,
     outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CorrelationLabels {
+    tenant: String,
+    /// `r#` because `match` is a keyword; the derive writes the label name without it.
+    r#match: CorrelationMatch,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -292,6 +342,7 @@ pub struct Metrics {
     polls: Family<PollLabels, Counter>,
     poll_failures: Family<PollLabels, Counter>,
     cycles: Family<CycleLabels, Counter>,
+    correlations: Family<CorrelationLabels, Counter>,
     cycle_failures: Family<CycleFailureLabels, Counter>,
     api_requests: Family<RequestLabels, Counter>,
     api_duration: HistogramFamily<EndpointLabels>,
@@ -321,6 +372,7 @@ impl Metrics {
             polls: Family::default(),
             poll_failures: Family::default(),
             cycles: Family::default(),
+            correlations: Family::default(),
             cycle_failures: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(api_duration_histogram),
@@ -343,6 +395,12 @@ impl Metrics {
             "escalations",
             "Bot contacts that escalated to an agent",
             m.escalations.clone(),
+        );
+        registry.register(
+            "correlations",
+            "Diagnosed bot contacts by how their Cognigy session was found (custom_field and \
+             sip_header are exact, caller_time is fuzzy, none: no session)",
+            m.correlations.clone(),
         );
         registry.register(
             "signal_to_queue_seconds",
@@ -449,6 +507,12 @@ impl Metrics {
                 }
             }
             let _ = m.escalations.get_or_create(&t);
+            for kind in CorrelationMatch::ALL {
+                let _ = m.correlations.get_or_create(&CorrelationLabels {
+                    tenant: tenant.clone(),
+                    r#match: *kind,
+                });
+            }
             let _ = m.signal_to_queue.get_or_create(&t);
             let _ = m.queue_wait.get_or_create(&t);
             let _ = m.bot_turn.get_or_create(&t);
@@ -526,6 +590,12 @@ impl Metrics {
                     None,
                 );
         }
+        self.correlations
+            .get_or_create(&CorrelationLabels {
+                tenant: tenant.clone(),
+                r#match: CorrelationMatch::of(diagnosis.evidence.match_kind),
+            })
+            .inc();
         let t = TenantLabels { tenant };
         let evidence = &diagnosis.evidence;
         if evidence.escalated_at.is_some() {
