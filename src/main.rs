@@ -93,6 +93,11 @@ struct SimulateArgs {
         default_value_t = 60
     )]
     cognigy_lag_seconds: u64,
+    /// How long after a session ends its OData records appear, drawn per session instead of the
+    /// lag: WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated (e.g. `0.8:60,0.2:1800-1900`: one
+    /// session in five only at its 30-minute expiry).
+    #[arg(long = "cognigy-delay", env = "HANDOVER_COGNIGY_DELAY")]
+    cognigy_delay: Option<handover_exporter::simulator::cognigy::CognigyDelay>,
     /// Write the world as a replay directory and exit, instead of serving.
     #[arg(long, env = "HANDOVER_DUMP")]
     dump: Option<PathBuf>,
@@ -409,6 +414,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         rate_per_day: Some(args.rate),
         backlog_hours: args.backlog_hours,
         cognigy_lag_seconds: args.cognigy_lag_seconds,
+        cognigy_delay: args.cognigy_delay,
         faults: Faults {
             rate_limit_429: args.rate_limit_429,
             retry_after: args.retry_after,

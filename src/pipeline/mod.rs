@@ -17,7 +17,7 @@ mod read;
 
 use crate::config::{Config, Rules, TenantConfig};
 use crate::diagnosis::Horizon;
-use crate::metrics::{Metrics, PollSource};
+use crate::metrics::{Metrics, OdataCollection, PollSource};
 use crate::server::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
@@ -242,6 +242,7 @@ impl Poller {
             self.read_cxone(first(&loaded.cxone, lookback_start, now), cxone_limits),
             self.read_keyset(
                 cursors::SESSIONS,
+                OdataCollection::Sessions,
                 first(&loaded.sessions, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.sessions_page(p),
@@ -249,6 +250,7 @@ impl Poller {
             ),
             self.read_keyset(
                 cursors::CONVERSATIONS,
+                OdataCollection::Conversations,
                 first(&loaded.conversations, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.conversations_page(p),
@@ -256,6 +258,7 @@ impl Poller {
             ),
             self.read_keyset(
                 cursors::ANALYTICS,
+                OdataCollection::Analytics,
                 first(&loaded.analytics, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.analytics_page(p),

@@ -8,8 +8,9 @@
 //! others. This module does not decide anything and does not schedule cycles.
 
 use super::cursors::{CxonePosition, LogsPosition, Pass, Windows};
-use super::ingest::Records;
+use super::ingest::{DelayMeasure, Records};
 use super::{CycleError, Poller};
+use crate::metrics::OdataCollection;
 use crate::sources::cognigy::{KeysetPage, KeysetPosition};
 use crate::sources::http::{with_priority, Endpoint, ReadPriority, SourceError};
 use chrono::{DateTime, Duration, Utc};
@@ -114,7 +115,7 @@ impl Poller {
             read.pages += 1;
             read.records += page.contacts.len();
             let records = Records::Contacts(page.contacts);
-            self.ingest_page(super::cursors::CXONE, records, &next, asked_at)
+            self.ingest_page(super::cursors::CXONE, records, &next, asked_at, None)
                 .await?;
             pass = next;
             if !page.more {
@@ -129,6 +130,7 @@ impl Poller {
     pub(super) async fn read_keyset<T, F, Fut>(
         &self,
         name: &'static str,
+        collection: OdataCollection,
         mut pass: Pass<KeysetPosition>,
         limits: Limits,
         fetch: F,
@@ -170,7 +172,8 @@ impl Poller {
             }
             read.pages += 1;
             read.records += page.records.len();
-            self.ingest_page(name, wrap(page.records), &next, asked_at)
+            let measure = DelayMeasure::of(collection, &pass, self.odata_windows.long, asked_at);
+            self.ingest_page(name, wrap(page.records), &next, asked_at, measure)
                 .await?;
             pass = next;
             if page.end {
@@ -238,6 +241,7 @@ impl Poller {
                             Records::Logs(Vec::new()),
                             &restart,
                             asked_at,
+                            None,
                         )
                         .await?;
                     }
@@ -262,6 +266,7 @@ impl Poller {
                 Records::Logs(page.entries),
                 &next,
                 asked_at,
+                None,
             )
             .await?;
             pass = next;

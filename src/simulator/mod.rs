@@ -150,6 +150,9 @@ pub struct SimulatorOptions {
     pub backlog_hours: f64,
     /// Seconds after a session ends before its OData records appear.
     pub cognigy_lag_seconds: u64,
+    /// When set, how long after a session ends its OData records appear, drawn per session
+    /// (replaces `cognigy_lag_seconds` for that; `--cognigy-delay`).
+    pub cognigy_delay: Option<cognigy::CognigyDelay>,
     pub faults: Faults,
     pub credentials: SimCredentials,
     /// The base URL to advertise (issuer, `api_endpoint`, links); default `http://<bound addr>`.
@@ -165,6 +168,7 @@ impl Default for SimulatorOptions {
             rate_per_day: Some(2880.0),
             backlog_hours: 1.0,
             cognigy_lag_seconds: 60,
+            cognigy_delay: None,
             faults: Faults::default(),
             credentials: SimCredentials::default(),
             public_base_url: None,
@@ -205,8 +209,18 @@ impl SimulatorOptions {
     pub fn world_spec(&self, now: DateTime<Utc>) -> WorldSpec {
         let window = Duration::milliseconds((self.backlog_hours.max(0.0) * 3_600_000.0) as i64);
         let lag = Duration::seconds(self.cognigy_lag_seconds as i64);
+        // A finite world ends early enough for every record to be visible at `now`.
+        let longest = self
+            .cognigy_delay
+            .as_ref()
+            .map_or(lag, |d| d.longest().max(lag));
         let mut spec = match self.calls {
-            Some(n) => WorldSpec::finite(self.seed, n, window.max(Duration::minutes(1)), lag, now),
+            Some(n) => {
+                let mut spec =
+                    WorldSpec::finite(self.seed, n, window.max(Duration::minutes(1)), longest, now);
+                spec.cognigy_lag = lag;
+                spec
+            }
             None => WorldSpec::streaming(
                 self.seed,
                 self.rate_per_day.unwrap_or(2880.0),
@@ -215,8 +229,11 @@ impl SimulatorOptions {
                 now,
             ),
         };
-        spec.rules.cognigy_lag_seconds =
-            spec.rules.cognigy_lag_seconds.max(self.cognigy_lag_seconds);
+        spec.rules.cognigy_lag_seconds = spec
+            .rules
+            .cognigy_lag_seconds
+            .max(longest.num_seconds().max(0) as u64);
+        spec.cognigy_delay = self.cognigy_delay.clone();
         spec
     }
 }
