@@ -309,7 +309,7 @@ async fn cxone_204_is_empty() {
     );
 }
 
-/// Pages of `top` continue with `skip`; a short page ends the read (3 requests for 2+2+1).
+/// Pages of `top` continue with `skip` until `totalRecords` is read (3 requests for 2+2+1).
 #[tokio::test]
 async fn cxone_paging_across_pages() {
     let server = MockServer::start().await;
@@ -354,6 +354,124 @@ async fn cxone_max_pages_truncates() {
     assert_eq!(batch.contacts.len(), 4);
     assert!(batch.truncated);
     assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 2);
+}
+
+/// A server that caps `top` below what was asked: a short page whose `totalRecords` says more
+/// does not end the read; the read continues at the contacts received and ends at the total.
+#[tokio::test]
+async fn cxone_short_page_with_more_records_continues() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    for (skip, ids) in [("0", 1..5), ("4", 5..9), ("8", 9..11)] {
+        Mock::given(method("GET"))
+            .and(path(CONTACTS_PATH))
+            .and(query_param("skip", skip))
+            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(ids, 10)))
+            .mount(&server)
+            .await;
+    }
+    let mut config = cxone_config(&server, None);
+    config.page_size = 10;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    let ids: Vec<i64> = batch.contacts.iter().map(|c| c.contact_id).collect();
+    assert_eq!(ids, (1..11).collect::<Vec<_>>());
+    assert_eq!(batch.pages, 3);
+    assert!(!batch.truncated);
+}
+
+/// Without `totalRecords`, a `_links.next` link on a short page continues the read; the page
+/// without one ends it.
+#[tokio::test]
+async fn cxone_next_link_continues_a_short_page() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    let page = |ids: std::ops::Range<i64>, next: Option<&str>| {
+        json!({
+            "_links": {"self": "x", "next": next, "previous": null},
+            "lastPollTime": "2026-03-20T10:00:00.000Z",
+            "completedContacts": ids.map(|i| contact_json(i, (i % 60) as u32)).collect::<Vec<_>>(),
+        })
+    };
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "0"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(page(1..4, Some("https://x/next?skip=3"))),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(4..6, None)))
+        .mount(&server)
+        .await;
+    let mut config = cxone_config(&server, None);
+    config.page_size = 100;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    assert_eq!(batch.contacts.len(), 5);
+    assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 2);
+}
+
+/// A full page whose `totalRecords` is reached ends the read without asking for an empty page.
+#[tokio::test]
+async fn cxone_total_reached_ends_on_a_full_page() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(1..3, 2)))
+        .mount(&server)
+        .await;
+    let mut config = cxone_config(&server, None);
+    config.page_size = 2;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    assert_eq!(batch.contacts.len(), 2);
+    assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 1);
+}
+
+/// Numbers written with thousands separators (`"1,234"`) parse, in the envelope and in the
+/// contacts; a decimal comma is refused as a decode error naming the value.
+#[tokio::test]
+async fn cxone_thousands_separators_parse() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    let mut contact = contact_json(1, 1);
+    contact["totalDurationSeconds"] = json!("1,234");
+    contact["inQueueSeconds"] = json!("2,345.5");
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "totalRecords": "1,001",
+            "lastPollTime": "2026-03-20T10:00:00.000Z",
+            "completedContacts": [contact],
+        })))
+        .mount(&server)
+        .await;
+    let mut bad = contact_json(2, 2);
+    bad["totalDurationSeconds"] = json!("1,5");
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "totalRecords": "1,001",
+            "completedContacts": [bad],
+        })))
+        .mount(&server)
+        .await;
+    let client = CxoneClient::new(&cxone_config(&server, None), observer()).unwrap();
+    let page = client.completed_page(since(), 0).await.unwrap();
+    assert!(page.more, "1 of 1,001 read");
+    let c = &page.contacts[0];
+    assert_eq!(c.total_duration_seconds, 1234.0);
+    assert_eq!(c.in_queue_seconds, 2345.5);
+    let error = client.completed_page(since(), 1).await.unwrap_err();
+    assert_eq!(error.kind(), "decode");
+    assert!(error.to_string().contains("1,5"), "{error}");
 }
 
 /// Old-generation field names, numbers and booleans as strings, and the `resultSet` wrapper.
