@@ -170,6 +170,12 @@ struct SimulateArgs {
         env = "HANDOVER_FAULT_ODATA_UNDERSCORE_ID"
     )]
     odata_underscore_id: bool,
+    /// Fault: the Cognigy logs API answers 400 to requests with `filter` or `startDate`.
+    #[arg(
+        long = "fault.logs-filter-refused",
+        env = "HANDOVER_FAULT_LOGS_FILTER_REFUSED"
+    )]
+    logs_filter_refused: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -427,6 +433,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             keyset_end_500: args.keyset_end_500,
             old_cxone_fields: args.old_cxone_fields,
             odata_underscore_id: args.odata_underscore_id,
+            logs_filter_refused: args.logs_filter_refused,
         },
         ..SimulatorOptions::default()
     };

@@ -98,6 +98,7 @@ fn cognigy_config(server: &MockServer) -> CognigyConfig {
         project_id: "6601a2b3c4d5e6f708192a3b".into(),
         odata_page_size: 100,
         logs_page_size: 100,
+        logs_filter: Vec::new(),
         max_pages: 10,
         date_literal: DateLiteral::Quoted,
         end_of_keyset_500: true,
@@ -1615,6 +1616,93 @@ fn log_json(id: &str, minute: u32, msg: &str) -> Value {
         "meta": {"sessionId": "session-a"},
         "traceId": "t",
     })
+}
+
+/// The query value of `name` in a request, if sent.
+fn query_value(request: &Request, name: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A filtered logs page asks the server for the term (`filter`) and the lower bound
+/// (`startDate`, ISO 8601 UTC), and keeps doing so once the server has answered it.
+#[tokio::test]
+async fn cognigy_logs_filter_and_start_date_are_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .and(query_param("filter", "handoverToCXone"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [log_json("l1", 40, "handoverToCXone: Signaled CXone with: 'Escalate'")],
+            "total": 1, "nextCursor": null,
+        })))
+        .mount(&server)
+        .await;
+    let client = CognigyClient::new(&cognigy_config(&server), observer()).unwrap();
+    let after = since() + ChronoDuration::minutes(10);
+    for _ in 0..2 {
+        let page = client
+            .logs_page(after, None, Some("handoverToCXone"))
+            .await
+            .unwrap();
+        assert_eq!(page.entries.len(), 1);
+    }
+    assert!(client.logs_filter_on());
+    let requests = requests_to(&server, LOGS_PATH).await;
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(query_value(r, "filter").as_deref(), Some("handoverToCXone"));
+        assert_eq!(
+            query_value(r, "startDate").as_deref(),
+            Some("2026-03-20T09:10:00.000Z")
+        );
+    }
+}
+
+/// A server that refuses `filter` (any HTTP error answer to the first filtered page) is asked
+/// the same page again without `filter` and `startDate`; that answer is used, and every later
+/// page is asked for unfiltered (the patterns still pick the lines).
+#[tokio::test]
+async fn cognigy_logs_filter_refused_falls_back_to_every_line() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .and(query_param("filter", "handoverToCXone"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "status": 400, "detail": "Unknown query parameter filter",
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [log_json("l1", 40, "handoverToCXone: Done"), log_json("l2", 39, "other")],
+            "total": 2, "nextCursor": null,
+        })))
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.http.max_retries = 0;
+    let client = CognigyClient::new(&config, observer()).unwrap();
+    let page = client
+        .logs_page(since(), None, Some("handoverToCXone"))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 2);
+    assert!(!client.logs_filter_on());
+    client
+        .logs_page(since(), None, Some("handoverToCXone"))
+        .await
+        .unwrap();
+    let filtered: Vec<bool> = requests_to(&server, LOGS_PATH)
+        .await
+        .iter()
+        .map(|r| query_value(r, "filter").is_some() || query_value(r, "startDate").is_some())
+        .collect();
+    assert_eq!(filtered, vec![true, false, false]);
 }
 
 /// Logs page newest first by `nextCursor` to `after`, with `X-API-Key`, JSON `Accept`, both levels, no body.

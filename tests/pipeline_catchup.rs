@@ -472,3 +472,52 @@ async fn records_written_late_are_swept_up_and_measured() {
     );
     assert_eq!(sample("handover_cognigy_late_records_total{"), 0.0);
 }
+
+/// The logs are read with the server's `filter`: a term no line contains reads no line (the
+/// simulator filtered server-side); two terms are read in turn within one pass and the totals
+/// equal the truth; and a server that refuses `filter` is read unfiltered, to the same totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_filtered_server_side_with_fallback() {
+    let options = |refused: bool| SimulatorOptions {
+        seed: 17,
+        calls: Some(120),
+        rate_per_day: None,
+        backlog_hours: 1.0,
+        cognigy_lag_seconds: 1,
+        faults: Faults {
+            logs_filter_refused: refused,
+            ..Faults::default()
+        },
+        ..SimulatorOptions::default()
+    };
+    let stored_logs = |rig: &Rig| {
+        rig.store
+            .lock()
+            .expect("store lock")
+            .cognigy_since(&rig.tenant.name, chrono::DateTime::<Utc>::MIN_UTC)
+            .expect("cognigy records")
+            .logs
+            .len()
+    };
+    let none = rig(options(false), |config| {
+        config.tenants[0].cognigy.logs_filter = vec!["noSuchNode".into()];
+    })
+    .await;
+    none.run_until_caught_up().await;
+    assert_eq!(stored_logs(&none), 0, "the server filtered every line out");
+
+    let two_terms = rig(options(false), |config| {
+        let tenant = &mut config.tenants[0];
+        tenant.cognigy.logs_filter = vec!["handoverToCXone".into(), "sendSignalToCXone".into()];
+        tenant.cognigy.logs_page_size = 5;
+    })
+    .await;
+    two_terms.run_until_caught_up().await;
+    assert!(stored_logs(&two_terms) > 0);
+    assert_eq!(two_terms.diagnoses(), two_terms.truth());
+
+    let refused = rig(options(true), |_| {}).await;
+    refused.run_until_caught_up().await;
+    assert!(stored_logs(&refused) > 0, "read unfiltered");
+    assert_eq!(refused.diagnoses(), refused.truth());
+}

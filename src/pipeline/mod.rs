@@ -125,6 +125,8 @@ pub struct Poller {
     /// before the previous pass began, and every `late_sweep_interval` a sweep `late_window`
     /// (at least the Cognigy lag plus the overlap) before the previous sweep began.
     odata_windows: cursors::Windows,
+    /// The server-side filter terms of the logs (empty: every line is read).
+    logs_filter: Vec<String>,
     store: Arc<Mutex<Store>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -179,6 +181,7 @@ impl Poller {
             cxone_max_pages: tenant.cxone.max_pages,
             cognigy_max_pages: tenant.cognigy.max_pages,
             odata_windows: odata_windows(tenant, &timing),
+            logs_filter: tenant.cognigy.logs_filter.clone(),
             timing,
             store,
             metrics,

@@ -185,7 +185,8 @@ impl Poller {
     }
 
     /// Reads the project logs, newest first, from `pass`. Logs are written in real time, so a
-    /// pass reaches back only the overlap before the previous one began.
+    /// pass reaches back only the overlap before the previous one began. With filter terms
+    /// configured, a pass reads the lines of each term in turn (the server filters them).
     pub(super) async fn read_logs(
         &self,
         mut pass: Pass<LogsPosition>,
@@ -197,12 +198,13 @@ impl Poller {
             let asked_at = Utc::now();
             let position = pass.position.clone();
             let priority = read_priority(position.after, self.timing.overlap, asked_at);
+            let term = self.logs_filter.get(position.term).map(String::as_str);
             let Some(result) = within(
                 limits.deadline,
                 with_priority(
                     priority,
                     self.cognigy
-                        .logs_page(position.after, position.resume.as_deref()),
+                        .logs_page(position.after, position.resume.as_deref(), term),
                 ),
             )
             .await
@@ -226,14 +228,14 @@ impl Poller {
                     self.stream_failed("cognigy", super::cursors::LOGS, &e);
                     read.failed = Some(e.kind());
                     if position.resume.is_some() {
-                        // The saved server cursor may have expired: the next cycle starts the
-                        // pass afresh, from the newest entry down to the same lower bound.
+                        // The saved server cursor may have expired: the next cycle reads this
+                        // term again from the newest entry down to the same lower bound (the
+                        // pass keeps its start: what it read so far was visible then).
                         let restart = Pass {
                             position: LogsPosition {
-                                after: position.after,
                                 resume: None,
+                                ..position.clone()
                             },
-                            fresh: true,
                             ..pass.clone()
                         };
                         self.ingest_page(
@@ -248,14 +250,25 @@ impl Poller {
                     break;
                 }
             };
-            let end = page.next.is_none();
-            let mut next = pass.after_page(
+            // The end of this term's lines; the pass ends with the last term (or at once when
+            // the server refused the filter and every line is read).
+            let term_done = page.next.is_none();
+            let next_term = position.term + 1;
+            let end = term_done
+                && (next_term >= self.logs_filter.len() || !self.cognigy.logs_filter_on());
+            let position = if term_done && !end {
                 LogsPosition {
                     after: position.after,
+                    resume: None,
+                    term: next_term,
+                }
+            } else {
+                LogsPosition {
                     resume: page.next,
-                },
-                asked_at,
-            );
+                    ..position
+                }
+            };
+            let mut next = pass.after_page(position, asked_at);
             if end {
                 next = next.completed(Windows::single(self.timing.overlap), Utc::now());
             }

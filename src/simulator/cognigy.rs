@@ -831,8 +831,34 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         }
     };
     let levels = req.params("type");
+    if state.faults().logs_filter_refused
+        && (req.param("filter").is_some() || req.param("startDate").is_some())
+    {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "filter and startDate are not supported",
+            1005,
+            instance,
+        );
+    }
     let text_filter = req.param("filter").map(str::to_ascii_lowercase);
-    let since = req.now - Duration::hours(LOG_RETENTION_HOURS);
+    let retained = req.now - Duration::hours(LOG_RETENTION_HOURS);
+    // `startDate`: entries stamped at or after it (an ISO-8601 date-time).
+    let since = match req
+        .param("startDate")
+        .map(|d| DateTime::parse_from_rfc3339(d.trim()))
+    {
+        None => retained,
+        Some(Ok(d)) => retained.max(d.with_timezone(&Utc)),
+        Some(Err(_)) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                "startDate must be an ISO-8601 date-time",
+                1005,
+                instance,
+            )
+        }
+    };
     // Borrowed from the world (held for the request): only the page served is copied, and only
     // the entries up to the end of the page are put in order.
     let world = state.world_at(req.now);

@@ -134,6 +134,8 @@ pub struct Faults {
     pub old_cxone_fields: bool,
     /// Cognigy OData v2.4 records carry `_id` instead of `id`.
     pub odata_underscore_id: bool,
+    /// The Cognigy logs API answers 400 to a request with `filter` or `startDate`.
+    pub logs_filter_refused: bool,
 }
 
 /// Everything `simulate` needs.
@@ -711,6 +713,10 @@ pub fn simulated_tenant(
             project_id: credentials.project_id.clone(),
             odata_page_size: 1000,
             logs_page_size: 100,
+            logs_filter: crate::config::DEFAULT_LOGS_FILTER
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
             max_pages: 50,
             date_literal: DateLiteral::Quoted,
             end_of_keyset_500: true,
