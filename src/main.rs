@@ -176,6 +176,9 @@ struct SimulateArgs {
         env = "HANDOVER_FAULT_LOGS_FILTER_REFUSED"
     )]
     logs_filter_refused: bool,
+    /// Fault: Cognigy (OData and logs) answers 503 to every request; CXone is unaffected.
+    #[arg(long = "fault.cognigy-down", env = "HANDOVER_FAULT_COGNIGY_DOWN")]
+    cognigy_down: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -434,6 +437,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             old_cxone_fields: args.old_cxone_fields,
             odata_underscore_id: args.odata_underscore_id,
             logs_filter_refused: args.logs_filter_refused,
+            cognigy_down: args.cognigy_down,
         },
         ..SimulatorOptions::default()
     };

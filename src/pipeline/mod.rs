@@ -90,6 +90,8 @@ pub struct CycleReport {
     pub more: bool,
     /// The cycle stopped at its deadline.
     pub deadline: bool,
+    /// CXone stopped with more to read.
+    pub cxone_more: bool,
     pub cxone_ms: u64,
     pub cognigy_ms: u64,
 }
@@ -277,6 +279,7 @@ impl Poller {
         report.cognigy_records_read = cognigy.iter().map(|s| s.records).sum();
         report.cognigy_pages = cognigy.iter().map(|s| s.pages).sum::<u32>();
         report.pages = cxone.pages + report.cognigy_pages;
+        report.cxone_more = cxone.more;
         report.more = cxone.more || cognigy.iter().any(|s| s.more);
         report.deadline = cxone.deadline || cognigy.iter().any(|s| s.deadline);
         report.cxone_ms = cxone.elapsed.as_millis() as u64;

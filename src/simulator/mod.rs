@@ -136,6 +136,8 @@ pub struct Faults {
     pub odata_underscore_id: bool,
     /// The Cognigy logs API answers 400 to a request with `filter` or `startDate`.
     pub logs_filter_refused: bool,
+    /// Cognigy (OData and logs) is down: every request answers 503; CXone is unaffected.
+    pub cognigy_down: bool,
 }
 
 /// Everything `simulate` needs.
@@ -568,7 +570,8 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
         return truth::control(&state, &req);
     }
     *lock(&state.stats).entry(req.path.clone()).or_insert(0) += 1;
-    if req.path.starts_with("/odata/") || req.path.starts_with("/new/") {
+    let cognigy_path = req.path.starts_with("/odata/") || req.path.starts_with("/new/");
+    if cognigy_path {
         let mut arrivals = lock(&state.cognigy_arrivals);
         if arrivals.len() >= ARRIVALS_KEPT {
             arrivals.pop_front();
@@ -580,6 +583,12 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
         tokio::time::sleep(std::time::Duration::from_millis(faults.slow_ms)).await;
     }
     // Faults that replace the answer.
+    if faults.cognigy_down && cognigy_path {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "Service Unavailable", "status": 503}),
+        );
+    }
     {
         let mut f = lock(&state.faults);
         if f.server_error_burst > 0 {
