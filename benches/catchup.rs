@@ -1,8 +1,12 @@
-//! Catch-up benchmark (issue 5): the simulator on loopback with a 24 h backlog of a tenant taking
-//! 100 000 calls a day, and in the same run
-//! (a) the daemon's pipeline (`Poller::run_cycle` back to back, real SQLite file) catching up, in a
-//!     child process of its own (this bench re-executed with `CATCHUP_ROLE=daemon`), so its peak
-//!     RSS is the daemon's alone (runtime, SQLite, everything) and not the simulator's world,
+//! Catch-up benchmark (issues 5 and 11): the simulator on loopback with a 24 h backlog of a tenant
+//! taking 100 000 calls a day, and in the same run
+//! (a) the daemon's pipeline (`Poller::run_cycle_until` back to back with the default 60 s cycle
+//!     deadline, real SQLite file) catching up from an empty state file at the DEFAULT limits
+//!     (Cognigy 1000 requests per 5 minutes, CXone 600 per 5 minutes, default page sizes; set
+//!     `CATCHUP_LIMITS=off` for the simulator tenant's fast limits), in a child process of its own
+//!     (this bench re-executed with `CATCHUP_ROLE=daemon`), so its peak RSS is the daemon's alone
+//!     (runtime, SQLite, everything) and not the simulator's world; its wall time is set against
+//!     the quota floor (the requests it made to each API divided by that API's allowed rate),
 //! (b) the naive per-contact strategy (one `GET /contacts/{id}` and one OData
 //!     `Conversations?$filter=sessionId eq '...'` per completed contact, sequentially) over a
 //!     sample, scaled linearly to the whole backlog,
@@ -15,8 +19,11 @@
 //! target. Settings via env: `CATCHUP_CALLS_PER_DAY` (100000), `CATCHUP_BACKLOG_HOURS` (24),
 //! `CATCHUP_NAIVE_SAMPLE` (2000), `CATCHUP_SEED` (7), `CATCHUP_LATENCY_MS` (0: the simulator
 //! delays every API answer this long, the same for all three strategies, to model the round trip
-//! to a real API instead of loopback). Command-line arguments (`cargo bench`
-//! passes `--bench`) are ignored.
+//! to a real API instead of loopback), `CATCHUP_LIMITS` (`default`), `CATCHUP_COGNIGY_OUTAGE`
+//! (0; 1: Cognigy answers 503 while the daemon reads the CXone backlog, then recovers, and the
+//! Cognigy catch-up after the outage is timed: with `CATCHUP_BACKLOG_HOURS=2`, a 2 h outage).
+//! The naive strategy's requests are counted with fast limits and set against the quota too.
+//! Command-line arguments (`cargo bench` passes `--bench`) are ignored.
 
 /// The binary's allocator (src/main.rs), so these figures are the daemon's.
 #[global_allocator]
@@ -72,6 +79,10 @@ struct Settings {
     sample: usize,
     seed: u64,
     latency_ms: u64,
+    /// The default limits (quotas, page sizes); false: the simulator tenant's fast ones.
+    default_limits: bool,
+    /// Cognigy is down while the CXone backlog is read, then recovers.
+    outage: bool,
 }
 
 impl Settings {
@@ -82,6 +93,8 @@ impl Settings {
             sample: env_or("CATCHUP_NAIVE_SAMPLE", 2000),
             seed: env_or("CATCHUP_SEED", 7),
             latency_ms: env_or("CATCHUP_LATENCY_MS", 0),
+            default_limits: std::env::var("CATCHUP_LIMITS").as_deref() != Ok("off"),
+            outage: env_or("CATCHUP_COGNIGY_OUTAGE", 0) == 1,
         }
     }
 
@@ -115,6 +128,11 @@ struct DaemonResult {
     peak_rss_kb: u64,
     /// `VmRSS` of the child when it started, in kB.
     start_rss_kb: u64,
+    /// Outage mode: seconds from Cognigy's recovery to the end, and the Cognigy pages read then.
+    recovery_seconds: f64,
+    recovery_cognigy_pages: u32,
+    /// Stored diagnoses by reason (the persistent totals), to compare with the truth.
+    reasons: BTreeMap<String, u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -183,7 +201,15 @@ fn main() -> anyhow::Result<()> {
         diagnosed,
         pending,
         ..
-    } = result;
+    } = result.clone();
+    // The quota floor: each API's requests over its allowed rate (the two are read at once).
+    let cognigy_requests = daemon_log.iter().filter(|r| is_cognigy(r)).count() as f64;
+    let cxone_requests = daemon_log.len() as f64 - cognigy_requests;
+    let (cognigy_rate, cxone_rate) = allowed_rates(&settings);
+    let quota_floor = (cognigy_requests / cognigy_rate).max(cxone_requests / cxone_rate);
+    // Every diagnosis the daemon stored, against the truth of the calls visible now (those that
+    // ended in the last minutes may still be pending inside the Cognigy lag).
+    let comparison = compare_with_truth(&sim, &state_path)?;
 
     // (c) the I/O floor: the same requests, replayed. Its peak RSS growth is what serving and
     // downloading the pages costs (mostly the simulator's), to set against the daemon's growth.
@@ -255,6 +281,22 @@ fn main() -> anyhow::Result<()> {
     let by_endpoint = endpoint_counts(&daemon_log);
     println!("    requests by path: {by_endpoint:?}");
     println!(
+        "    quota floor: {cognigy_requests} Cognigy requests at {:.3}/s, {cxone_requests} CXone requests at {:.3}/s: {:.1} s; daemon wall / quota floor {:.3}x (target <= 1.2x)",
+        cognigy_rate,
+        cxone_rate,
+        quota_floor,
+        daemon.wall.as_secs_f64() / quota_floor.max(1e-9)
+    );
+    if settings.outage {
+        println!(
+            "    after the Cognigy outage: recovery read {} Cognigy pages in {:.1} s (their quota floor {:.1} s)",
+            result.recovery_cognigy_pages,
+            result.recovery_seconds,
+            f64::from(result.recovery_cognigy_pages) / cognigy_rate
+        );
+    }
+    println!("    against the truth: {comparison}");
+    println!(
         "(b) naive per-contact: sample of {} contacts (every {step}th), {} requests, {:.2} s, {:.1} MB; scaled x{scale:.1} to all {} contacts: {:.1} s, {} requests, {:.1} MB",
         picked.len(),
         sample_cost.requests,
@@ -274,10 +316,19 @@ fn main() -> anyhow::Result<()> {
         mb(floor_peak_growth)
     );
     println!();
+    // The naive strategy at the same quotas: one CXone and one Cognigy request per contact.
+    let naive_quota_floor =
+        (naive.requests as f64 / 2.0 / cognigy_rate).max(naive.requests as f64 / 2.0 / cxone_rate);
     println!(
-        "ratios: naive/daemon API requests {:.1}x (target >= 20x), naive/daemon wall time {:.1}x (target >= 10x), daemon/floor wall time {:.2}x (target <= 2x); daemon process peak RSS {:.1} MB (target < 256 MB)",
+        "    naive at the quotas: {:.0} s ({:.1} h) at the least",
+        naive_quota_floor,
+        naive_quota_floor / 3600.0
+    );
+    println!(
+        "ratios: naive/daemon API requests {:.1}x, naive quota floor / daemon wall {:.1}x, daemon/quota floor wall {:.3}x, daemon/I-O floor wall {:.2}x; daemon process peak RSS {:.1} MB (target < 256 MB)",
         naive.requests as f64 / daemon.requests.max(1) as f64,
-        naive.wall.as_secs_f64() / daemon.wall.as_secs_f64().max(1e-9),
+        naive_quota_floor / daemon.wall.as_secs_f64().max(1e-9),
+        daemon.wall.as_secs_f64() / quota_floor.max(1e-9),
         daemon.wall.as_secs_f64() / floor.wall.as_secs_f64().max(1e-9),
         mb(result.peak_rss_kb)
     );
@@ -301,6 +352,18 @@ fn run_daemon_child(
         .env("CATCHUP_BACKLOG_HOURS", settings.backlog_hours.to_string())
         .env("CATCHUP_SEED", settings.seed.to_string())
         .env("CATCHUP_LATENCY_MS", settings.latency_ms.to_string())
+        .env(
+            "CATCHUP_LIMITS",
+            if settings.default_limits {
+                "default"
+            } else {
+                "off"
+            },
+        )
+        .env(
+            "CATCHUP_COGNIGY_OUTAGE",
+            if settings.outage { "1" } else { "0" },
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -324,8 +387,10 @@ fn run_daemon_child(
     result.ok_or_else(|| anyhow::anyhow!("the daemon child printed no {RESULT_MARKER}line"))
 }
 
-/// The child's side: today's catch-up loop (`Poller::run_cycle` back to back until two complete
-/// cycles in a row), each cycle printed, then one `CATCHUP_DAEMON_RESULT {json}` line.
+/// The child's side: the daemon's catch-up loop (`Poller::run_cycle_until` with the default 60 s
+/// deadline, back to back until two complete cycles in a row), each cycle printed, then one
+/// `CATCHUP_DAEMON_RESULT {json}` line. In outage mode Cognigy is down (a simulator fault set
+/// over its control API) until CXone has been read to the end.
 fn daemon_child() -> anyhow::Result<()> {
     let start_rss_kb = support::status_kb("VmRSS");
     let settings = Settings::from_env();
@@ -340,10 +405,37 @@ fn daemon_child() -> anyhow::Result<()> {
         .build()?;
     let mut config = handover_exporter::demo::config(&base_url, &options, Duration::from_secs(5));
     config.state_path = state_path;
+    if settings.default_limits {
+        default_limits(&mut config);
+    }
     let tenant = config.tenants[0].clone();
     let names = vec![tenant.name.clone()];
+    let deadline = config.cycle_deadline;
+    let faults_url = format!("{base_url}/_sim/faults");
+    let set_faults = |faults: Faults| {
+        let url = faults_url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&faults)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let base_faults = options.faults.clone();
     let started = Instant::now();
+    let mut recovery: Option<(Instant, u32)> = None;
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let (cycles, diagnosed, pending) = runtime.block_on(async {
+        if settings.outage {
+            set_faults(Faults {
+                cognigy_down: true,
+                ..base_faults.clone()
+            })
+            .await?;
+        }
         let store = Arc::new(Mutex::new(Store::open(&config.state_path)?));
         let store_for_summary = store.clone();
         let metrics = Arc::new(Metrics::new(&names, "bench"));
@@ -359,16 +451,26 @@ fn daemon_child() -> anyhow::Result<()> {
         let mut diagnosed = 0usize;
         let mut previous_complete = false;
         loop {
-            let report = poller.run_cycle(Utc::now()).await?;
+            let report = poller
+                .run_cycle_until(Utc::now(), Instant::now() + deadline)
+                .await?;
             cycles += 1;
             diagnosed += report.diagnosed;
+            if let Some((_, pages)) = recovery.as_mut() {
+                *pages += report.cognigy_pages;
+            }
+            if settings.outage && recovery.is_none() && report.cxone_ok && !report.cxone_more {
+                println!("  CXone read to the end; Cognigy recovers now");
+                set_faults(base_faults.clone()).await?;
+                recovery = Some((Instant::now(), 0));
+            }
             println!(
                 "  cycle {cycles}: read {} contacts, {} cognigy records; {} cases, {} diagnosed, {} pending, more={} (cxone {} ms, cognigy {} ms); RSS {:.1} MB, peak so far {:.1} MB",
                 report.contacts_read, report.cognigy_records_read, report.cases, report.diagnosed,
                 report.pending, report.more, report.cxone_ms, report.cognigy_ms,
                 support::mb(support::status_kb("VmRSS")), support::mb(support::status_kb("VmHWM"))
             );
-            let complete = !report.more && report.cxone_ok && report.cognigy_ok;
+            let complete = !report.more && report.cxone_ok && report.cognigy_ok && !(settings.outage && recovery.is_none());
             if (complete && previous_complete) || cycles >= 500 {
                 // The persistent totals: reading every stored diagnosis back would make the
                 // bench, not the daemon, the peak of this process's memory.
@@ -379,6 +481,7 @@ fn daemon_child() -> anyhow::Result<()> {
                 let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
                 for t in &totals {
                     *outcomes.entry(t.outcome.as_str()).or_insert(0) += t.count;
+                    *reasons.entry(t.reason.as_str().to_owned()).or_insert(0) += t.count;
                 }
                 println!("  stored diagnoses by outcome: {outcomes:?}");
                 break Ok::<_, anyhow::Error>((cycles, diagnosed, report.pending));
@@ -394,9 +497,116 @@ fn daemon_child() -> anyhow::Result<()> {
         cpu_seconds: support::process_cpu_seconds().unwrap_or(0.0),
         peak_rss_kb: support::status_kb("VmHWM"),
         start_rss_kb,
+        recovery_seconds: recovery.map_or(0.0, |(at, _)| at.elapsed().as_secs_f64()),
+        recovery_cognigy_pages: recovery.map_or(0, |(_, pages)| pages),
+        reasons,
     };
     println!("{RESULT_MARKER}{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// The daemon's settings at the defaults: the default HTTP settings (budgets of 1000 Cognigy and
+/// 600 CXone requests per 5 minutes), page sizes, overlap, settle and 60 s cycles.
+fn default_limits(config: &mut handover_exporter::config::Config) {
+    use handover_exporter::config::HttpSettings;
+    config.overlap = Duration::from_secs(300);
+    config.settle = Duration::from_secs(60);
+    config.poll_interval = Duration::from_secs(60);
+    config.cycle_deadline = Duration::from_secs(60);
+    let tenant = &mut config.tenants[0];
+    tenant.cxone.http = HttpSettings::cxone_default();
+    tenant.cognigy.http = HttpSettings::cognigy_default();
+    tenant.cxone.page_size = 1000;
+    tenant.cxone.max_pages = 50;
+    tenant.cognigy.odata_page_size = 1000;
+    tenant.cognigy.logs_page_size = 100;
+    tenant.cognigy.max_pages = 50;
+}
+
+/// The allowed request rates (Cognigy, CXone) per second of the daemon's settings.
+fn allowed_rates(settings: &Settings) -> (f64, f64) {
+    use handover_exporter::config::HttpSettings;
+    let rate = |h: HttpSettings| f64::from(h.quota_requests) / h.quota_window.as_secs_f64();
+    if settings.default_limits {
+        (
+            rate(HttpSettings::cognigy_default()),
+            rate(HttpSettings::cxone_default()),
+        )
+    } else {
+        // The simulator tenant's budgets.
+        (1000.0, 1000.0)
+    }
+}
+
+/// How the stored diagnoses compare with the truth.
+struct Comparison {
+    truth: usize,
+    matching: usize,
+    wrong: Vec<String>,
+    pending: usize,
+    undetermined: usize,
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bot contacts in the truth: {} diagnosed as the truth says, {} wrong {:?}, {} not yet diagnosed; {} undetermined",
+            self.truth,
+            self.matching,
+            self.wrong.len(),
+            self.wrong.iter().take(5).collect::<Vec<_>>(),
+            self.pending,
+            self.undetermined
+        )
+    }
+}
+
+/// Opens the daemon's state file (after the child exited) and compares every stored diagnosis
+/// with the simulator's truth.
+fn compare_with_truth(sim: &SimServer, state_path: &Path) -> anyhow::Result<Comparison> {
+    let truth = sim.state.truth(Utc::now());
+    let store = Store::open(state_path)?;
+    let stored: BTreeMap<i64, String> = store
+        .diagnoses(&handover_exporter::store::DiagnosisFilter {
+            limit: usize::MAX,
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|r| {
+            (
+                r.diagnosis.contact_id,
+                r.diagnosis.reason.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let mut comparison = Comparison {
+        truth: truth.contacts.len(),
+        matching: 0,
+        wrong: Vec::new(),
+        pending: 0,
+        undetermined: stored
+            .values()
+            .filter(|r| *r == "source_unavailable")
+            .count(),
+    };
+    for c in &truth.contacts {
+        match stored.get(&c.contact_id) {
+            Some(r) if r == c.reason.as_str() => comparison.matching += 1,
+            Some(r) => {
+                comparison
+                    .wrong
+                    .push(format!("{}: {} not {}", c.contact_id, r, c.reason.as_str()))
+            }
+            None => comparison.pending += 1,
+        }
+    }
+    Ok(comparison)
+}
+
+/// Whether a recorded request went to Cognigy (OData or the logs API).
+fn is_cognigy(r: &Recorded) -> bool {
+    r.path_and_query.starts_with("/odata/") || r.path_and_query.starts_with("/new/")
 }
 
 /// Requests per path (query dropped), for the report.

@@ -139,6 +139,9 @@ pub struct CognigyConfig {
     pub odata_page_size: u32,
     /// `limit` of a REST log page (server cap 100).
     pub logs_page_size: u32,
+    /// Server-side `filter` terms of the logs reads: only entries whose type, message or trace
+    /// id contain one of them are read (each term in turn); empty reads every line.
+    pub logs_filter: Vec<String>,
     /// Pages read per collection per cycle at most.
     pub max_pages: u32,
     pub date_literal: DateLiteral,
@@ -282,6 +285,9 @@ pub const DEFAULT_INITIAL_LOOKBACK_HOURS: u64 = 24;
 pub const DEFAULT_LATE_WINDOW_SECONDS: u64 = 2700;
 /// The default `[tenant.cognigy] late_sweep_interval_seconds`.
 pub const DEFAULT_LATE_SWEEP_INTERVAL_SECONDS: u64 = 900;
+/// The default `[tenant.cognigy] logs_filter`: the lines of the CXone handover node, which every
+/// default log pattern matches (api/cognigy.md §3.6: they are prefixed with the node type).
+pub const DEFAULT_LOGS_FILTER: &[&str] = &["handoverToCXone"];
 /// The default `[tenant.cxone] api_version`.
 pub const DEFAULT_CXONE_API_VERSION: &str = "v30.0";
 
@@ -545,6 +551,7 @@ struct RawCognigy {
     project_id: String,
     odata_page_size: Option<i64>,
     logs_page_size: Option<i64>,
+    logs_filter: Option<Vec<String>>,
     max_pages: Option<i64>,
     date_literal: Option<RawDateLiteral>,
     end_of_keyset_500: Option<bool>,
@@ -929,6 +936,7 @@ fn validate_cognigy(
             10_000,
         )?,
         logs_page_size: between_u32(&key.key("logs_page_size"), raw.logs_page_size, 100, 1, 100)?,
+        logs_filter: logs_filter(&key.key("logs_filter"), raw.logs_filter)?,
         max_pages: between_u32(&key.key("max_pages"), raw.max_pages, 50, 1, 100_000)?,
         date_literal: match raw.date_literal {
             None | Some(RawDateLiteral::Quoted) => DateLiteral::Quoted,
@@ -952,6 +960,31 @@ fn validate_cognigy(
         )?),
         http: validate_http(raw.http, &key.key("http"), HttpSettings::cognigy_default())?,
     })
+}
+
+/// The logs filter terms: at most 10, each non-empty, without surrounding blanks, at most 200
+/// characters.
+fn logs_filter(key: &KeyPath, raw: Option<Vec<String>>) -> Result<Vec<String>, Invalid> {
+    let Some(terms) = raw else {
+        return Ok(DEFAULT_LOGS_FILTER
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect());
+    };
+    if terms.len() > 10 {
+        return Err(key.invalid(format!(
+            "at most 10 terms (each costs a request per pass), got {}",
+            terms.len()
+        )));
+    }
+    for (i, term) in terms.iter().enumerate() {
+        if term.is_empty() || term.trim() != term || term.chars().count() > 200 {
+            return Err(KeyPath(format!("{key}[{i}]")).invalid(format!(
+                "must be 1 to 200 characters without leading or trailing blanks, got {term:?}"
+            )));
+        }
+    }
+    Ok(terms)
 }
 
 fn validate_http(

@@ -114,6 +114,11 @@ struct SimulateArgs {
         default_value_t = 60
     )]
     cognigy_lag_seconds: u64,
+    /// How long after a session ends its OData records appear, drawn per session instead of the
+    /// lag: WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated (e.g. `0.8:60,0.2:1800-1900`: one
+    /// session in five only at its 30-minute expiry).
+    #[arg(long = "cognigy-delay", env = "HANDOVER_COGNIGY_DELAY")]
+    cognigy_delay: Option<handover_exporter::simulator::cognigy::CognigyDelay>,
     /// Write the world as a replay directory and exit, instead of serving.
     #[arg(long, env = "HANDOVER_DUMP")]
     dump: Option<PathBuf>,
@@ -186,6 +191,15 @@ struct SimulateArgs {
         env = "HANDOVER_FAULT_ODATA_UNDERSCORE_ID"
     )]
     odata_underscore_id: bool,
+    /// Fault: the Cognigy logs API answers 400 to requests with `filter` or `startDate`.
+    #[arg(
+        long = "fault.logs-filter-refused",
+        env = "HANDOVER_FAULT_LOGS_FILTER_REFUSED"
+    )]
+    logs_filter_refused: bool,
+    /// Fault: Cognigy (OData and logs) answers 503 to every request; CXone is unaffected.
+    #[arg(long = "fault.cognigy-down", env = "HANDOVER_FAULT_COGNIGY_DOWN")]
+    cognigy_down: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -445,6 +459,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         rate_per_day: Some(args.rate),
         backlog_hours: args.backlog_hours,
         cognigy_lag_seconds: args.cognigy_lag_seconds,
+        cognigy_delay: args.cognigy_delay,
         faults: Faults {
             rate_limit_429: args.rate_limit_429,
             retry_after: args.retry_after,
@@ -457,7 +472,9 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             keyset_end_500: args.keyset_end_500,
             old_cxone_fields: args.old_cxone_fields,
             odata_underscore_id: args.odata_underscore_id,
-            // Mid-body resets, slow bursts and a Cognigy outage are switched at run time
+            logs_filter_refused: args.logs_filter_refused,
+            cognigy_down: args.cognigy_down,
+            // Mid-body resets and slow bursts are switched at run time
             // (`POST /_sim/faults`), as the fault-matrix harness does.
             ..Faults::default()
         },

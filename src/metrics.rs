@@ -145,6 +145,32 @@ impl CorrelationMatch {
     }
 }
 
+/// A Cognigy OData collection (`collection` label of the late-record metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OdataCollection {
+    Sessions,
+    Conversations,
+    Analytics,
+}
+
+impl OdataCollection {
+    /// Every value (all series are exported at 0 from start-up).
+    pub const ALL: &'static [OdataCollection] = &[
+        OdataCollection::Sessions,
+        OdataCollection::Conversations,
+        OdataCollection::Analytics,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OdataCollection::Sessions => "sessions",
+            OdataCollection::Conversations => "conversations",
+            OdataCollection::Analytics => "analytics",
+        }
+    }
+}
+
 macro_rules! label_value_by_as_str {
     ($($ty:ty),+) => {$(
         impl EncodeLabelValue for $ty {
@@ -166,7 +192,8 @@ label_value_by_as_str!(
     PollSource,
     CycleFailure,
     CycleOutcome,
-    CorrelationMatch
+    CorrelationMatch,
+    OdataCollection
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).
@@ -183,6 +210,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("handover_queue_wait_seconds", "histogram", "tenant"),
     ("handover_bot_turn_seconds", "histogram", "tenant"),
     ("handover_pending_contacts", "gauge", "tenant"),
+    (
+        "handover_cognigy_record_delay_seconds",
+        "histogram",
+        "tenant,collection",
+    ),
+    (
+        "handover_cognigy_late_records_total",
+        "counter",
+        "tenant,collection",
+    ),
     ("handover_up", "gauge", "tenant,source"),
     (
         "handover_last_poll_success_timestamp_seconds",
@@ -220,6 +257,11 @@ const SIGNAL_TO_QUEUE_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 
 const QUEUE_WAIT_BUCKETS: &[f64] = &[5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
 /// Seconds one bot turn takes: the default bot turn timeout is 10 s.
 const BOT_TURN_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0];
+/// Seconds from a Cognigy record's own time to when it was first read: the poll interval, the
+/// end of its session, a session's 30-minute expiry, and beyond.
+const RECORD_DELAY_BUCKETS: &[f64] = &[
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 2700.0, 3600.0, 7200.0,
+];
 /// Seconds one API request takes: the HTTP layer's timeouts are tens of seconds.
 const API_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -252,6 +294,12 @@ struct FailureLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ContactExemplar {
     contact_id: i64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectionLabels {
+    tenant: String,
+    collection: OdataCollection,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -317,6 +365,9 @@ fn queue_wait_histogram() -> Histogram {
 fn bot_turn_histogram() -> Histogram {
     Histogram::new(BOT_TURN_BUCKETS.iter().copied())
 }
+fn record_delay_histogram() -> Histogram {
+    Histogram::new(RECORD_DELAY_BUCKETS.iter().copied())
+}
 fn api_duration_histogram() -> Histogram {
     Histogram::new(API_DURATION_BUCKETS.iter().copied())
 }
@@ -336,6 +387,8 @@ pub struct Metrics {
     queue_wait: HistogramFamily<TenantLabels>,
     bot_turn: HistogramFamily<TenantLabels>,
     pending: Family<TenantLabels, Gauge>,
+    record_delay: HistogramFamily<CollectionLabels>,
+    late_records: Family<CollectionLabels, Counter>,
     up: Family<PollLabels, Gauge>,
     last_poll_success: Family<PollLabels, TimestampGauge>,
     watermark: Family<PollLabels, TimestampGauge>,
@@ -366,6 +419,8 @@ impl Metrics {
             queue_wait: Family::new_with_constructor(queue_wait_histogram),
             bot_turn: Family::new_with_constructor(bot_turn_histogram),
             pending: Family::default(),
+            record_delay: Family::new_with_constructor(record_delay_histogram),
+            late_records: Family::default(),
             up: Family::default(),
             last_poll_success: Family::default(),
             watermark: Family::default(),
@@ -421,6 +476,16 @@ impl Metrics {
             "pending_contacts",
             "Contacts read but not yet diagnosed (waiting for data)",
             m.pending.clone(),
+        );
+        registry.register(
+            "cognigy_record_delay_seconds",
+            "Seconds from a Cognigy OData record's own time to when it was first read",
+            m.record_delay.clone(),
+        );
+        registry.register(
+            "cognigy_late_records",
+            "Cognigy OData records first read later than late_window_seconds after their own time",
+            m.late_records.clone(),
         );
         registry.register(
             "up",
@@ -517,6 +582,14 @@ impl Metrics {
             let _ = m.queue_wait.get_or_create(&t);
             let _ = m.bot_turn.get_or_create(&t);
             let _ = m.pending.get_or_create(&t);
+            for collection in OdataCollection::ALL {
+                let c = CollectionLabels {
+                    tenant: tenant.clone(),
+                    collection: *collection,
+                };
+                let _ = m.record_delay.get_or_create(&c);
+                let _ = m.late_records.get_or_create(&c);
+            }
             for source in PollSource::ALL {
                 let p = PollLabels {
                     tenant: tenant.clone(),
@@ -677,6 +750,25 @@ impl Metrics {
         self.polls.get_or_create(&p).inc();
         self.poll_failures.get_or_create(&p).inc();
         self.up.get_or_create(&p).set(0);
+    }
+
+    /// Observes how late one Cognigy record was first read (`seconds` after its own time); it
+    /// counts as late when that is past the late-record window.
+    pub fn record_delay(
+        &self,
+        tenant: &str,
+        collection: OdataCollection,
+        seconds: f64,
+        late: bool,
+    ) {
+        let labels = CollectionLabels {
+            tenant: tenant.to_owned(),
+            collection,
+        };
+        self.record_delay.get_or_create(&labels).observe(seconds);
+        if late {
+            self.late_records.get_or_create(&labels).inc();
+        }
     }
 
     /// Counts a poll cycle that ended without failing.
@@ -1096,5 +1188,23 @@ mod tests {
                 .collect();
             assert_eq!(names.join(","), *labels, "labels of {name}");
         }
+    }
+
+    /// Every record delay is observed; only those past the late window count as late.
+    #[test]
+    fn record_delays_and_late_records() {
+        let m = Metrics::new(&tenants(), "test");
+        m.record_delay("acme", OdataCollection::Analytics, 12.0, false);
+        m.record_delay("acme", OdataCollection::Analytics, 3000.0, true);
+        let text = m.encode();
+        assert!(text.contains(
+            "handover_cognigy_record_delay_seconds_count{tenant=\"acme\",collection=\"analytics\"} 2"
+        ));
+        assert!(text.contains(
+            "handover_cognigy_late_records_total{tenant=\"acme\",collection=\"analytics\"} 1"
+        ));
+        assert!(text.contains(
+            "handover_cognigy_late_records_total{tenant=\"acme\",collection=\"sessions\"} 0"
+        ));
     }
 }

@@ -531,6 +531,28 @@ impl Store {
         tenant: &str,
         commit: CycleCommit<'_>,
     ) -> Result<Vec<Diagnosis>> {
+        self.commit(tenant, commit, &mut Vec::new())
+    }
+
+    /// [`Store::commit_cycle`] for one page of reads: returns the own times (`startedAt`,
+    /// `timestamp`) of the Cognigy OData records it stored for the first time, so the caller can
+    /// measure how late each record appeared.
+    pub fn commit_page(
+        &mut self,
+        tenant: &str,
+        commit: CycleCommit<'_>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let mut first_seen = Vec::new();
+        self.commit(tenant, commit, &mut first_seen)?;
+        Ok(first_seen)
+    }
+
+    fn commit(
+        &mut self,
+        tenant: &str,
+        commit: CycleCommit<'_>,
+        first_seen: &mut Vec<DateTime<Utc>>,
+    ) -> Result<Vec<Diagnosis>> {
         let tx = self
             .conn
             .transaction()
@@ -541,13 +563,15 @@ impl Store {
         }
         for s in commit.sessions {
             let key = s.id.clone().unwrap_or_else(|| s.session_id.clone());
-            upsert_cognigy(&tx, tenant, "session", &key, &s.session_id, s.started_at, s)?;
+            if upsert_cognigy(&tx, tenant, "session", &key, &s.session_id, s.started_at, s)? {
+                first_seen.push(s.started_at);
+            }
         }
         for c in commit.conversations {
             let key =
                 c.id.clone()
                     .unwrap_or_else(|| format!("{}|{}", c.session_id, ts(c.timestamp)));
-            upsert_cognigy(
+            if upsert_cognigy(
                 &tx,
                 tenant,
                 "conversation",
@@ -555,13 +579,15 @@ impl Store {
                 &c.session_id,
                 c.timestamp,
                 c,
-            )?;
+            )? {
+                first_seen.push(c.timestamp);
+            }
         }
         for a in commit.analytics {
             let key =
                 a.id.clone()
                     .unwrap_or_else(|| format!("{}|{}", a.session_id, ts(a.timestamp)));
-            upsert_cognigy(
+            if upsert_cognigy(
                 &tx,
                 tenant,
                 "analytics",
@@ -569,7 +595,9 @@ impl Store {
                 &a.session_id,
                 a.timestamp,
                 a,
-            )?;
+            )? {
+                first_seen.push(a.timestamp);
+            }
         }
         for l in commit.logs {
             let session = l.meta.session_id.clone().unwrap_or_default();
@@ -1039,6 +1067,7 @@ fn upsert_contact(
     Ok(())
 }
 
+/// Inserts or replaces one Cognigy record; true when it was not stored before.
 fn upsert_cognigy<T: Serialize>(
     tx: &Transaction<'_>,
     tenant: &str,
@@ -1047,18 +1076,28 @@ fn upsert_cognigy<T: Serialize>(
     session_id: &str,
     at: DateTime<Utc>,
     record: &T,
-) -> Result<()> {
+) -> Result<bool> {
     let text = serde_json::to_string(record).map_err(json("cognigy record"))?;
-    tx.prepare_cached(
-        "INSERT INTO cognigy_records (tenant, kind, record_key, session_id, at, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (tenant, kind, record_key) DO UPDATE
-         SET session_id = excluded.session_id, at = excluded.at, record = excluded.record",
-    )
-    .map_err(sql("cognigy record upsert"))?
-    .execute(params![tenant, kind, key, session_id, ts(at), text])
-    .map_err(sql("cognigy record upsert"))?;
-    Ok(())
+    let at = ts(at);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO cognigy_records (tenant, kind, record_key, session_id, at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, kind, record_key) DO NOTHING",
+        )
+        .map_err(sql("cognigy record upsert"))?
+        .execute(params![tenant, kind, key, session_id, at, text])
+        .map_err(sql("cognigy record upsert"))?;
+    if inserted == 0 {
+        tx.prepare_cached(
+            "UPDATE cognigy_records SET session_id = ?4, at = ?5, record = ?6
+             WHERE tenant = ?1 AND kind = ?2 AND record_key = ?3",
+        )
+        .map_err(sql("cognigy record upsert"))?
+        .execute(params![tenant, kind, key, session_id, at, text])
+        .map_err(sql("cognigy record upsert"))?;
+    }
+    Ok(inserted > 0)
 }
 
 /// Marks one contact's group diagnosed and counts it; false when it was already diagnosed.
@@ -1747,6 +1786,35 @@ mod tests {
             }),
             vec![4, 3, 2]
         );
+    }
+
+    /// A page commit reports the OData records it stored for the first time, not the ones it
+    /// stored again.
+    #[test]
+    fn commit_page_reports_first_seen_records() {
+        let (_dir, _path, mut store) = open_file();
+        let first = [session("s-1", 0), session("s-2", 1)];
+        let seen = store
+            .commit_page(
+                "acme",
+                CycleCommit {
+                    sessions: &first,
+                    ..CycleCommit::empty(at(3))
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, vec![first[0].started_at, first[1].started_at]);
+        let again = [session("s-2", 1), session("s-3", 2)];
+        let seen = store
+            .commit_page(
+                "acme",
+                CycleCommit {
+                    sessions: &again,
+                    ..CycleCommit::empty(at(4))
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, vec![again[1].started_at]);
     }
 
     /// A source's outage starts at its first failure, survives a restart, and ends with a success.

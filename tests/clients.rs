@@ -98,6 +98,7 @@ fn cognigy_config(server: &MockServer) -> CognigyConfig {
         project_id: "6601a2b3c4d5e6f708192a3b".into(),
         odata_page_size: 100,
         logs_page_size: 100,
+        logs_filter: Vec::new(),
         max_pages: 10,
         date_literal: DateLiteral::Quoted,
         end_of_keyset_500: true,
@@ -309,7 +310,7 @@ async fn cxone_204_is_empty() {
     );
 }
 
-/// Pages of `top` continue with `skip`; a short page ends the read (3 requests for 2+2+1).
+/// Pages of `top` continue with `skip` until `totalRecords` is read (3 requests for 2+2+1).
 #[tokio::test]
 async fn cxone_paging_across_pages() {
     let server = MockServer::start().await;
@@ -354,6 +355,124 @@ async fn cxone_max_pages_truncates() {
     assert_eq!(batch.contacts.len(), 4);
     assert!(batch.truncated);
     assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 2);
+}
+
+/// A server that caps `top` below what was asked: a short page whose `totalRecords` says more
+/// does not end the read; the read continues at the contacts received and ends at the total.
+#[tokio::test]
+async fn cxone_short_page_with_more_records_continues() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    for (skip, ids) in [("0", 1..5), ("4", 5..9), ("8", 9..11)] {
+        Mock::given(method("GET"))
+            .and(path(CONTACTS_PATH))
+            .and(query_param("skip", skip))
+            .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(ids, 10)))
+            .mount(&server)
+            .await;
+    }
+    let mut config = cxone_config(&server, None);
+    config.page_size = 10;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    let ids: Vec<i64> = batch.contacts.iter().map(|c| c.contact_id).collect();
+    assert_eq!(ids, (1..11).collect::<Vec<_>>());
+    assert_eq!(batch.pages, 3);
+    assert!(!batch.truncated);
+}
+
+/// Without `totalRecords`, a `_links.next` link on a short page continues the read; the page
+/// without one ends it.
+#[tokio::test]
+async fn cxone_next_link_continues_a_short_page() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    let page = |ids: std::ops::Range<i64>, next: Option<&str>| {
+        json!({
+            "_links": {"self": "x", "next": next, "previous": null},
+            "lastPollTime": "2026-03-20T10:00:00.000Z",
+            "completedContacts": ids.map(|i| contact_json(i, (i % 60) as u32)).collect::<Vec<_>>(),
+        })
+    };
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "0"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(page(1..4, Some("https://x/next?skip=3"))),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(4..6, None)))
+        .mount(&server)
+        .await;
+    let mut config = cxone_config(&server, None);
+    config.page_size = 100;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    assert_eq!(batch.contacts.len(), 5);
+    assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 2);
+}
+
+/// A full page whose `totalRecords` is reached ends the read without asking for an empty page.
+#[tokio::test]
+async fn cxone_total_reached_ends_on_a_full_page() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(contacts_page_of(1..3, 2)))
+        .mount(&server)
+        .await;
+    let mut config = cxone_config(&server, None);
+    config.page_size = 2;
+    let client = CxoneClient::new(&config, observer()).unwrap();
+    let batch = client.completed_contacts(since(), 10).await.unwrap();
+    assert_eq!(batch.contacts.len(), 2);
+    assert_eq!(requests_to(&server, CONTACTS_PATH).await.len(), 1);
+}
+
+/// Numbers written with thousands separators (`"1,234"`) parse, in the envelope and in the
+/// contacts; a decimal comma is refused as a decode error naming the value.
+#[tokio::test]
+async fn cxone_thousands_separators_parse() {
+    let server = MockServer::start().await;
+    mount_cxone_auth(&server, 3600).await;
+    let mut contact = contact_json(1, 1);
+    contact["totalDurationSeconds"] = json!("1,234");
+    contact["inQueueSeconds"] = json!("2,345.5");
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "totalRecords": "1,001",
+            "lastPollTime": "2026-03-20T10:00:00.000Z",
+            "completedContacts": [contact],
+        })))
+        .mount(&server)
+        .await;
+    let mut bad = contact_json(2, 2);
+    bad["totalDurationSeconds"] = json!("1,5");
+    Mock::given(method("GET"))
+        .and(path(CONTACTS_PATH))
+        .and(query_param("skip", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "totalRecords": "1,001",
+            "completedContacts": [bad],
+        })))
+        .mount(&server)
+        .await;
+    let client = CxoneClient::new(&cxone_config(&server, None), observer()).unwrap();
+    let page = client.completed_page(since(), 0).await.unwrap();
+    assert!(page.more, "1 of 1,001 read");
+    let c = &page.contacts[0];
+    assert_eq!(c.total_duration_seconds, 1234.0);
+    assert_eq!(c.in_queue_seconds, 2345.5);
+    let error = client.completed_page(since(), 1).await.unwrap_err();
+    assert_eq!(error.kind(), "decode");
+    assert!(error.to_string().contains("1,5"), "{error}");
 }
 
 /// Old-generation field names, numbers and booleans as strings, and the `resultSet` wrapper.
@@ -1497,6 +1616,93 @@ fn log_json(id: &str, minute: u32, msg: &str) -> Value {
         "meta": {"sessionId": "session-a"},
         "traceId": "t",
     })
+}
+
+/// The query value of `name` in a request, if sent.
+fn query_value(request: &Request, name: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A filtered logs page asks the server for the term (`filter`) and the lower bound
+/// (`startDate`, ISO 8601 UTC), and keeps doing so once the server has answered it.
+#[tokio::test]
+async fn cognigy_logs_filter_and_start_date_are_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .and(query_param("filter", "handoverToCXone"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [log_json("l1", 40, "handoverToCXone: Signaled CXone with: 'Escalate'")],
+            "total": 1, "nextCursor": null,
+        })))
+        .mount(&server)
+        .await;
+    let client = CognigyClient::new(&cognigy_config(&server), observer()).unwrap();
+    let after = since() + ChronoDuration::minutes(10);
+    for _ in 0..2 {
+        let page = client
+            .logs_page(after, None, Some("handoverToCXone"))
+            .await
+            .unwrap();
+        assert_eq!(page.entries.len(), 1);
+    }
+    assert!(client.logs_filter_on());
+    let requests = requests_to(&server, LOGS_PATH).await;
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(query_value(r, "filter").as_deref(), Some("handoverToCXone"));
+        assert_eq!(
+            query_value(r, "startDate").as_deref(),
+            Some("2026-03-20T09:10:00.000Z")
+        );
+    }
+}
+
+/// A server that refuses `filter` (any HTTP error answer to the first filtered page) is asked
+/// the same page again without `filter` and `startDate`; that answer is used, and every later
+/// page is asked for unfiltered (the patterns still pick the lines).
+#[tokio::test]
+async fn cognigy_logs_filter_refused_falls_back_to_every_line() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .and(query_param("filter", "handoverToCXone"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "status": 400, "detail": "Unknown query parameter filter",
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LOGS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [log_json("l1", 40, "handoverToCXone: Done"), log_json("l2", 39, "other")],
+            "total": 2, "nextCursor": null,
+        })))
+        .mount(&server)
+        .await;
+    let mut config = cognigy_config(&server);
+    config.http.max_retries = 0;
+    let client = CognigyClient::new(&config, observer()).unwrap();
+    let page = client
+        .logs_page(since(), None, Some("handoverToCXone"))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 2);
+    assert!(!client.logs_filter_on());
+    client
+        .logs_page(since(), None, Some("handoverToCXone"))
+        .await
+        .unwrap();
+    let filtered: Vec<bool> = requests_to(&server, LOGS_PATH)
+        .await
+        .iter()
+        .map(|r| query_value(r, "filter").is_some() || query_value(r, "startDate").is_some())
+        .collect();
+    assert_eq!(filtered, vec![true, false, false]);
 }
 
 /// Logs page newest first by `nextCursor` to `after`, with `X-API-Key`, JSON `Accept`, both levels, no body.

@@ -396,3 +396,128 @@ async fn two_tenants_share_one_host_budget_fairly() {
         assert_eq!(found, truth, "tenant {name}");
     }
 }
+
+/// Late Cognigy records: half the sessions' records appear 20-30 s after the session ends,
+/// later than the 10 s each ordinary pass re-reads, so only the sweeps of the 100 s late window
+/// find them. Every contact of the calls visible early in the run is diagnosed as the truth
+/// says, and the delay of the records (first seen minus their own time) is measured, beyond the
+/// short window too. Times are scaled down (10 s overlap, 100 s window, a sweep every 10 s)
+/// so the test takes minutes, not hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_late_are_swept_up_and_measured() {
+    let options = SimulatorOptions {
+        seed: 13,
+        calls: None,
+        rate_per_day: Some(5760.0),
+        backlog_hours: 2.0 / 60.0,
+        cognigy_lag_seconds: 1,
+        cognigy_delay: Some("0.5:1,0.5:20-30".parse().expect("delay")),
+        ..SimulatorOptions::default()
+    };
+    let rig = rig(options, |config| {
+        config.overlap = Duration::from_secs(10);
+        config.settle = Duration::from_secs(1);
+        let tenant = &mut config.tenants[0];
+        tenant.cognigy.late_window = Duration::from_secs(100);
+        tenant.cognigy.late_sweep_interval = Duration::from_secs(10);
+        tenant.rules.cognigy_lag_seconds = 100;
+    })
+    .await;
+    let start = Utc::now();
+    // The calls whose contacts were all visible 20 s into the run; their records are visible
+    // within the late window after that.
+    let judged_at = start + chrono::Duration::seconds(20);
+    let mut cycles = 0;
+    let expected = loop {
+        let report = rig.poller.run_cycle(Utc::now()).await.expect("cycle");
+        assert!(report.cxone_ok && report.cognigy_ok, "{report:?}");
+        cycles += 1;
+        if Utc::now() > judged_at {
+            let expected: BTreeMap<i64, String> = rig
+                .sim
+                .state
+                .truth(judged_at)
+                .contacts
+                .iter()
+                .map(|t| (t.contact_id, t.reason.as_str().to_owned()))
+                .collect();
+            let found = rig.diagnoses();
+            if expected.keys().all(|id| found.contains_key(id)) {
+                break expected;
+            }
+        }
+        assert!(cycles < 600, "the late records were never read");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let found = rig.diagnoses();
+    for (id, reason) in &expected {
+        assert_eq!(found.get(id), Some(reason), "contact {id}");
+    }
+    let metrics = rig.poller.metrics().encode();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let measured = sample("handover_cognigy_record_delay_seconds_count{");
+    let within_5s = sample("handover_cognigy_record_delay_seconds_bucket{tenant=\"demo\",collection=\"sessions\",le=\"5.0\"}")
+        + sample("handover_cognigy_record_delay_seconds_bucket{tenant=\"demo\",collection=\"conversations\",le=\"5.0\"}")
+        + sample("handover_cognigy_record_delay_seconds_bucket{tenant=\"demo\",collection=\"analytics\",le=\"5.0\"}");
+    assert!(measured > 0.0, "record delays are measured");
+    assert!(
+        within_5s < measured,
+        "some records appeared later than 5 s: {within_5s} of {measured}"
+    );
+    assert_eq!(sample("handover_cognigy_late_records_total{"), 0.0);
+}
+
+/// The logs are read with the server's `filter`: a term no line contains reads no line (the
+/// simulator filtered server-side); two terms are read in turn within one pass and the totals
+/// equal the truth; and a server that refuses `filter` is read unfiltered, to the same totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_filtered_server_side_with_fallback() {
+    let options = |refused: bool| SimulatorOptions {
+        seed: 17,
+        calls: Some(120),
+        rate_per_day: None,
+        backlog_hours: 1.0,
+        cognigy_lag_seconds: 1,
+        faults: Faults {
+            logs_filter_refused: refused,
+            ..Faults::default()
+        },
+        ..SimulatorOptions::default()
+    };
+    let stored_logs = |rig: &Rig| {
+        rig.store
+            .lock()
+            .expect("store lock")
+            .cognigy_since(&rig.tenant.name, chrono::DateTime::<Utc>::MIN_UTC)
+            .expect("cognigy records")
+            .logs
+            .len()
+    };
+    let none = rig(options(false), |config| {
+        config.tenants[0].cognigy.logs_filter = vec!["noSuchNode".into()];
+    })
+    .await;
+    none.run_until_caught_up().await;
+    assert_eq!(stored_logs(&none), 0, "the server filtered every line out");
+
+    let two_terms = rig(options(false), |config| {
+        let tenant = &mut config.tenants[0];
+        tenant.cognigy.logs_filter = vec!["handoverToCXone".into(), "sendSignalToCXone".into()];
+        tenant.cognigy.logs_page_size = 5;
+    })
+    .await;
+    two_terms.run_until_caught_up().await;
+    assert!(stored_logs(&two_terms) > 0);
+    assert_eq!(two_terms.diagnoses(), two_terms.truth());
+
+    let refused = rig(options(true), |_| {}).await;
+    refused.run_until_caught_up().await;
+    assert!(stored_logs(&refused) > 0, "read unfiltered");
+    assert_eq!(refused.diagnoses(), refused.truth());
+}

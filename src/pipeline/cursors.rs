@@ -72,12 +72,15 @@ impl CxonePosition {
 }
 
 /// Where a newest-first pass over the project logs continues: entries stamped at or after
-/// `after`, from the server's cursor `resume` (from the newest entry when `None`).
+/// `after`, from the server's cursor `resume` (from the newest entry when `None`), for the
+/// `term`-th server-side filter term (a pass reads each configured term in turn).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsPosition {
     pub after: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    #[serde(default)]
+    pub term: usize,
 }
 
 /// A stream position: where a pass starts, and what time it stands for in the horizon.
@@ -120,6 +123,7 @@ impl Position for LogsPosition {
         LogsPosition {
             after: t,
             resume: None,
+            term: 0,
         }
     }
     fn read_through(&self) -> Option<DateTime<Utc>> {
@@ -259,6 +263,8 @@ struct Detail {
     tied: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resume: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    term: usize,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     sweep: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,46 +275,80 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The position fields of a cursor row besides its watermark.
+#[derive(Debug, Default)]
+pub struct RowParts {
+    skip: u64,
+    tied: u64,
+    resume: Option<String>,
+    term: usize,
+}
+
 /// A stream whose cursor can be kept in one store row.
 pub trait Stored: Position + Sized {
-    fn from_row(watermark: DateTime<Utc>, skip: u64, tied: u64, resume: Option<String>) -> Self;
-    /// (skip, tied, resume) of the row.
-    fn row_parts(&self) -> (u64, u64, Option<String>);
+    fn from_row(watermark: DateTime<Utc>, parts: RowParts) -> Self;
+    fn row_parts(&self) -> RowParts;
 }
 
 impl Stored for CxonePosition {
-    fn from_row(since: DateTime<Utc>, skip: u64, _: u64, _: Option<String>) -> Self {
-        CxonePosition { since, skip }
+    fn from_row(since: DateTime<Utc>, parts: RowParts) -> Self {
+        CxonePosition {
+            since,
+            skip: parts.skip,
+        }
     }
-    fn row_parts(&self) -> (u64, u64, Option<String>) {
-        (self.skip, 0, None)
+    fn row_parts(&self) -> RowParts {
+        RowParts {
+            skip: self.skip,
+            ..RowParts::default()
+        }
     }
 }
 
 impl Stored for KeysetPosition {
-    fn from_row(after: DateTime<Utc>, _: u64, tied: u64, _: Option<String>) -> Self {
-        KeysetPosition { after, tied }
+    fn from_row(after: DateTime<Utc>, parts: RowParts) -> Self {
+        KeysetPosition {
+            after,
+            tied: parts.tied,
+        }
     }
-    fn row_parts(&self) -> (u64, u64, Option<String>) {
-        (0, self.tied, None)
+    fn row_parts(&self) -> RowParts {
+        RowParts {
+            tied: self.tied,
+            ..RowParts::default()
+        }
     }
 }
 
 impl Stored for LogsPosition {
-    fn from_row(after: DateTime<Utc>, _: u64, _: u64, resume: Option<String>) -> Self {
+    fn from_row(after: DateTime<Utc>, parts: RowParts) -> Self {
         LogsPosition {
             after,
-            resume: resume.filter(|r| !r.is_empty()),
+            resume: parts.resume.filter(|r| !r.is_empty()),
+            term: parts.term,
         }
     }
-    fn row_parts(&self) -> (u64, u64, Option<String>) {
-        (0, 0, self.resume.clone())
+    fn row_parts(&self) -> RowParts {
+        RowParts {
+            resume: self.resume.clone(),
+            term: self.term,
+            ..RowParts::default()
+        }
     }
 }
 
 /// The store row of a cursor: (watermark, detail).
 pub fn encode<P: Stored>(pass: &Pass<P>) -> (DateTime<Utc>, String) {
-    let (skip, tied, resume) = pass.position.row_parts();
+    let RowParts {
+        skip,
+        tied,
+        resume,
+        term,
+    } = pass.position.row_parts();
     let detail = Detail {
         started: Some(pass.started),
         fresh: pass.fresh,
@@ -316,6 +356,7 @@ pub fn encode<P: Stored>(pass: &Pass<P>) -> (DateTime<Utc>, String) {
         skip,
         tied,
         resume,
+        term,
         sweep: pass.sweep,
         swept_at: pass.swept_at,
     };
@@ -343,10 +384,19 @@ pub fn decode<P: Stored>(
             skip,
             tied,
             resume,
+            term,
             sweep,
             swept_at,
         }) => Pass {
-            position: P::from_row(watermark, skip, tied, resume),
+            position: P::from_row(
+                watermark,
+                RowParts {
+                    skip,
+                    tied,
+                    resume,
+                    term,
+                },
+            ),
             started,
             fresh,
             complete_at,
@@ -357,7 +407,13 @@ pub fn decode<P: Stored>(
             let resume = old.and_then(|d| d.resume);
             // The old passes all reached back the whole re-read window: sweeps.
             Pass {
-                position: P::from_row(watermark, 0, 0, resume),
+                position: P::from_row(
+                    watermark,
+                    RowParts {
+                        resume,
+                        ..RowParts::default()
+                    },
+                ),
                 started: watermark,
                 fresh: false,
                 complete_at: legacy_complete,
@@ -530,6 +586,7 @@ mod tests {
             LogsPosition {
                 after: at(-60),
                 resume: Some("c".into()),
+                term: 0,
             },
             at(0),
         );
@@ -631,6 +688,7 @@ mod tests {
             position: LogsPosition {
                 after: at(0),
                 resume: Some("65f0".into()),
+                term: 1,
             },
             started: at(2),
             fresh: true,
@@ -683,6 +741,7 @@ mod tests {
                 position: LogsPosition {
                     after: at(0),
                     resume: None,
+                    term: 0,
                 },
                 started: at(28),
                 fresh: true,

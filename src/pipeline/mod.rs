@@ -17,7 +17,7 @@ mod read;
 
 use crate::config::{Config, Rules, TenantConfig};
 use crate::diagnosis::Horizon;
-use crate::metrics::{Metrics, PollSource};
+use crate::metrics::{Metrics, OdataCollection, PollSource};
 use crate::server::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
@@ -90,6 +90,8 @@ pub struct CycleReport {
     pub more: bool,
     /// The cycle stopped at its deadline.
     pub deadline: bool,
+    /// CXone stopped with more to read.
+    pub cxone_more: bool,
     pub cxone_ms: u64,
     pub cognigy_ms: u64,
 }
@@ -125,6 +127,8 @@ pub struct Poller {
     /// before the previous pass began, and every `late_sweep_interval` a sweep `late_window`
     /// (at least the Cognigy lag plus the overlap) before the previous sweep began.
     odata_windows: cursors::Windows,
+    /// The server-side filter terms of the logs (empty: every line is read).
+    logs_filter: Vec<String>,
     store: Arc<Mutex<Store>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -179,6 +183,7 @@ impl Poller {
             cxone_max_pages: tenant.cxone.max_pages,
             cognigy_max_pages: tenant.cognigy.max_pages,
             odata_windows: odata_windows(tenant, &timing),
+            logs_filter: tenant.cognigy.logs_filter.clone(),
             timing,
             store,
             metrics,
@@ -242,6 +247,7 @@ impl Poller {
             self.read_cxone(first(&loaded.cxone, lookback_start, now), cxone_limits),
             self.read_keyset(
                 cursors::SESSIONS,
+                OdataCollection::Sessions,
                 first(&loaded.sessions, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.sessions_page(p),
@@ -249,6 +255,7 @@ impl Poller {
             ),
             self.read_keyset(
                 cursors::CONVERSATIONS,
+                OdataCollection::Conversations,
                 first(&loaded.conversations, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.conversations_page(p),
@@ -256,6 +263,7 @@ impl Poller {
             ),
             self.read_keyset(
                 cursors::ANALYTICS,
+                OdataCollection::Analytics,
                 first(&loaded.analytics, lookback_start, now),
                 cognigy_limits,
                 |p| self.cognigy.analytics_page(p),
@@ -271,6 +279,7 @@ impl Poller {
         report.cognigy_records_read = cognigy.iter().map(|s| s.records).sum();
         report.cognigy_pages = cognigy.iter().map(|s| s.pages).sum::<u32>();
         report.pages = cxone.pages + report.cognigy_pages;
+        report.cxone_more = cxone.more;
         report.more = cxone.more || cognigy.iter().any(|s| s.more);
         report.deadline = cxone.deadline || cognigy.iter().any(|s| s.deadline);
         report.cxone_ms = cxone.elapsed.as_millis() as u64;

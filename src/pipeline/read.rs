@@ -8,8 +8,9 @@
 //! others. This module does not decide anything and does not schedule cycles.
 
 use super::cursors::{CxonePosition, LogsPosition, Pass, Windows};
-use super::ingest::Records;
+use super::ingest::{DelayMeasure, Records};
 use super::{CycleError, Poller};
+use crate::metrics::OdataCollection;
 use crate::sources::cognigy::{KeysetPage, KeysetPosition};
 use crate::sources::http::{with_priority, Endpoint, ReadPriority, SourceError};
 use chrono::{DateTime, Duration, Utc};
@@ -114,7 +115,7 @@ impl Poller {
             read.pages += 1;
             read.records += page.contacts.len();
             let records = Records::Contacts(page.contacts);
-            self.ingest_page(super::cursors::CXONE, records, &next, asked_at)
+            self.ingest_page(super::cursors::CXONE, records, &next, asked_at, None)
                 .await?;
             pass = next;
             if !page.more {
@@ -129,6 +130,7 @@ impl Poller {
     pub(super) async fn read_keyset<T, F, Fut>(
         &self,
         name: &'static str,
+        collection: OdataCollection,
         mut pass: Pass<KeysetPosition>,
         limits: Limits,
         fetch: F,
@@ -170,7 +172,8 @@ impl Poller {
             }
             read.pages += 1;
             read.records += page.records.len();
-            self.ingest_page(name, wrap(page.records), &next, asked_at)
+            let measure = DelayMeasure::of(collection, &pass, self.odata_windows.long, asked_at);
+            self.ingest_page(name, wrap(page.records), &next, asked_at, measure)
                 .await?;
             pass = next;
             if page.end {
@@ -182,7 +185,8 @@ impl Poller {
     }
 
     /// Reads the project logs, newest first, from `pass`. Logs are written in real time, so a
-    /// pass reaches back only the overlap before the previous one began.
+    /// pass reaches back only the overlap before the previous one began. With filter terms
+    /// configured, a pass reads the lines of each term in turn (the server filters them).
     pub(super) async fn read_logs(
         &self,
         mut pass: Pass<LogsPosition>,
@@ -194,12 +198,13 @@ impl Poller {
             let asked_at = Utc::now();
             let position = pass.position.clone();
             let priority = read_priority(position.after, self.timing.overlap, asked_at);
+            let term = self.logs_filter.get(position.term).map(String::as_str);
             let Some(result) = within(
                 limits.deadline,
                 with_priority(
                     priority,
                     self.cognigy
-                        .logs_page(position.after, position.resume.as_deref()),
+                        .logs_page(position.after, position.resume.as_deref(), term),
                 ),
             )
             .await
@@ -223,14 +228,14 @@ impl Poller {
                     self.stream_failed("cognigy", super::cursors::LOGS, &e);
                     read.failed = Some(e.kind());
                     if position.resume.is_some() {
-                        // The saved server cursor may have expired: the next cycle starts the
-                        // pass afresh, from the newest entry down to the same lower bound.
+                        // The saved server cursor may have expired: the next cycle reads this
+                        // term again from the newest entry down to the same lower bound (the
+                        // pass keeps its start: what it read so far was visible then).
                         let restart = Pass {
                             position: LogsPosition {
-                                after: position.after,
                                 resume: None,
+                                ..position.clone()
                             },
-                            fresh: true,
                             ..pass.clone()
                         };
                         self.ingest_page(
@@ -238,20 +243,32 @@ impl Poller {
                             Records::Logs(Vec::new()),
                             &restart,
                             asked_at,
+                            None,
                         )
                         .await?;
                     }
                     break;
                 }
             };
-            let end = page.next.is_none();
-            let mut next = pass.after_page(
+            // The end of this term's lines; the pass ends with the last term (or at once when
+            // the server refused the filter and every line is read).
+            let term_done = page.next.is_none();
+            let next_term = position.term + 1;
+            let end = term_done
+                && (next_term >= self.logs_filter.len() || !self.cognigy.logs_filter_on());
+            let position = if term_done && !end {
                 LogsPosition {
                     after: position.after,
+                    resume: None,
+                    term: next_term,
+                }
+            } else {
+                LogsPosition {
                     resume: page.next,
-                },
-                asked_at,
-            );
+                    ..position
+                }
+            };
+            let mut next = pass.after_page(position, asked_at);
             if end {
                 next = next.completed(Windows::single(self.timing.overlap), Utc::now());
             }
@@ -262,6 +279,7 @@ impl Poller {
                 Records::Logs(page.entries),
                 &next,
                 asked_at,
+                None,
             )
             .await?;
             pass = next;

@@ -4,7 +4,9 @@
 //! `sort`, repeatable `type`, `next`/`previous` cursors, HAL on request), as api/cognigy.md §1.2-1.5
 //! and §2 describe them.
 //!
-//! Quirks reproduced: records appear only after their session ended plus the configured lag;
+//! Quirks reproduced: records appear only after their session ended plus the configured lag, or
+//! plus a delay drawn per session from a [`CognigyDelay`] distribution (`--cognigy-delay`, e.g.
+//! some sessions only at their 30-minute expiry);
 //! `inputData` is a JSON string; only a literal `$top` is an option (`%24top` is rejected); v2.4
 //! records carry `id` and v2.3 `_id`; log entries are kept 24 h; and, behind a fault flag, a 500
 //! instead of an empty page at the end of a keyset. It serves what the world holds and judges
@@ -19,6 +21,89 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+
+/// How long after a session ends its OData records appear: weighted ranges of seconds, one drawn
+/// per session (deterministically, from the world's seed and the call's index). Written
+/// `WEIGHT:SECONDS` or `WEIGHT:MIN-MAX`, comma-separated: `0.8:60,0.2:1800-1900` makes four
+/// sessions in five appear a minute after they end and one at its 30-minute expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CognigyDelay {
+    /// (weight, shortest, longest) in seconds.
+    parts: Vec<(f64, u64, u64)>,
+}
+
+/// Error for a `--cognigy-delay` value that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid Cognigy delay {text:?}: {why} (expected WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated, e.g. 0.8:60,0.2:1800-1900)")]
+pub struct CognigyDelayParseError {
+    text: String,
+    why: &'static str,
+}
+
+impl std::str::FromStr for CognigyDelay {
+    type Err = CognigyDelayParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |why| CognigyDelayParseError {
+            text: text.to_owned(),
+            why,
+        };
+        let mut parts = Vec::new();
+        for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (weight, range) = term
+                .split_once(':')
+                .ok_or_else(|| error("a term has no `:`"))?;
+            let weight: f64 = weight
+                .trim()
+                .parse()
+                .map_err(|_| error("a weight is not a number"))?;
+            if !(weight.is_finite() && weight > 0.0) {
+                return Err(error("a weight is not positive"));
+            }
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            let seconds = |s: &str| {
+                s.trim()
+                    .parse::<u64>()
+                    .map_err(|_| error("a delay is not whole seconds"))
+            };
+            let (low, high) = (seconds(low)?, seconds(high)?);
+            if low > high {
+                return Err(error("a range ends before it starts"));
+            }
+            parts.push((weight, low, high));
+        }
+        if parts.is_empty() {
+            return Err(error("no term"));
+        }
+        Ok(CognigyDelay { parts })
+    }
+}
+
+impl CognigyDelay {
+    /// The longest delay it can draw.
+    pub fn longest(&self) -> Duration {
+        Duration::seconds(self.parts.iter().map(|p| p.2).max().unwrap_or(0) as i64)
+    }
+
+    /// The delay of the session of call `index` in a world seeded `seed`.
+    pub fn sample(&self, seed: u64, index: usize) -> Duration {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            seed ^ 0xde1a_7000_0000_0000 ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
+        let total: f64 = self.parts.iter().map(|p| p.0).sum();
+        let mut pick = rng.random_range(0.0..total);
+        let part = self
+            .parts
+            .iter()
+            .find(|p| {
+                pick -= p.0;
+                pick < 0.0
+            })
+            .or(self.parts.last());
+        let seconds = part.map_or(0, |&(_, low, high)| rng.random_range(low..=high));
+        Duration::seconds(seconds as i64)
+    }
+}
 
 /// The server's cap on a REST page (api/cognigy.md §1.4).
 pub const MAX_LOG_LIMIT: usize = 100;
@@ -746,8 +831,34 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         }
     };
     let levels = req.params("type");
+    if state.faults().logs_filter_refused
+        && (req.param("filter").is_some() || req.param("startDate").is_some())
+    {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "filter and startDate are not supported",
+            1005,
+            instance,
+        );
+    }
     let text_filter = req.param("filter").map(str::to_ascii_lowercase);
-    let since = req.now - Duration::hours(LOG_RETENTION_HOURS);
+    let retained = req.now - Duration::hours(LOG_RETENTION_HOURS);
+    // `startDate`: entries stamped at or after it (an ISO-8601 date-time).
+    let since = match req
+        .param("startDate")
+        .map(|d| DateTime::parse_from_rfc3339(d.trim()))
+    {
+        None => retained,
+        Some(Ok(d)) => retained.max(d.with_timezone(&Utc)),
+        Some(Err(_)) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                "startDate must be an ISO-8601 date-time",
+                1005,
+                instance,
+            )
+        }
+    };
     // Borrowed from the world (held for the request): only the page served is copied, and only
     // the entries up to the end of the page are put in order.
     let world = state.world_at(req.now);
@@ -878,6 +989,22 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A delay distribution parses from flag text, draws only values it allows, in about the
+    /// weights given, the same for the same call; nonsense is refused with the reason.
+    #[test]
+    fn cognigy_delay_parses_and_samples() {
+        let d: CognigyDelay = "0.8:60, 0.2:1800-1900".parse().expect("parses");
+        assert_eq!(d.longest(), Duration::seconds(1900));
+        let draws: Vec<i64> = (0..1000).map(|i| d.sample(7, i).num_seconds()).collect();
+        assert!(draws.iter().all(|s| *s == 60 || (1800..=1900).contains(s)));
+        let late = draws.iter().filter(|s| **s >= 1800).count();
+        assert!((120..=280).contains(&late), "{late} of 1000 late");
+        assert_eq!(d.sample(7, 3), d.sample(7, 3));
+        for bad in ["", "60", "x:60", "0:60", "1:60-30", "1:1.5"] {
+            assert!(bad.parse::<CognigyDelay>().is_err(), "{bad}");
+        }
+    }
 
     /// Quoted and bare date literals, `and` joins and `''` escapes parse; `or` is refused.
     #[test]

@@ -141,7 +141,9 @@ pub struct Faults {
     /// The next N API requests answer only after `slow_burst_ms` (slower than a client timeout).
     pub slow_burst: u64,
     pub slow_burst_ms: u64,
-    /// Every Cognigy request (OData and REST) answers 503 while this is on: an outage.
+    /// The Cognigy logs API answers 400 to a request with `filter` or `startDate`.
+    pub logs_filter_refused: bool,
+    /// Cognigy (OData and logs) is down: every request answers 503; CXone is unaffected.
     pub cognigy_down: bool,
 }
 
@@ -161,6 +163,9 @@ pub struct SimulatorOptions {
     pub backlog_hours: f64,
     /// Seconds after a session ends before its OData records appear.
     pub cognigy_lag_seconds: u64,
+    /// When set, how long after a session ends its OData records appear, drawn per session
+    /// (replaces `cognigy_lag_seconds` for that; `--cognigy-delay`).
+    pub cognigy_delay: Option<cognigy::CognigyDelay>,
     pub faults: Faults,
     pub credentials: SimCredentials,
     /// The base URL to advertise (issuer, `api_endpoint`, links); default `http://<bound addr>`.
@@ -177,6 +182,7 @@ impl Default for SimulatorOptions {
             rate_per_day: Some(2880.0),
             backlog_hours: 1.0,
             cognigy_lag_seconds: 60,
+            cognigy_delay: None,
             faults: Faults::default(),
             credentials: SimCredentials::default(),
             public_base_url: None,
@@ -217,8 +223,18 @@ impl SimulatorOptions {
     pub fn world_spec(&self, now: DateTime<Utc>) -> WorldSpec {
         let window = Duration::milliseconds((self.backlog_hours.max(0.0) * 3_600_000.0) as i64);
         let lag = Duration::seconds(self.cognigy_lag_seconds as i64);
+        // A finite world ends early enough for every record to be visible at `now`.
+        let longest = self
+            .cognigy_delay
+            .as_ref()
+            .map_or(lag, |d| d.longest().max(lag));
         let mut spec = match self.calls {
-            Some(n) => WorldSpec::finite(self.seed, n, window.max(Duration::minutes(1)), lag, now),
+            Some(n) => {
+                let mut spec =
+                    WorldSpec::finite(self.seed, n, window.max(Duration::minutes(1)), longest, now);
+                spec.cognigy_lag = lag;
+                spec
+            }
             None => WorldSpec::streaming(
                 self.seed,
                 self.rate_per_day.unwrap_or(2880.0),
@@ -227,8 +243,11 @@ impl SimulatorOptions {
                 now,
             ),
         };
-        spec.rules.cognigy_lag_seconds =
-            spec.rules.cognigy_lag_seconds.max(self.cognigy_lag_seconds);
+        spec.rules.cognigy_lag_seconds = spec
+            .rules
+            .cognigy_lag_seconds
+            .max(longest.num_seconds().max(0) as u64);
+        spec.cognigy_delay = self.cognigy_delay.clone();
         spec.scenario = self.scenario;
         spec.extension_version = self.extension_version;
         spec
@@ -563,7 +582,8 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
         return truth::control(&state, &req);
     }
     *lock(&state.stats).entry(req.path.clone()).or_insert(0) += 1;
-    if req.path.starts_with("/odata/") || req.path.starts_with("/new/") {
+    let cognigy_path = req.path.starts_with("/odata/") || req.path.starts_with("/new/");
+    if cognigy_path {
         let mut arrivals = lock(&state.cognigy_arrivals);
         if arrivals.len() >= ARRIVALS_KEPT {
             arrivals.pop_front();
@@ -585,13 +605,13 @@ async fn dispatch(State(state): State<Arc<SimState>>, request: Request) -> Respo
     if slow_burst {
         tokio::time::sleep(std::time::Duration::from_millis(faults.slow_burst_ms)).await;
     }
-    if faults.cognigy_down && (req.path.starts_with("/odata/") || req.path.starts_with("/new/")) {
+    // Faults that replace the answer.
+    if faults.cognigy_down && cognigy_path {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"error": "Service Unavailable", "status": 503}),
         );
     }
-    // Faults that replace the answer.
     {
         let mut f = lock(&state.faults);
         if f.server_error_burst > 0 {
@@ -745,6 +765,10 @@ pub fn simulated_tenant(
             project_id: credentials.project_id.clone(),
             odata_page_size: 1000,
             logs_page_size: 100,
+            logs_filter: crate::config::DEFAULT_LOGS_FILTER
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
             max_pages: 50,
             date_literal: DateLiteral::Quoted,
             end_of_keyset_500: true,

@@ -193,6 +193,9 @@ pub struct WorldSpec {
     pub extension_version: ExtensionVersion,
     /// A streaming world forgets calls that became visible longer ago than this (`None`: never).
     pub retention: Option<Duration>,
+    /// When set, each session's OData records appear this long after it ends (drawn per call)
+    /// instead of `cognigy_lag`.
+    pub cognigy_delay: Option<super::cognigy::CognigyDelay>,
 }
 
 impl WorldSpec {
@@ -219,6 +222,7 @@ impl WorldSpec {
             scenario: Scenario::Mixed,
             extension_version: ExtensionVersion::default(),
             retention: None,
+            cognigy_delay: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl WorldSpec {
             scenario: Scenario::Mixed,
             extension_version: ExtensionVersion::default(),
             retention: Some(Duration::hours(48).max(backlog + Duration::hours(24))),
+            cognigy_delay: None,
         }
     }
 }
@@ -455,7 +460,10 @@ impl World {
         );
         let half = (self.spec.interval.num_milliseconds() / 2).max(1);
         let start = self.slot_start(index) + Duration::milliseconds(rng.random_range(0..half));
-        let call = generate_call(index, start, &mut rng, &self.spec);
+        let mut call = generate_call(index, start, &mut rng, &self.spec);
+        if let (Some(delay), Some(session)) = (&self.spec.cognigy_delay, call.session.as_mut()) {
+            session.visible_at = session.ended_at + delay.sample(self.spec.seed, index);
+        }
         let in_start_order = self.last_start.map_or(true, |last| last <= call.started_at);
         let records_after_start = call.session.iter().all(|s| {
             std::iter::once(&s.session)

@@ -2,8 +2,9 @@
 //!
 //! CXone's older Reporting API versions (and its 2016-era mocks) send every value as a string:
 //! `"123"`, `"True"`, `"0"`. Newer versions send native JSON numbers and booleans. Cognigy sends
-//! `inputData` as a JSON-encoded string in OData and as an object over REST. These helpers accept
-//! every documented variant and name the offending value when none fits. They do not coerce
+//! `inputData` as a JSON-encoded string in OData and as an object over REST. Numbers sent as
+//! strings may carry thousands separators (`"1,234"`, as formatted by reporting exports). These
+//! helpers accept every documented variant and name the offending value when none fits. They do not coerce
 //! anything else: a field that is an object where a number belongs is an error, not a zero.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -29,6 +30,33 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     (1970..=9999)
         .contains(&chrono::Datelike::year(&parsed))
         .then_some(parsed)
+}
+
+/// A numeric string with thousands separators (`"1,234"`, `"-12,345,678.5"`) without them; `None`
+/// when the commas are not exactly every three digits of the integer part (`"1,5"` stays
+/// ambiguous, a decimal comma or a list, and is refused by the caller).
+fn without_thousands_separators(text: &str) -> Option<String> {
+    if !text.contains(',') {
+        return None;
+    }
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (integer, fraction) = match unsigned.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (unsigned, None),
+    };
+    let mut groups = integer.split(',');
+    let first = groups.next()?;
+    let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(first) && first.len() <= 3) {
+        return None;
+    }
+    if !groups.all(|g| g.len() == 3 && digits(g)) {
+        return None;
+    }
+    if fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    Some(text.replace(',', ""))
 }
 
 struct I64Visitor;
@@ -58,6 +86,8 @@ impl<'de> Visitor<'de> for I64Visitor {
         if t.is_empty() {
             return Ok(None);
         }
+        let plain = without_thousands_separators(t);
+        let t = plain.as_deref().unwrap_or(t);
         if let Ok(n) = t.parse::<i64>() {
             return Ok(Some(n));
         }
@@ -114,6 +144,8 @@ impl<'de> Visitor<'de> for F64Visitor {
         if t.is_empty() {
             return Ok(None);
         }
+        let plain = without_thousands_separators(t);
+        let t = plain.as_deref().unwrap_or(t);
         // `f64::from_str` also takes "inf" and "NaN", which no API means as a number.
         match t.parse::<f64>() {
             Ok(n) if n.is_finite() => Ok(Some(n)),
@@ -226,5 +258,37 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Numbers {
+        #[serde(deserialize_with = "i64_or_zero")]
+        int: i64,
+        #[serde(deserialize_with = "f64_or_zero")]
+        float: f64,
+    }
+
+    fn numbers(int: &str, float: &str) -> Result<Numbers, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({"int": int, "float": float}))
+    }
+
+    /// Numbers written with thousands separators parse; commas anywhere else are refused with
+    /// the value named.
+    #[test]
+    fn thousands_separators_parse() {
+        let n = numbers("1,234", "12,345,678.5").expect("parses");
+        assert_eq!((n.int, n.float), (1234, 12_345_678.5));
+        let n = numbers("-1,000,000", "+999").expect("parses");
+        assert_eq!((n.int, n.float), (-1_000_000, 999.0));
+        for bad in ["1,5", "1,23", "12,3456", ",123", "1,,234", "1,234,"] {
+            let error = numbers(bad, "0").expect_err(bad).to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+        assert!(numbers("0", "1,5").is_err(), "a decimal comma is ambiguous");
     }
 }

@@ -20,6 +20,13 @@
 //! last timestamp are held back (and `newest` stays before them) so that the caller's next
 //! `gt newest` read returns them whole.
 //!
+//! Logs `filter`: the pipeline reads only the handover node's lines, asking the server to filter
+//! on a term (`filter`, which matches an entry's type, message or trace id) and for entries since
+//! the lower bound (`startDate`), as Cognigy's API reference documents them (unverified in
+//! detail). Until a filtered page has been answered, an HTTP error answer to one is asked again
+//! without `filter` and `startDate`; if that succeeds, the logs are read unfiltered from then on
+//! (the patterns still pick the lines), as with `$select`.
+//!
 //! It builds requests and parses bodies only: timeouts, retries, rate limits and accounting
 //! belong to the shared [`HttpLayer`]. It does not correlate or judge sessions.
 
@@ -221,6 +228,8 @@ pub struct CognigyClient {
     select: [AtomicU8; 3],
     /// The record id field to select, fixed by the configured OData version.
     id_field: &'static str,
+    /// What is known of the logs API's `filter`/`startDate` support.
+    logs_filter: AtomicU8,
 }
 
 impl std::fmt::Debug for CognigyClient {
@@ -256,6 +265,7 @@ impl CognigyClient {
             config: config.clone(),
             keyset_500_ends: AtomicU64::new(0),
             id_field: id_field(&config.odata_base_url),
+            logs_filter: AtomicU8::new(SELECT_UNCONFIRMED),
             select: std::array::from_fn(|_| {
                 AtomicU8::new(if config.odata_select {
                     SELECT_UNCONFIRMED
@@ -371,7 +381,7 @@ impl CognigyClient {
         let mut cursor: Option<String> = resume.map(str::to_owned);
         let mut seen_cursors = HashSet::new();
         loop {
-            let page = self.logs_page(after, cursor.as_deref()).await?;
+            let page = self.logs_page(after, cursor.as_deref(), None).await?;
             batch.pages += 1;
             for entry in page.entries {
                 batch.newest = batch.newest.max(Some(entry.timestamp));
@@ -394,13 +404,51 @@ impl CognigyClient {
         Ok(batch)
     }
 
+    /// Whether the logs are read with the server's `filter` (false once a server refused it).
+    pub fn logs_filter_on(&self) -> bool {
+        self.logs_filter.load(Ordering::Relaxed) != SELECT_OFF
+    }
+
     /// One page of project log entries (levels `error` and `info`), newest first, from the
     /// server's `cursor` (the newest entries when `None`): the entries stamped at or after
     /// `after`, and the cursor of the next page unless this one reached `after` or was the last.
+    /// With `filter`, only the entries whose type, message or trace id contain it are asked for
+    /// (see the module doc for the fallback when a server refuses it).
     pub async fn logs_page(
         &self,
         after: DateTime<Utc>,
         cursor: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<LogsPage, SourceError> {
+        let state = self.logs_filter.load(Ordering::Relaxed);
+        let Some(term) = filter.filter(|_| state != SELECT_OFF) else {
+            return self.logs_request(after, cursor, None).await;
+        };
+        match self.logs_request(after, cursor, Some(term)).await {
+            Ok(page) => {
+                self.logs_filter.store(SELECT_CONFIRMED, Ordering::Relaxed);
+                Ok(page)
+            }
+            Err(e @ SourceError::HttpStatus { .. }) if state == SELECT_UNCONFIRMED => {
+                let page = self.logs_request(after, cursor, None).await?;
+                if self.logs_filter.swap(SELECT_OFF, Ordering::Relaxed) != SELECT_OFF {
+                    tracing::warn!(
+                        endpoint = %Endpoint::CognigyLogs,
+                        "Cognigy logs filter stopped: the server answered a filtered page with: {e}; every line is read from now on"
+                    );
+                }
+                Ok(page)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One request of [`CognigyClient::logs_page`].
+    async fn logs_request(
+        &self,
+        after: DateTime<Utc>,
+        cursor: Option<&str>,
+        filter: Option<&str>,
     ) -> Result<LogsPage, SourceError> {
         let base = format!(
             "{}/new/v2.0/projects/{}/logs",
@@ -417,6 +465,13 @@ impl CognigyClient {
             ("type", "info".to_owned()),
             ("type", "warn".to_owned()),
         ];
+        if let Some(term) = filter {
+            params.push(("filter", term.to_owned()));
+            params.push((
+                "startDate",
+                after.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ));
+        }
         if let Some(next) = cursor {
             params.push(("next", next.to_owned()));
         }
