@@ -804,9 +804,11 @@ async fn fault_matrix_at_the_default_limits() {
             ..FaultRow::new("Cognigy outage 8 s < max_pending 120 s", Faults::default())
         },
         FaultRow {
-            cognigy_outage: Some(Duration::from_secs(25)),
+            // Long enough past the limit that the retries and backoff of the default limits (a
+            // failing read takes seconds to give up) still leave time to give the contacts up.
+            cognigy_outage: Some(Duration::from_secs(60)),
             max_pending_seconds: 10,
-            ..FaultRow::new("Cognigy outage 25 s > max_pending 10 s", Faults::default())
+            ..FaultRow::new("Cognigy outage 60 s > max_pending 10 s", Faults::default())
         },
         FaultRow {
             kills: 2,
