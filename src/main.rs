@@ -53,32 +53,15 @@ struct DemoArgs {
         default_value = "127.0.0.1:10042"
     )]
     listen_address: String,
-    /// Seed of the simulated world.
-    #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
-    seed: u64,
-    /// Mix of call outcomes: mixed, healthy, signal_outage, missing_context, log_lines.
-    #[arg(long, env = "HANDOVER_SCENARIO", default_value = "mixed")]
-    scenario: Scenario,
-    /// The CXone extension version whose handover log lines the calls write (docs/log-lines.md).
-    #[arg(
-        long = "extension-version",
-        env = "HANDOVER_EXTENSION_VERSION",
-        default_value = "v8-1.0.18"
-    )]
-    extension_version: ExtensionVersion,
+    #[command(flatten)]
+    world: WorldArgs,
     #[command(flatten)]
     log: LogArgs,
 }
 
+/// What the simulated world is made of, for `demo` and `simulate` alike.
 #[derive(Args, Debug)]
-struct SimulateArgs {
-    /// Address of the simulated APIs.
-    #[arg(
-        long = "web.listen-address",
-        env = "HANDOVER_WEB_LISTEN_ADDRESS",
-        default_value = "127.0.0.1:10043"
-    )]
-    listen_address: String,
+struct WorldArgs {
     /// Seed of the generated world (same seed, same world).
     #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
     seed: u64,
@@ -94,6 +77,19 @@ struct SimulateArgs {
         default_value = "v8-1.0.18"
     )]
     extension_version: ExtensionVersion,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Address of the simulated APIs.
+    #[arg(
+        long = "web.listen-address",
+        env = "HANDOVER_WEB_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10043"
+    )]
+    listen_address: String,
+    #[command(flatten)]
+    world: WorldArgs,
     /// A finite world of this many calls, all ended (instead of a stream).
     #[arg(long, env = "HANDOVER_CALLS")]
     calls: Option<usize>,
@@ -440,9 +436,9 @@ fn demo(args: DemoArgs) -> ExitCode {
             listener,
             simulator,
             SimulatorOptions {
-                scenario: args.scenario,
-                extension_version: args.extension_version,
-                ..handover_exporter::demo::simulator_options(args.seed)
+                scenario: args.world.scenario,
+                extension_version: args.world.extension_version,
+                ..handover_exporter::demo::simulator_options(args.world.seed)
             },
             daemon::shutdown_signal(),
         )
@@ -452,9 +448,9 @@ fn demo(args: DemoArgs) -> ExitCode {
 
 fn simulate(args: SimulateArgs) -> ExitCode {
     let options = SimulatorOptions {
-        seed: args.seed,
-        scenario: args.scenario,
-        extension_version: args.extension_version,
+        seed: args.world.seed,
+        scenario: args.world.scenario,
+        extension_version: args.world.extension_version,
         calls: args.calls,
         rate_per_day: Some(args.rate),
         backlog_hours: args.backlog_hours,
