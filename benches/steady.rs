@@ -240,7 +240,9 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or((last_req, last_cycles, last_cognigy));
             let rss = support::status_kb("VmRSS");
             let d_cycles = cycles.saturating_sub(last_cycles);
-            let per_cycle = if d_cycles > 0 {
+            // Threads that ended (the runtime's blocking pool) take their CPU time with them:
+            // a negative difference is no measurement.
+            let per_cycle = if d_cycles > 0 && cpu >= last_cpu {
                 (cpu - last_cpu) * 1000.0 / d_cycles as f64
             } else {
                 f64::NAN

@@ -185,7 +185,8 @@ impl Poller {
     }
 
     /// Reads the project logs, newest first, from `pass`. Logs are written in real time, so a
-    /// pass reaches back only the overlap before the previous one began. With filter terms
+    /// pass reaches back only [`LOGS_REREAD`] (or the overlap, if shorter) before the previous
+    /// one began. With filter terms
     /// configured, a pass reads the lines of each term in turn (the server filters them).
     pub(super) async fn read_logs(
         &self,
@@ -197,7 +198,7 @@ impl Poller {
         while read.may_read(&limits) {
             let asked_at = Utc::now();
             let position = pass.position.clone();
-            let priority = read_priority(position.after, self.timing.overlap, asked_at);
+            let priority = read_priority(position.after, self.logs_reread(), asked_at);
             let term = self.logs_filter.get(position.term).map(String::as_str);
             let Some(result) = within(
                 limits.deadline,
@@ -270,7 +271,7 @@ impl Poller {
             };
             let mut next = pass.after_page(position, asked_at);
             if end {
-                next = next.completed(Windows::single(self.timing.overlap), Utc::now());
+                next = next.completed(Windows::single(self.logs_reread()), Utc::now());
             }
             read.pages += 1;
             read.records += page.entries.len();
@@ -293,6 +294,18 @@ impl Poller {
 
     fn stream_failed(&self, source: &'static str, stream: &str, e: &SourceError) {
         tracing::warn!(tenant = %self.tenant, source, stream, kind = e.kind(), error = %e, "poll failed");
+    }
+}
+
+/// How far before the previous logs pass began the next one starts: Cognigy writes log entries
+/// in real time, so this only absorbs clock skew and entries written a little late; a longer
+/// re-read would cost several log pages every cycle.
+pub(super) const LOGS_REREAD: Duration = Duration::seconds(60);
+
+impl Poller {
+    /// The logs' re-read window: [`LOGS_REREAD`], or the overlap if that is shorter.
+    fn logs_reread(&self) -> Duration {
+        self.timing.overlap.min(LOGS_REREAD)
     }
 }
 
