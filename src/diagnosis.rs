@@ -7,7 +7,7 @@
 //! `failure` and `reason` label values. Nothing here reads a clock, a file or the network.
 
 use crate::config::Rules;
-use crate::correlation::{usable_contact_id, Case, CaseLog, MatchKind};
+use crate::correlation::{usable_contact_id, Case, CaseLog, CaseSession, MatchKind};
 use crate::logline::{is_missing_id, HandoverLog};
 use crate::sources::cognigy::wire::{Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
@@ -442,173 +442,356 @@ pub struct Diagnosis {
     pub evidence: Evidence,
 }
 
+/// What a pending case waits for: the data the rules need that may still arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingFor {
+    /// No session matched yet and Cognigy has not been read `cognigy_lag_seconds` past the call.
+    CognigyLag,
+    /// A session matched; its later records (settle time) have not been read yet.
+    CognigySettle,
+    /// CXone has not been read past the group's end plus the settle time.
+    CxoneSettle,
+    /// Only legs of the group were read; the master contact has not completed yet.
+    CxoneMaster,
+    /// A leg ended by transfer; the later leg with the queue facts has not completed yet.
+    CxoneTransferLeg,
+}
+
+impl WaitingFor {
+    /// The name written in reports and JSON (`cognigy_lag`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingFor::CognigyLag => "cognigy_lag",
+            WaitingFor::CognigySettle => "cognigy_settle",
+            WaitingFor::CxoneSettle => "cxone_settle",
+            WaitingFor::CxoneMaster => "cxone_master",
+            WaitingFor::CxoneTransferLeg => "cxone_transfer_leg",
+        }
+    }
+
+    /// Why the case waits, for a person reading a drill-down.
+    pub fn explain(self) -> &'static str {
+        match self {
+            WaitingFor::CognigyLag => {
+                "no Cognigy session matches yet, and Cognigy records can appear until the \
+                 configured cognigy_lag_seconds after the call ended"
+            }
+            WaitingFor::CognigySettle => "its Cognigy session is still settling",
+            WaitingFor::CxoneSettle => "CXone has not been read past the call's end yet",
+            WaitingFor::CxoneMaster => {
+                "only legs of the call completed; its master contact has not"
+            }
+            WaitingFor::CxoneTransferLeg => {
+                "a leg ended by transfer; the leg that carries the queue facts has not completed"
+            }
+        }
+    }
+}
+
+impl fmt::Display for WaitingFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The result of looking at a case now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// The data this case needs may still arrive; `waiting_for` says which.
     Pending {
-        waiting_for: &'static str,
+        waiting_for: WaitingFor,
     },
     Diagnosed(Box<Diagnosis>),
 }
 
-/// Applies the rules of DESIGN §5 in order to one case.
+/// Applies the rules of DESIGN §5 in order to one case: first the data gates (is everything the
+/// rules need read, or has its source been down too long?), then [`RULES`], first match wins,
+/// with rule 15 ([`bot_completed`]) when none matched.
 pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
-    let ended = case.ended_at();
     let started = case.started_at();
-    let lag = Duration::seconds(rules.cognigy_lag_seconds as i64);
-    let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
-    let settle = Duration::seconds(horizon.settle_seconds);
-
-    let wait = if case.session.is_some() { settle } else { lag };
-    let needed_until = ended + wait;
-    let cognigy_read_until = horizon.cognigy_for(wait);
-    // Every leg of the group must have had time to show up in CXone too (a post-handover leg
-    // carries the queue and agent facts).
-    let cxone_needed = ended + settle;
-    let lagging = if cognigy_read_until < needed_until {
-        Some(("cognigy", cognigy_read_until, needed_until))
-    } else if horizon.cxone_read_until < cxone_needed {
-        Some(("cxone", horizon.cxone_read_until, cxone_needed))
-    } else {
-        None
+    let ended = case.ended_at();
+    if let Some(verdict) = await_data(case, rules, horizon, started, ended) {
+        return verdict;
+    }
+    let derived = Derived::compute(case, started, ended);
+    let look = Look {
+        case,
+        rules,
+        horizon,
+        derived: &derived,
     };
-    if let Some((source, read_until, needed)) = lagging {
-        let down_since = if source == "cognigy" {
-            horizon.cognigy_unavailable_since
-        } else {
-            horizon.cxone_unavailable_since
-        };
-        if let Some(since) = down_since.filter(|s| given_up(Some(*s), horizon.now, max_pending)) {
-            let down = horizon.now.signed_duration_since(since).num_seconds();
-            let facts = vec![Fact {
-                source: FactSource::Rule,
-                id: source.into(),
-                at: Some(since),
-                detail: format!(
-                    "{source} unavailable since {} ({down} s, max_pending_seconds {}); read up to \
-                     {}, needed up to {}",
-                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    rules.max_pending_seconds,
-                    describe_read_until(read_until),
-                    needed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                )
-                .into(),
-            }];
-            return done(
-                case,
-                Reason::SourceUnavailable,
-                facts,
-                Derived::empty(started, ended),
-            );
-        }
-        return Verdict::Pending {
-            waiting_for: match (source, case.session.is_some()) {
-                ("cxone", _) => "cxone_settle",
-                (_, true) => "cognigy_settle",
-                (_, false) => "cognigy_lag",
-            },
-        };
+    let finding = RULES
+        .iter()
+        .find_map(|rule| rule(&look))
+        .unwrap_or_else(|| bot_completed(&look));
+    match finding {
+        Finding::Wait(waiting_for) => Verdict::Pending { waiting_for },
+        Finding::Decide(reason, facts) => done(case, reason, facts, derived),
+    }
+}
+
+/// What a rule found in a case.
+enum Finding {
+    /// The rule needs data that may still arrive.
+    Wait(WaitingFor),
+    /// The case is decided, by these facts.
+    Decide(Reason, Vec<Fact>),
+}
+
+/// What every rule may look at.
+struct Look<'c, 'a> {
+    case: &'c Case<'a>,
+    rules: &'c Rules,
+    horizon: &'c Horizon,
+    derived: &'c Derived<'a>,
+}
+
+impl<'a> Look<'_, 'a> {
+    fn max_pending(&self) -> Duration {
+        Duration::seconds(self.rules.max_pending_seconds as i64)
     }
 
+    /// CXone has been read past `t`, or has been unavailable longer than `max_pending_seconds`.
+    fn cxone_past(&self, t: DateTime<Utc>) -> bool {
+        cxone_past(self.horizon, self.max_pending(), t)
+    }
+
+    /// The matched session; the rules after rule 1 only run on cases that have one.
+    fn session(&self) -> Option<&CaseSession<'a>> {
+        self.case.session.as_ref()
+    }
+}
+
+/// A rule of DESIGN §5: `None` when it does not apply, so the next one is asked.
+type Rule = fn(&Look<'_, '_>) -> Option<Finding>;
+
+/// The rules after the data gates, in DESIGN §5 order; the first that finds something decides.
+const RULES: &[Rule] = &[
+    no_session,           // 1
+    invalid_action,       // 2
+    no_contact_id,        // 3
+    signal_timeout,       // 4
+    signal_unavailable,   // 5
+    signal_rejected,      // 6
+    transfer_rejected,    // 7
+    transfer_no_answer,   // 8
+    queued,               // 9-11
+    escalated_not_queued, // 12-13
+    bot_turn_slow,        // 14
+];
+
+fn cxone_past(horizon: &Horizon, max_pending: Duration, t: DateTime<Utc>) -> bool {
+    horizon.cxone_read_until >= t || horizon.cxone_given_up(max_pending)
+}
+
+/// A source not yet read as far as a case needs.
+struct Lagging {
+    source: &'static str,
+    read_until: DateTime<Utc>,
+    needed: DateTime<Utc>,
+    waiting_for: WaitingFor,
+    unavailable_since: Option<DateTime<Utc>>,
+}
+
+/// The data gates: a case waits while a source has not been read as far as it needs (or is
+/// decided `source_unavailable` once that source has been down `max_pending_seconds`), and
+/// while only legs of its group have completed.
+fn await_data(
+    case: &Case<'_>,
+    rules: &Rules,
+    horizon: &Horizon,
+    started: DateTime<Utc>,
+    ended: DateTime<Utc>,
+) -> Option<Verdict> {
+    let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
+    if let Some(lagging) = lagging_source(case, rules, horizon, ended) {
+        let Some(since) = lagging
+            .unavailable_since
+            .filter(|s| given_up(Some(*s), horizon.now, max_pending))
+        else {
+            return Some(Verdict::Pending {
+                waiting_for: lagging.waiting_for,
+            });
+        };
+        let fact = unavailable_fact(&lagging, since, horizon.now, rules);
+        return Some(done(
+            case,
+            Reason::SourceUnavailable,
+            vec![fact],
+            Derived::empty(started, ended),
+        ));
+    }
     // Only legs of the group were read so far: the master contact ends last and carries the
     // bot entry and queue facts, so wait for it while CXone has not been read `max_pending`
     // past the legs (a master ends within that) and answers.
-    let cxone_past =
-        |t: DateTime<Utc>| horizon.cxone_read_until >= t || horizon.cxone_given_up(max_pending);
-    if !case.has_master() && !cxone_past(ended + max_pending) {
-        return Verdict::Pending {
-            waiting_for: "cxone_master",
-        };
+    if !case.has_master() && !cxone_past(horizon, max_pending, ended + max_pending) {
+        return Some(Verdict::Pending {
+            waiting_for: WaitingFor::CxoneMaster,
+        });
     }
+    None
+}
 
-    let derived = Derived::compute(case, started, ended);
+/// The first source (Cognigy, then CXone) not read as far as the case needs: Cognigy its lag
+/// past the call when no session matched yet, else the settle time; CXone the settle time, so
+/// that every leg of the group (a post-handover leg carries the queue and agent facts) is in.
+fn lagging_source(
+    case: &Case<'_>,
+    rules: &Rules,
+    horizon: &Horizon,
+    ended: DateTime<Utc>,
+) -> Option<Lagging> {
+    let settle = Duration::seconds(horizon.settle_seconds);
+    let lag = Duration::seconds(rules.cognigy_lag_seconds as i64);
+    let matched = case.session.is_some();
+    let wait = if matched { settle } else { lag };
+    let cognigy_read_until = horizon.cognigy_for(wait);
+    if cognigy_read_until < ended + wait {
+        return Some(Lagging {
+            source: "cognigy",
+            read_until: cognigy_read_until,
+            needed: ended + wait,
+            waiting_for: if matched {
+                WaitingFor::CognigySettle
+            } else {
+                WaitingFor::CognigyLag
+            },
+            unavailable_since: horizon.cognigy_unavailable_since,
+        });
+    }
+    if horizon.cxone_read_until < ended + settle {
+        return Some(Lagging {
+            source: "cxone",
+            read_until: horizon.cxone_read_until,
+            needed: ended + settle,
+            waiting_for: WaitingFor::CxoneSettle,
+            unavailable_since: horizon.cxone_unavailable_since,
+        });
+    }
+    None
+}
 
-    // Rule 1: no session.
-    let Some(session) = &case.session else {
-        let facts = vec![Fact {
-            source: FactSource::Rule,
-            id: "correlation".into(),
-            at: Some(ended),
-            detail: format!(
-                "no Cognigy session matched by custom field, SIP header or caller within {} s; \
-                 Cognigy lag of {} s has passed",
-                rules.correlation_window_seconds, rules.cognigy_lag_seconds
-            )
-            .into(),
-        }];
-        return done(case, Reason::NoBotSession, facts, derived);
+fn unavailable_fact(
+    lagging: &Lagging,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> Fact {
+    let down = now.signed_duration_since(since).num_seconds();
+    Fact {
+        source: FactSource::Rule,
+        id: lagging.source.into(),
+        at: Some(since),
+        detail: format!(
+            "{} unavailable since {} ({down} s, max_pending_seconds {}); read up to {}, needed \
+             up to {}",
+            lagging.source,
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            rules.max_pending_seconds,
+            describe_read_until(lagging.read_until),
+            lagging
+                .needed
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+        .into(),
+    }
+}
+
+/// Rule 1: no session.
+fn no_session(look: &Look<'_, '_>) -> Option<Finding> {
+    if look.case.session.is_some() {
+        return None;
+    }
+    let rules = look.rules;
+    let fact = Fact {
+        source: FactSource::Rule,
+        id: "correlation".into(),
+        at: Some(look.derived.ended),
+        detail: format!(
+            "no Cognigy session matched by custom field, SIP header or caller within {} s; \
+             Cognigy lag of {} s has passed",
+            rules.correlation_window_seconds, rules.cognigy_lag_seconds
+        )
+        .into(),
     };
+    Some(Finding::Decide(Reason::NoBotSession, vec![fact]))
+}
 
-    // Rule 2: invalid action: the node's validation error, its bot output in versions that
-    // report it so, or a run whose action is neither `Escalate` nor `End` (versions before v5
-    // and the 1.2 line send such an action to CXone as it is).
-    let invalid_log = case.logs.iter().find(|l| match l.event {
+/// Rule 2: invalid action: the node's validation error, its bot output in versions that report
+/// it so, or a run whose action is neither `Escalate` nor `End` (versions before v5 and the 1.2
+/// line send such an action to CXone as it is).
+fn invalid_action(look: &Look<'_, '_>) -> Option<Finding> {
+    let invalid_log = look.case.logs.iter().find(|l| match l.event {
         HandoverLog::InvalidAction => true,
         HandoverLog::NodeIds { action, .. } => !matches!(action, "Escalate" | "End"),
         _ => false,
     });
     if let Some(log) = invalid_log {
-        return done(
-            case,
+        return Some(Finding::Decide(
             Reason::InvalidAction,
             vec![log_fact(log.entry)],
-            derived,
-        );
+        ));
     }
-    let invalid_output = session.conversations.iter().find(|c| {
-        !c.node_output.is_empty() && rules.log_patterns.invalid_action.is_match(&c.node_output)
-    });
-    if let Some(c) = invalid_output {
-        let fact = Fact {
-            source: FactSource::CognigyConversation,
-            id: c.id.clone().unwrap_or_else(|| c.session_id.clone()),
-            at: Some(c.timestamp),
-            detail: format!("bot output: {}", c.node_output).into(),
-        };
-        return done(case, Reason::InvalidAction, vec![fact], derived);
-    }
+    let pattern = &look.rules.log_patterns.invalid_action;
+    let output = look
+        .session()?
+        .conversations
+        .iter()
+        .find(|c| !c.node_output.is_empty() && pattern.is_match(&c.node_output))?;
+    let fact = Fact {
+        source: FactSource::CognigyConversation,
+        id: output
+            .id
+            .clone()
+            .unwrap_or_else(|| output.session_id.clone()),
+        at: Some(output.timestamp),
+        detail: format!("bot output: {}", output.node_output).into(),
+    };
+    Some(Finding::Decide(Reason::InvalidAction, vec![fact]))
+}
 
-    // Rule 3: escalated without a contact id: matched only by caller and time, or the node
-    // itself showed it had no id (never the `Done. No output data sent` line: it follows every
-    // voice run).
-    if derived.escalated_at.is_some() {
-        let missing_ids = missing_ids_line(case);
-        let carried_ok = session
-            .carried_contact_id
-            .as_deref()
-            .and_then(usable_contact_id)
-            .is_some();
-        if session.match_kind == MatchKind::CallerTime || !carried_ok || missing_ids.is_some() {
-            let mut facts = derived.escalation_facts();
-            facts.push(Fact {
-                source: FactSource::CognigySession,
-                id: session.session.session_id.clone(),
-                at: Some(session.session.started_at),
-                detail: format!(
-                    "matched by {}; carried contact id {:?}",
-                    session.match_kind.as_str(),
-                    session.carried_contact_id.as_deref().unwrap_or("")
-                )
-                .into(),
-            });
-            if let Some(log) = missing_ids {
-                if !facts
-                    .iter()
-                    .any(|f| f.id == log.entry.id.as_deref().unwrap_or_default())
-                {
-                    facts.push(log_fact(log.entry));
-                }
-            }
-            return done(case, Reason::NoContactId, facts, derived);
+/// Rule 3: escalated without a contact id: matched only by caller and time, or the node itself
+/// showed it had no id (never the `Done. No output data sent` line: it follows every voice run).
+fn no_contact_id(look: &Look<'_, '_>) -> Option<Finding> {
+    look.derived.escalated_at?;
+    let session = look.session()?;
+    let missing_ids = missing_ids_line(look.case);
+    let carried_ok = session
+        .carried_contact_id
+        .as_deref()
+        .and_then(usable_contact_id)
+        .is_some();
+    if session.match_kind != MatchKind::CallerTime && carried_ok && missing_ids.is_none() {
+        return None;
+    }
+    let mut facts = look.derived.escalation_facts();
+    facts.push(Fact {
+        source: FactSource::CognigySession,
+        id: session.session.session_id.clone(),
+        at: Some(session.session.started_at),
+        detail: format!(
+            "matched by {}; carried contact id {:?}",
+            session.match_kind.as_str(),
+            session.carried_contact_id.as_deref().unwrap_or("")
+        )
+        .into(),
+    });
+    if let Some(log) = missing_ids {
+        let log_id = log.entry.id.as_deref().unwrap_or_default();
+        if !facts.iter().any(|f| f.id == log_id) {
+            facts.push(log_fact(log.entry));
         }
     }
+    Some(Finding::Decide(Reason::NoContactId, facts))
+}
 
-    // Rules 4-6: signal errors, in rule order across all error lines. An error that a later
-    // successful signal of the same kind (escalation or not) superseded, a retry that landed,
-    // broke nothing.
-    let signal_errors: Vec<_> = case
-        .logs
+/// The signal error lines that no later successful signal of the same kind (escalation or
+/// not) superseded: a retry that landed broke nothing. With each, its status and timeout flag.
+fn open_signal_errors<'c, 'a>(
+    case: &'c Case<'a>,
+) -> impl Iterator<Item = (&'c CaseLog<'a>, Option<u16>, bool)> + 'c {
+    case.logs
         .iter()
         .filter_map(|l| match l.event {
             HandoverLog::SignalError {
@@ -623,134 +806,159 @@ pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
                     && l.entry.timestamp >= error.entry.timestamp
             })
         })
-        .collect();
-    let timeout = signal_errors.iter().find(|(_, status, timed_out)| {
-        matches!(status, Some(408 | 504)) || (*timed_out && status.is_none())
-    });
-    if let Some((log, ..)) = timeout {
-        return done(
-            case,
-            Reason::SignalTimeout,
-            vec![log_fact(log.entry)],
-            derived,
-        );
-    }
-    let unavailable = signal_errors.iter().find(|(_, status, _)| match status {
-        Some(s) => *s == 429 || (500..600).contains(s),
-        None => true,
-    });
-    if let Some((log, ..)) = unavailable {
-        return done(
-            case,
-            Reason::SignalUnavailable,
-            vec![log_fact(log.entry)],
-            derived,
-        );
-    }
-    let rejected = signal_errors
-        .iter()
-        .find(|(_, status, _)| status.is_some_and(|s| (400..500).contains(&s)));
-    if let Some((log, ..)) = rejected {
-        return done(
-            case,
-            Reason::SignalRejected,
-            vec![log_fact(log.entry)],
-            derived,
-        );
-    }
+}
 
-    // Rules 7-8: Voice Gateway transfer events.
-    let vg_event = |names: &[&str]| {
-        session.conversations.iter().find(|c| {
+/// Rules 4-6 take the first open signal error that `matches`, in rule order across all lines.
+fn signal_error(
+    look: &Look<'_, '_>,
+    reason: Reason,
+    matches: fn(Option<u16>, bool) -> bool,
+) -> Option<Finding> {
+    let (log, ..) = open_signal_errors(look.case)
+        .find(|(_, status, timed_out)| matches(*status, *timed_out))?;
+    Some(Finding::Decide(reason, vec![log_fact(log.entry)]))
+}
+
+/// Rule 4: the signal timed out (408, 504, or a timeout without a status).
+fn signal_timeout(look: &Look<'_, '_>) -> Option<Finding> {
+    signal_error(look, Reason::SignalTimeout, |status, timed_out| {
+        matches!(status, Some(408 | 504)) || (timed_out && status.is_none())
+    })
+}
+
+/// Rule 5: CXone could not take the signal (429, 5xx, or no status at all).
+fn signal_unavailable(look: &Look<'_, '_>) -> Option<Finding> {
+    signal_error(look, Reason::SignalUnavailable, |status, _| match status {
+        Some(s) => s == 429 || (500..600).contains(&s),
+        None => true,
+    })
+}
+
+/// Rule 6: CXone refused the signal (another 4xx, a token 401 among them).
+fn signal_rejected(look: &Look<'_, '_>) -> Option<Finding> {
+    signal_error(look, Reason::SignalRejected, |status, _| {
+        status.is_some_and(|s| (400..500).contains(&s))
+    })
+}
+
+/// The session's first Voice Gateway event named one of `names`.
+fn transfer_event<'c>(look: &Look<'c, '_>, names: &[&str]) -> Option<&'c Conversation> {
+    look.case
+        .session
+        .as_ref()?
+        .conversations
+        .iter()
+        .copied()
+        .find(|c| {
             c.input_data
                 .event
                 .as_ref()
                 .is_some_and(|e| names.contains(&e.name.as_str()))
         })
+}
+
+/// Rule 7: Voice Gateway reports the transfer refused or not dialled.
+fn transfer_rejected(look: &Look<'_, '_>) -> Option<Finding> {
+    let c = transfer_event(look, &["TRANSFER_REFER_ERROR", "TRANSFER_DIAL_ERROR"])?;
+    Some(Finding::Decide(
+        Reason::TransferRejected,
+        vec![conversation_fact(c)],
+    ))
+}
+
+/// Rule 8: Voice Gateway reports the transfer target did not answer.
+fn transfer_no_answer(look: &Look<'_, '_>) -> Option<Finding> {
+    let c = transfer_event(look, &["NO_ANSWER"])?;
+    Some(Finding::Decide(
+        Reason::TransferNoAnswer,
+        vec![conversation_fact(c)],
+    ))
+}
+
+/// Rules 9-11: queued: to a skill not configured as a handover skill, abandoned in the queue,
+/// answered by an agent, or queued.
+fn queued(look: &Look<'_, '_>) -> Option<Finding> {
+    let queued = look.derived.queued_contact?;
+    let fact = contact_fact(queued, "queued");
+    let skills = &look.rules.handover_skills;
+    let contacts = &look.case.contacts;
+    let answered = contacts.iter().any(|c| c.agent_id != 0);
+    let reason = if !skills.is_empty() && !skills.contains(&queued.skill_id) {
+        Reason::UnknownSkill
+    } else if !answered && contacts.iter().any(|c| c.abandoned) {
+        Reason::InQueue
+    } else if answered {
+        Reason::AgentAnswered
+    } else {
+        Reason::Queued
     };
-    if let Some(c) = vg_event(&["TRANSFER_REFER_ERROR", "TRANSFER_DIAL_ERROR"]) {
-        return done(
-            case,
-            Reason::TransferRejected,
-            vec![conversation_fact(c)],
-            derived,
-        );
-    }
-    if let Some(c) = vg_event(&["NO_ANSWER"]) {
-        return done(
-            case,
-            Reason::TransferNoAnswer,
-            vec![conversation_fact(c)],
-            derived,
-        );
-    }
+    Some(Finding::Decide(reason, vec![fact]))
+}
 
-    // Rules 9-11: queued.
-    if let Some(queued) = derived.queued_contact {
-        let fact = contact_fact(queued, "queued");
-        if !rules.handover_skills.is_empty() && !rules.handover_skills.contains(&queued.skill_id) {
-            return done(case, Reason::UnknownSkill, vec![fact], derived);
-        }
-        let answered = case.contacts.iter().any(|c| c.agent_id != 0);
-        if !answered && case.contacts.iter().any(|c| c.abandoned) {
-            return done(case, Reason::InQueue, vec![fact], derived);
-        }
-        let reason = if answered {
-            Reason::AgentAnswered
-        } else {
-            Reason::Queued
-        };
-        return done(case, reason, vec![fact], derived);
+/// Rules 12-13: escalated, not queued. A contact that ended by being transferred has a later
+/// leg that carries the queue facts; it shows up in CXone only when it completes, so wait for it
+/// (up to the pending limit) rather than call the handover lost.
+fn escalated_not_queued(look: &Look<'_, '_>) -> Option<Finding> {
+    let escalated_at = look.derived.escalated_at?;
+    let case = look.case;
+    let ended = look.derived.ended;
+    if case.contacts.iter().any(|c| c.was_transferred())
+        && !look.cxone_past(ended + look.max_pending())
+    {
+        return Some(Finding::Wait(WaitingFor::CxoneTransferLeg));
     }
+    let deadline = Duration::seconds(look.rules.handover_deadline_seconds as i64);
+    let mut facts = look.derived.escalation_facts();
+    facts.push(contact_fact(case.primary(), "ended without queueing"));
+    let reason = if ended - escalated_at <= deadline {
+        Reason::BeforeQueue
+    } else {
+        Reason::NotQueued
+    };
+    Some(Finding::Decide(reason, facts))
+}
 
-    // Rules 12-13: escalated, not queued. A contact that ended by being transferred has a later
-    // leg that carries the queue facts; it shows up in CXone only when it completes, so wait for
-    // it (up to the pending limit) rather than call the handover lost.
-    if let Some(escalated_at) = derived.escalated_at {
-        if case.contacts.iter().any(|c| c.was_transferred()) && !cxone_past(ended + max_pending) {
-            return Verdict::Pending {
-                waiting_for: "cxone_transfer_leg",
-            };
-        }
-        let deadline = Duration::seconds(rules.handover_deadline_seconds as i64);
-        let mut facts = derived.escalation_facts();
-        facts.push(contact_fact(case.primary(), "ended without queueing"));
-        let reason = if ended - escalated_at <= deadline {
-            Reason::BeforeQueue
-        } else {
-            Reason::NotQueued
-        };
-        return done(case, reason, facts, derived);
-    }
-
-    // Rule 14: a slow bot turn.
-    let slow = session
+/// Rule 14: a bot turn at or over `bot_turn_timeout_ms` (the slowest is reported).
+fn bot_turn_slow(look: &Look<'_, '_>) -> Option<Finding> {
+    let timeout_ms = look.rules.bot_turn_timeout_ms;
+    let slow = look
+        .session()?
         .analytics
         .iter()
-        .filter(|a| a.execution_time >= rules.bot_turn_timeout_ms as f64)
-        .max_by(|a, b| a.execution_time.total_cmp(&b.execution_time));
-    if let Some(a) = slow {
-        let fact = Fact {
-            source: FactSource::CognigyAnalytics,
-            id: a.id.clone().unwrap_or_else(|| a.session_id.clone()),
-            at: Some(a.timestamp),
-            detail: format!(
-                "executionTime {} ms >= bot_turn_timeout_ms {}",
-                a.execution_time, rules.bot_turn_timeout_ms
-            )
-            .into(),
-        };
-        return done(case, Reason::BotTurnSlow, vec![fact], derived);
-    }
-
-    // Rule 15.
+        .filter(|a| a.execution_time >= timeout_ms as f64)
+        .max_by(|a, b| a.execution_time.total_cmp(&b.execution_time))?;
     let fact = Fact {
-        source: FactSource::CognigySession,
-        id: session.session.session_id.clone(),
-        at: Some(session.session.started_at),
-        detail: "no escalation signal of any kind".into(),
+        source: FactSource::CognigyAnalytics,
+        id: slow.id.clone().unwrap_or_else(|| slow.session_id.clone()),
+        at: Some(slow.timestamp),
+        detail: format!(
+            "executionTime {} ms >= bot_turn_timeout_ms {timeout_ms}",
+            slow.execution_time
+        )
+        .into(),
     };
-    done(case, Reason::BotCompleted, vec![fact], derived)
+    Some(Finding::Decide(Reason::BotTurnSlow, vec![fact]))
+}
+
+/// Rule 15, when no rule of [`RULES`] matched: the bot completed without any escalation.
+fn bot_completed(look: &Look<'_, '_>) -> Finding {
+    let fact = look.session().map_or_else(
+        // Rule 1 decides every case without a session, so this is not reached; say so rather
+        // than panic.
+        || Fact {
+            source: FactSource::Rule,
+            id: "correlation".into(),
+            at: Some(look.derived.ended),
+            detail: "no escalation signal of any kind".into(),
+        },
+        |session| Fact {
+            source: FactSource::CognigySession,
+            id: session.session.session_id.clone(),
+            at: Some(session.session.started_at),
+            detail: "no escalation signal of any kind".into(),
+        },
+    );
+    Finding::Decide(Reason::BotCompleted, vec![fact])
 }
 
 /// The line that shows the handover node had no usable contact id for an escalation: a

@@ -12,9 +12,11 @@
 //! keeps no state and exports no metrics; it does not touch the store.
 
 use crate::config::{Config, TenantConfig};
-use crate::correlation::{correlate, Inputs};
-use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
+use crate::correlation::Inputs;
+use crate::diagnosis::{Diagnosis, Horizon, Verdict, WaitingFor};
+use crate::engine::decide;
 use crate::report::Format;
+use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
 use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::wire::{CompletedContact, StateHistory};
 use crate::sources::cxone::CxoneClient;
@@ -34,9 +36,9 @@ const MAX_HISTORIES: usize = 10;
 pub enum DrilldownVerdict {
     /// Diagnosed by the rules of DESIGN §5.
     Diagnosed(Box<Diagnosis>),
-    /// Data the case needs may still arrive (`waiting_for`: `cognigy_lag` or `cognigy_settle`).
+    /// Data the case needs may still arrive.
     Pending {
-        waiting_for: &'static str,
+        waiting_for: WaitingFor,
         /// When the awaited data is due (call end plus lag or settle).
         due_at: DateTime<Utc>,
     },
@@ -117,84 +119,136 @@ pub fn select_tenant<'a>(
     }
 }
 
-/// Diagnoses the group of `contact_id` from the tenant's APIs as they are at `now`.
-pub async fn diagnose_contact(
-    tenant: &TenantConfig,
-    contact_id: i64,
-    now: DateTime<Utc>,
-) -> Result<Drilldown, DrilldownError> {
-    let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
-    let cxone = CxoneClient::new(&tenant.cxone, observer.clone()).map_err(|error| {
-        DrilldownError::Client {
-            api: Source::Cxone,
-            error,
-        }
-    })?;
-    let cognigy =
-        CognigyClient::new(&tenant.cognigy, observer).map_err(|error| DrilldownError::Client {
-            api: Source::Cognigy,
-            error,
-        })?;
-    let cxone_failed = |reading: &'static str| {
-        move |error| DrilldownError::Source {
-            api: Source::Cxone,
-            reading,
-            error,
-        }
-    };
-    let cognigy_failed = |reading: &'static str| {
-        move |error| DrilldownError::Source {
-            api: Source::Cognigy,
-            reading,
-            error,
-        }
-    };
+/// The tenant's two API clients, and how a failed read is reported.
+struct Apis {
+    cxone: CxoneClient,
+    cognigy: CognigyClient,
+}
 
-    let asked = cxone
+fn failed(api: Source, reading: &'static str) -> impl Fn(SourceError) -> DrilldownError {
+    move |error| DrilldownError::Source {
+        api,
+        reading,
+        error,
+    }
+}
+
+impl Apis {
+    fn new(tenant: &TenantConfig) -> Result<Apis, DrilldownError> {
+        let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
+        let cxone = CxoneClient::new(&tenant.cxone, observer.clone()).map_err(|error| {
+            DrilldownError::Client {
+                api: Source::Cxone,
+                error,
+            }
+        })?;
+        let cognigy = CognigyClient::new(&tenant.cognigy, observer).map_err(|error| {
+            DrilldownError::Client {
+                api: Source::Cognigy,
+                error,
+            }
+        })?;
+        Ok(Apis { cxone, cognigy })
+    }
+}
+
+/// The contact asked for and its group's master contact (when it is another one).
+struct Asked {
+    asked: CompletedContact,
+    master: Option<CompletedContact>,
+}
+
+impl Asked {
+    fn master_id(&self) -> i64 {
+        self.asked.group_id()
+    }
+
+    /// The earliest start of the two: where the windows open (less a margin).
+    fn start(&self) -> DateTime<Utc> {
+        self.master
+            .iter()
+            .chain(std::iter::once(&self.asked))
+            .map(|c| c.contact_start_date)
+            .min()
+            .unwrap_or(self.asked.contact_start_date)
+    }
+}
+
+/// Reads the contact asked for and its master contact singly.
+async fn read_asked(
+    apis: &Apis,
+    contact_id: i64,
+    notes: &mut Vec<String>,
+) -> Result<Asked, DrilldownError> {
+    let asked = apis
+        .cxone
         .contact(contact_id)
         .await
-        .map_err(cxone_failed("the contact"))?
+        .map_err(failed(Source::Cxone, "the contact"))?
         .ok_or(DrilldownError::ContactNotFound(contact_id))?;
     let master_id = asked.group_id();
-    let mut notes = Vec::new();
-    let master = if master_id == asked.contact_id {
-        Some(asked.clone())
-    } else {
-        let master = cxone
-            .contact(master_id)
-            .await
-            .map_err(cxone_failed("the master contact"))?;
-        if master.is_none() {
-            notes.push(format!(
-                "master contact {master_id} of contact {contact_id} not found in CXone; \
-                 the window starts at contact {contact_id}"
-            ));
-        }
-        master
-    };
-    let start = master
-        .iter()
-        .chain(std::iter::once(&asked))
-        .map(|c| c.contact_start_date)
-        .min()
-        .unwrap_or(asked.contact_start_date);
-    let margin = Duration::minutes(WINDOW_MARGIN_MINUTES);
-    let since = start - margin;
-    let sessions_since = since - Duration::seconds(tenant.rules.correlation_window_seconds as i64);
+    if master_id == asked.contact_id {
+        let master = Some(asked.clone());
+        return Ok(Asked { asked, master });
+    }
+    let master = apis
+        .cxone
+        .contact(master_id)
+        .await
+        .map_err(failed(Source::Cxone, "the master contact"))?;
+    if master.is_none() {
+        notes.push(format!(
+            "master contact {master_id} of contact {contact_id} not found in CXone; the window \
+             starts at contact {contact_id}"
+        ));
+    }
+    Ok(Asked { asked, master })
+}
 
+/// Everything read in the window around the call, owned, in the shape the engine takes.
+struct Window {
+    contacts: Vec<CompletedContact>,
+    sessions: Vec<Session>,
+    conversations: Vec<Conversation>,
+    analytics: Vec<Analytics>,
+    logs: Vec<LogEntry>,
+}
+
+impl Window {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            contacts: &self.contacts,
+            sessions: &self.sessions,
+            conversations: &self.conversations,
+            analytics: &self.analytics,
+            logs: &self.logs,
+        }
+    }
+}
+
+/// Bulk reads of the window from `since` (sessions a correlation window earlier), all five at
+/// once, as the daemon reads them; a read cut short by `max_pages` leaves a note.
+async fn read_window(
+    apis: &Apis,
+    tenant: &TenantConfig,
+    since: DateTime<Utc>,
+    notes: &mut Vec<String>,
+) -> Result<Window, DrilldownError> {
+    let sessions_since = since - Duration::seconds(tenant.rules.correlation_window_seconds as i64);
     let pages = tenant.cognigy.max_pages;
+    let cognigy = &apis.cognigy;
     let (contacts, sessions, conversations, analytics, logs) = tokio::join!(
-        cxone.completed_contacts(since, tenant.cxone.max_pages),
+        apis.cxone.completed_contacts(since, tenant.cxone.max_pages),
         cognigy.sessions_since(sessions_since, pages),
         cognigy.conversations_since(since, pages),
         cognigy.analytics_since(since, pages),
         cognigy.logs_since(since, pages),
     );
-    let contacts = contacts.map_err(cxone_failed("completed contacts"))?;
-    let sessions = sessions.map_err(cognigy_failed("OData Sessions"))?;
-    let conversations = conversations.map_err(cognigy_failed("OData Conversations"))?;
-    let analytics = analytics.map_err(cognigy_failed("OData Analytics"))?;
-    let logs = logs.map_err(cognigy_failed("project logs"))?;
+    let contacts = contacts.map_err(failed(Source::Cxone, "completed contacts"))?;
+    let sessions = sessions.map_err(failed(Source::Cognigy, "OData Sessions"))?;
+    let conversations = conversations.map_err(failed(Source::Cognigy, "OData Conversations"))?;
+    let analytics = analytics.map_err(failed(Source::Cognigy, "OData Analytics"))?;
+    let logs = logs.map_err(failed(Source::Cognigy, "project logs"))?;
     let truncated = [
         ("CXone completed contacts", contacts.truncated),
         ("Cognigy Sessions", sessions.truncated),
@@ -202,31 +256,29 @@ pub async fn diagnose_contact(
         ("Cognigy Analytics", analytics.truncated),
         ("Cognigy logs", logs.truncated),
     ];
-    for (what, cut) in truncated {
-        if cut {
-            notes.push(format!(
-                "{what}: the read stopped at max_pages, so records of this call may be missing; \
-                 raise max_pages to read the whole window"
-            ));
-        }
+    for (what, _) in truncated.iter().filter(|(_, cut)| *cut) {
+        notes.push(format!(
+            "{what}: the read stopped at max_pages, so records of this call may be missing; \
+             raise max_pages to read the whole window"
+        ));
     }
+    Ok(Window {
+        contacts: contacts.contacts,
+        sessions: sessions.records,
+        conversations: conversations.records,
+        analytics: analytics.records,
+        logs: logs.records,
+    })
+}
 
-    // The window's contacts, plus the ones read singly if the window missed them (e.g. a contact
-    // updated before the window opened).
-    let mut all: Vec<CompletedContact> = contacts.contacts;
-    for single in master.iter().chain(std::iter::once(&asked)) {
-        if !all.iter().any(|c| c.contact_id == single.contact_id) {
-            all.push(single.clone());
-        }
-    }
-    let inputs = Inputs {
-        contacts: &all,
-        sessions: &sessions.records,
-        conversations: &conversations.records,
-        analytics: &analytics.records,
-        logs: &logs.records,
-    };
-    let cases = correlate(inputs, &tenant.rules);
+/// The engine's verdict on the master's group, with the group's contact ids. Everything was
+/// read up to `now`, and a drill-down waits for no settle time: it reports what is there.
+fn conclude(
+    window: &Window,
+    tenant: &TenantConfig,
+    master_id: i64,
+    now: DateTime<Utc>,
+) -> (DrilldownVerdict, Vec<i64>) {
     let horizon = Horizon {
         now,
         cognigy_read_until: now,
@@ -237,40 +289,66 @@ pub async fn diagnose_contact(
         cognigy_unavailable_since: None,
         cxone_unavailable_since: None,
     };
-    let case = cases.iter().find(|c| c.master_contact_id == master_id);
-    let (verdict, group): (DrilldownVerdict, Vec<i64>) = match case {
-        None => {
-            let group = all
-                .iter()
-                .filter(|c| c.group_id() == master_id)
-                .map(|c| c.contact_id)
-                .collect();
-            (DrilldownVerdict::NotBotContact, group)
-        }
-        Some(case) => {
-            let group = case.contacts.iter().map(|c| c.contact_id).collect();
-            let verdict = match diagnose(case, &tenant.rules, &horizon) {
-                Verdict::Diagnosed(d) => DrilldownVerdict::Diagnosed(d),
-                Verdict::Pending { waiting_for } => {
-                    let ended = case.ended_at();
-                    let wait = if case.session.is_some() {
-                        Duration::zero()
-                    } else {
-                        Duration::seconds(tenant.rules.cognigy_lag_seconds as i64)
-                    };
-                    DrilldownVerdict::Pending {
-                        waiting_for,
-                        due_at: ended + wait,
-                    }
-                }
+    let decisions = decide(window.inputs(), &tenant.rules, &horizon);
+    let Some(decision) = decisions
+        .into_iter()
+        .find(|d| d.case.master_contact_id == master_id)
+    else {
+        let group = window
+            .contacts
+            .iter()
+            .filter(|c| c.group_id() == master_id)
+            .map(|c| c.contact_id)
+            .collect();
+        return (DrilldownVerdict::NotBotContact, group);
+    };
+    let case = &decision.case;
+    let group = case.contacts.iter().map(|c| c.contact_id).collect();
+    let verdict = match decision.verdict {
+        Verdict::Diagnosed(d) => DrilldownVerdict::Diagnosed(d),
+        Verdict::Pending { waiting_for } => {
+            let wait = if case.session.is_some() {
+                Duration::zero()
+            } else {
+                Duration::seconds(tenant.rules.cognigy_lag_seconds as i64)
             };
-            (verdict, group)
+            DrilldownVerdict::Pending {
+                waiting_for,
+                due_at: case.ended_at() + wait,
+            }
         }
     };
+    (verdict, group)
+}
+
+/// Diagnoses the group of `contact_id` from the tenant's APIs as they are at `now`.
+pub async fn diagnose_contact(
+    tenant: &TenantConfig,
+    contact_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Drilldown, DrilldownError> {
+    let apis = Apis::new(tenant)?;
+    let mut notes = Vec::new();
+    let asked = read_asked(&apis, contact_id, &mut notes).await?;
+    let master_id = asked.master_id();
+    let since = asked.start() - Duration::minutes(WINDOW_MARGIN_MINUTES);
+    let mut window = read_window(&apis, tenant, since, &mut notes).await?;
+    // The contacts read singly, if the window missed them (e.g. a contact updated before the
+    // window opened).
+    for single in asked.master.into_iter().chain(std::iter::once(asked.asked)) {
+        if !window
+            .contacts
+            .iter()
+            .any(|c| c.contact_id == single.contact_id)
+        {
+            window.contacts.push(single);
+        }
+    }
+    let (verdict, group) = conclude(&window, tenant, master_id, now);
 
     let mut state_history = BTreeMap::new();
     for id in group.iter().take(MAX_HISTORIES) {
-        match cxone.state_history(*id).await {
+        match apis.cxone.state_history(*id).await {
             Ok(h) => {
                 state_history.insert(*id, h);
             }
@@ -330,14 +408,7 @@ pub fn render(drilldown: &Drilldown, format: Format) -> String {
             },
             Format::Text,
         ) => {
-            let why = match *waiting_for {
-                "cognigy_lag" => {
-                    "no Cognigy session matches yet, and Cognigy records can appear \
-                                  until the configured cognigy_lag_seconds after the call ended"
-                }
-                "cognigy_settle" => "its Cognigy session is still settling",
-                _ => "its data may still arrive",
-            };
+            let why = waiting_for.explain();
             format!(
                 "contact {}: pending, waiting for {waiting_for} until {}: {why}\n",
                 drilldown.master_contact_id,

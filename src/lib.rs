@@ -34,6 +34,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diagnosis;
 pub mod drilldown;
+pub mod engine;
 pub mod logline;
 pub mod metrics;
 pub mod pages;

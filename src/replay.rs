@@ -12,8 +12,9 @@
 //! called by [`diagnose_data`].
 
 use crate::config::{file_kind, parse_replay_rules, Rules};
-use crate::correlation::{correlate, Inputs};
-use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
+use crate::correlation::Inputs;
+use crate::diagnosis::{Diagnosis, Horizon};
+use crate::engine::{self, decide};
 use crate::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, LogEntry, LogPage, ODataPage, Session,
 };
@@ -161,19 +162,8 @@ pub fn diagnose_data(data: &ReplayData) -> Vec<Diagnosis> {
         analytics: &data.analytics,
         logs: &data.logs,
     };
-    let horizon = Horizon::final_data();
-    let cases = correlate(inputs, &data.rules);
-    let mut diagnoses = Vec::with_capacity(cases.len());
-    diagnoses.extend(
-        cases
-            .iter()
-            .filter_map(|case| match diagnose(case, &data.rules, &horizon) {
-                Verdict::Diagnosed(d) => Some(*d),
-                // Final data never leaves a case pending; skip defensively rather than panic.
-                Verdict::Pending { .. } => None,
-            }),
-    );
-    diagnoses
+    // Final data never leaves a case pending.
+    engine::diagnoses(decide(inputs, &data.rules, &Horizon::final_data()))
 }
 
 /// A replay file's top-level JSON; an empty file is an error naming `what` was expected.

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use handover_exporter::config::Rules;
-use handover_exporter::correlation::{correlate, Inputs, MatchKind};
-use handover_exporter::diagnosis::{diagnose, Diagnosis, Horizon, Reason, Verdict};
+use handover_exporter::correlation::{Inputs, MatchKind};
+use handover_exporter::diagnosis::{Diagnosis, Horizon, Reason, Verdict, WaitingFor};
+use handover_exporter::engine::decide;
 use handover_exporter::sources::cognigy::wire::{
     Analytics, Conversation, InputData, LogEntry, LogMeta, Session, VoiceGatewayEvent,
 };
@@ -161,9 +162,9 @@ impl World {
             analytics: &self.analytics,
             logs: &self.logs,
         };
-        correlate(inputs, rules)
-            .iter()
-            .map(|case| diagnose(case, rules, horizon))
+        decide(inputs, rules, horizon)
+            .into_iter()
+            .map(|d| d.verdict)
             .collect()
     }
 
@@ -375,7 +376,7 @@ fn waits_for_cxone_to_settle() {
     assert!(matches!(
         w.diagnose_with(&rules(), &horizon)[0],
         Verdict::Pending {
-            waiting_for: "cxone_settle"
+            waiting_for: WaitingFor::CxoneSettle
         }
     ));
 }
@@ -815,7 +816,7 @@ fn transferred_contact_waits_for_its_leg() {
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
         Verdict::Pending {
-            waiting_for: "cxone_transfer_leg"
+            waiting_for: WaitingFor::CxoneTransferLeg
         }
     ));
     assert_eq!(w.reason(), Reason::NotQueued);
@@ -840,7 +841,7 @@ fn case_without_master_waits_for_it() {
     assert!(matches!(
         w.diagnose_with(&rules(), &live)[0],
         Verdict::Pending {
-            waiting_for: "cxone_master"
+            waiting_for: WaitingFor::CxoneMaster
         }
     ));
 }

@@ -6,8 +6,9 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{Duration, Utc};
-use handover_exporter::correlation::{correlate, Inputs};
-use handover_exporter::diagnosis::{diagnose, Horizon, Reason, Verdict};
+use handover_exporter::correlation::Inputs;
+use handover_exporter::diagnosis::{Horizon, Reason};
+use handover_exporter::engine::{self, decide};
 use handover_exporter::simulator::world::GENERATED_REASONS;
 use handover_exporter::simulator::{
     dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions,
@@ -934,13 +935,10 @@ async fn served_bodies_parse_and_diagnosis_matches_truth() {
         analytics: &analytics,
         logs: &logs,
     };
-    let cases = correlate(inputs, &rules);
     let mut got: BTreeMap<i64, (String, String)> = BTreeMap::new();
-    for case in &cases {
-        if let Verdict::Diagnosed(d) = diagnose(case, &rules, &Horizon::final_data()) {
-            let m = d.evidence.match_kind.map_or("none", |m| m.as_str());
-            got.insert(d.contact_id, (d.reason.as_str().to_owned(), m.to_owned()));
-        }
+    for d in engine::diagnoses(decide(inputs, &rules, &Horizon::final_data())) {
+        let m = d.evidence.match_kind.map_or("none", |m| m.as_str());
+        got.insert(d.contact_id, (d.reason.as_str().to_owned(), m.to_owned()));
     }
     let mismatches: Vec<_> = expected
         .iter()

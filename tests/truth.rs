@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use handover_exporter::config::Rules;
-use handover_exporter::diagnosis::{Failure, Outcome, Reason};
+use handover_exporter::diagnosis::{Failure, Outcome, Reason, WaitingFor};
 use handover_exporter::drilldown::{self, DrilldownError, DrilldownVerdict};
 use handover_exporter::report::Format;
 use handover_exporter::simulator::{
@@ -340,7 +340,7 @@ async fn live_drilldown_matches_truth_for_every_reason() {
                 );
             }
             (DrilldownVerdict::Pending { waiting_for, .. }, true) => {
-                assert_eq!(*waiting_for, "cognigy_lag");
+                assert_eq!(*waiting_for, WaitingFor::CognigyLag);
             }
             (other, lagging) => problems.push(format!(
                 "{}: truth {:?} (lag pending: {lagging}), live {other:?}",
@@ -429,7 +429,7 @@ async fn live_contact_without_session_is_pending_until_the_lag_passed() {
             waiting_for,
             due_at,
         } => {
-            assert_eq!(waiting_for, "cognigy_lag");
+            assert_eq!(waiting_for, WaitingFor::CognigyLag);
             assert_eq!(due_at, ended_at(lost) + Duration::seconds(6000));
         }
         ref other => panic!("expected pending, got {other:?}"),

@@ -8,8 +8,9 @@
 use super::cursors::before;
 use super::{CycleError, Poller};
 use crate::config::Rules;
-use crate::correlation::{correlate, Case, Inputs};
-use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
+use crate::correlation::Inputs;
+use crate::diagnosis::Horizon;
+use crate::engine::{self, decide, Decision};
 use crate::sources::cxone::wire::CompletedContact;
 use crate::store::{CycleCommit, RipeKey};
 use chrono::{DateTime, Duration, Utc};
@@ -90,17 +91,10 @@ impl Poller {
                 analytics: &cognigy.analytics,
                 logs: &cognigy.logs,
             };
-            let cases = correlate(inputs, &self.rules);
-            decided.cases += cases.len();
-            let ignored = not_bot_contacts(&contacts, &cases, &self.rules, &horizon, settle);
-            let diagnoses: Vec<Diagnosis> = cases
-                .iter()
-                .filter_map(|case| match diagnose(case, &self.rules, &horizon) {
-                    Verdict::Diagnosed(d) => Some(*d),
-                    Verdict::Pending { .. } => None,
-                })
-                .collect();
-            drop(cases);
+            let decisions = decide(inputs, &self.rules, &horizon);
+            decided.cases += decisions.len();
+            let ignored = not_bot_contacts(&contacts, &decisions, &self.rules, &horizon, settle);
+            let diagnoses = engine::diagnoses(decisions);
             drop(cognigy);
             drop(contacts);
 
@@ -139,15 +133,15 @@ impl Poller {
 /// Cognigy has been unavailable for `max_pending_seconds`, so none can be expected to.
 fn not_bot_contacts(
     contacts: &[CompletedContact],
-    cases: &[Case<'_>],
+    decisions: &[Decision<'_>],
     rules: &Rules,
     horizon: &Horizon,
     settle: Duration,
 ) -> Vec<i64> {
     let max_pending = Duration::seconds(rules.max_pending_seconds as i64);
-    let in_case: HashSet<i64> = cases
+    let in_case: HashSet<i64> = decisions
         .iter()
-        .flat_map(|c| c.contacts.iter().map(|x| x.contact_id))
+        .flat_map(|d| d.case.contacts.iter().map(|x| x.contact_id))
         .collect();
     let lag = Duration::seconds(rules.cognigy_lag_seconds as i64) + settle;
     contacts
