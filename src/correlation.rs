@@ -262,89 +262,152 @@ impl<'a, T> BySession<'a, T> {
 ///
 /// Groups and sessions are numbered in the order they are first read; the later passes index
 /// flat vectors by those numbers rather than hashing ids again (issue 5: map lookups were most of
-/// correlation's time).
+/// correlation's time). The passes: group the contacts (`Groups`), index the sessions' records
+/// (`SessionRecords`), tie sessions by the id they carry (`tie_by_id`), then by caller and
+/// time (`tie_by_caller_time`), attach the log lines' node runs (`attach_logs`) and
+/// assemble the cases (`assemble`).
 pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
-    let is_entry = |c: &CompletedContact| {
-        rules
-            .bot_entry_points_of_contact
-            .contains(&c.point_of_contact_id)
-            || rules.bot_entry_skills.contains(&c.skill_id)
-    };
-
-    // Contact groups, deduplicated by contact id.
-    let mut group_of_contact: HashMap<i64, u32> = HashMap::with_capacity(inputs.contacts.len());
-    let mut group_numbers: HashMap<i64, u32> = HashMap::with_capacity(inputs.contacts.len());
-    let mut groups: Vec<Group<'a>> = Vec::with_capacity(inputs.contacts.len());
-    for contact in inputs.contacts {
-        if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
-            continue;
-        }
-        let hash_map::Entry::Vacant(contact_entry) = group_of_contact.entry(contact.contact_id)
-        else {
-            // A second copy of a contact already grouped: the first one wins.
-            continue;
-        };
-        let group_id = contact.group_id();
-        let started = contact.contact_start_date;
-        let ended = contact.ended_at();
-        let number = *group_numbers.entry(group_id).or_insert_with(|| {
-            groups.push(Group {
-                id: group_id,
-                members: Vec::new(),
-                bot_entry: false,
-                started_at: started,
-                ended_at: ended,
-            });
-            // Fewer groups than contacts, and a poll reads far fewer than 4 billion contacts.
-            (groups.len() - 1) as u32
-        });
-        contact_entry.insert(number);
-        let group = &mut groups[number as usize];
-        group.members.push(contact);
-        group.bot_entry |= is_entry(contact);
-        group.started_at = group.started_at.min(started);
-        group.ended_at = group.ended_at.max(ended);
+    let groups = Groups::build(inputs.contacts, rules);
+    let records = SessionRecords::build(&inputs);
+    let mut ties = tie_by_id(&groups, &records, rules);
+    if !ties.unkeyed.is_empty() {
+        tie_by_caller_time(&groups, &records, &mut ties, rules);
     }
-    // The group a carried contact id names: the group of that contact, else the group it is the
-    // master of (its legs were read, the master not yet); `Err(id)` for a group not read at all.
-    let group_named = |id: i64| -> Result<u32, i64> {
-        group_of_contact
+    let logs_of_group = attach_logs(inputs.logs, &groups, &records, &ties, rules);
+    assemble(groups, ties, logs_of_group)
+}
+
+/// Pass 1: the voice contacts grouped by master contact id, each contact once.
+struct Groups<'a> {
+    groups: Vec<Group<'a>>,
+    /// Contact id to its group's number.
+    group_of_contact: HashMap<i64, u32>,
+    /// Master contact id to its group's number.
+    number_of_group: HashMap<i64, u32>,
+}
+
+impl<'a> Groups<'a> {
+    fn build(contacts: &'a [CompletedContact], rules: &Rules) -> Groups<'a> {
+        let is_entry = |c: &CompletedContact| {
+            rules
+                .bot_entry_points_of_contact
+                .contains(&c.point_of_contact_id)
+                || rules.bot_entry_skills.contains(&c.skill_id)
+        };
+        let mut group_of_contact: HashMap<i64, u32> = HashMap::with_capacity(contacts.len());
+        let mut number_of_group: HashMap<i64, u32> = HashMap::with_capacity(contacts.len());
+        let mut groups: Vec<Group<'a>> = Vec::with_capacity(contacts.len());
+        for contact in contacts {
+            if contact.media_type_id.is_some_and(|m| m != MEDIA_TYPE_PHONE) {
+                continue;
+            }
+            let hash_map::Entry::Vacant(contact_entry) = group_of_contact.entry(contact.contact_id)
+            else {
+                // A second copy of a contact already grouped: the first one wins.
+                continue;
+            };
+            let group_id = contact.group_id();
+            let started = contact.contact_start_date;
+            let ended = contact.ended_at();
+            let number = *number_of_group.entry(group_id).or_insert_with(|| {
+                groups.push(Group {
+                    id: group_id,
+                    members: Vec::new(),
+                    bot_entry: false,
+                    started_at: started,
+                    ended_at: ended,
+                });
+                // Fewer groups than contacts, and a poll reads far fewer than 4 billion contacts.
+                (groups.len() - 1) as u32
+            });
+            contact_entry.insert(number);
+            let group = &mut groups[number as usize];
+            group.members.push(contact);
+            group.bot_entry |= is_entry(contact);
+            group.started_at = group.started_at.min(started);
+            group.ended_at = group.ended_at.max(ended);
+        }
+        Groups {
+            groups,
+            group_of_contact,
+            number_of_group,
+        }
+    }
+
+    /// The group a carried contact id names: the group of that contact, else the group it is
+    /// the master of (its legs were read, the master not yet); `Err(id)` for a group not read.
+    fn named(&self, id: i64) -> Result<u32, i64> {
+        self.group_of_contact
             .get(&id)
-            .or_else(|| group_numbers.get(&id))
+            .or_else(|| self.number_of_group.get(&id))
             .copied()
             .ok_or(id)
-    };
+    }
+}
 
-    // Sessions, each id once (the first record wins), and their Cognigy records. The same record
-    // can be in the inputs twice (re-read by an overlapping window and loaded from the store):
-    // the first copy of an id wins, checked per session (a session holds a handful of records).
-    let mut slot_of: HashMap<&str, u32> = HashMap::with_capacity(inputs.sessions.len());
-    let mut sessions: Vec<&'a Session> = Vec::with_capacity(inputs.sessions.len());
-    for session in inputs.sessions {
-        let next = sessions.len() as u32;
-        if let hash_map::Entry::Vacant(v) = slot_of.entry(session.session_id.as_str()) {
-            v.insert(next);
-            sessions.push(session);
+/// The sessions, each id once (the first record wins), with their Cognigy records. The same
+/// record can be in the inputs twice (re-read by an overlapping window and loaded from the
+/// store): the first copy of an id wins, checked per session (a session holds a handful).
+struct SessionRecords<'a> {
+    /// Session id to its slot in `sessions`.
+    slot_of: HashMap<&'a str, u32>,
+    sessions: Vec<&'a Session>,
+    conversations: BySession<'a, Conversation>,
+    analytics: BySession<'a, Analytics>,
+}
+
+impl<'a> SessionRecords<'a> {
+    fn build(inputs: &Inputs<'a>) -> SessionRecords<'a> {
+        let mut slot_of: HashMap<&str, u32> = HashMap::with_capacity(inputs.sessions.len());
+        let mut sessions: Vec<&'a Session> = Vec::with_capacity(inputs.sessions.len());
+        for session in inputs.sessions {
+            let next = sessions.len() as u32;
+            if let hash_map::Entry::Vacant(v) = slot_of.entry(session.session_id.as_str()) {
+                v.insert(next);
+                sessions.push(session);
+            }
+        }
+        let conversations = BySession::build(inputs.conversations, &slot_of, sessions.len(), |c| {
+            c.session_id.as_str()
+        });
+        let analytics = BySession::build(inputs.analytics, &slot_of, sessions.len(), |a| {
+            a.session_id.as_str()
+        });
+        SessionRecords {
+            slot_of,
+            sessions,
+            conversations,
+            analytics,
         }
     }
-    let conversations = BySession::build(inputs.conversations, &slot_of, sessions.len(), |c| {
-        c.session_id.as_str()
-    });
-    let analytics = BySession::build(inputs.analytics, &slot_of, sessions.len(), |a| {
-        a.session_id.as_str()
-    });
+}
 
-    // Tie each session to a group: custom field, then SIP header; the rest wait for caller/time.
-    // `case_sessions[slot]` is the session's case data; `session_of_group[group]` the slot of
-    // the session a group keeps (the stronger match kind, then the earlier start).
-    let mut case_sessions: Vec<Option<CaseSession<'a>>> = Vec::with_capacity(sessions.len());
-    let mut session_of_group: Vec<u32> = vec![NONE; groups.len()];
-    // Sessions keyed to groups not read at all: they still claim their log lines.
-    let mut session_of_unknown_group: HashMap<i64, u32> = HashMap::new();
-    let mut unkeyed: Vec<u32> = Vec::new();
+/// Which session each group keeps, as passes 2 and 3 find them.
+struct Ties<'a> {
+    /// The session of each slot as a case will hold it (taken by the group that keeps it).
+    case_sessions: Vec<Option<CaseSession<'a>>>,
+    /// The slot of the session each group keeps (the stronger match kind, then the earlier
+    /// start), or `NONE`.
+    session_of_group: Vec<u32>,
+    /// Sessions keyed to groups not read at all: they still claim their log lines.
+    session_of_unknown_group: HashMap<i64, u32>,
+    /// Slots of the sessions without a usable contact id, for caller/time matching.
+    unkeyed: Vec<u32>,
+}
+
+/// Pass 2: ties each session to a group by the contact id it carries: custom field, then SIP
+/// header; the rest are left for caller and time.
+fn tie_by_id<'a>(groups: &Groups<'a>, records: &SessionRecords<'a>, rules: &Rules) -> Ties<'a> {
+    let sessions = &records.sessions;
+    let mut ties = Ties {
+        case_sessions: Vec::with_capacity(sessions.len()),
+        session_of_group: vec![NONE; groups.groups.len()],
+        session_of_unknown_group: HashMap::new(),
+        unkeyed: Vec::new(),
+    };
     for (slot, session) in sessions.iter().enumerate() {
-        let mut conv = conversations.of(slot);
-        let mut anal = analytics.of(slot);
+        let mut conv = records.conversations.of(slot);
+        let mut anal = records.analytics.of(slot);
         keep_first_by_id(&mut conv, |c| (c.timestamp, c.id.as_deref()));
         keep_first_by_id(&mut anal, |a| (a.timestamp, a.id.as_deref()));
         let custom = anal.iter().find_map(|a| a.custom(rules.contact_id_field));
@@ -363,13 +426,13 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         .find_map(|(kind, text)| {
             let text = text?;
             let id = usable_contact_id(text)?;
-            Some((kind, text, group_named(id)))
+            Some((kind, text, groups.named(id)))
         });
         let (match_kind, carried) = match keyed {
             Some((kind, text, _)) => (kind, Some(text)),
             None => (MatchKind::CallerTime, custom.or(header)),
         };
-        case_sessions.push(Some(CaseSession {
+        ties.case_sessions.push(Some(CaseSession {
             session,
             match_kind,
             carried_contact_id: carried.map(str::to_owned),
@@ -378,124 +441,127 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
         }));
         // Fewer sessions than records read, far fewer than 4 billion.
         let slot = slot as u32;
-        // Every slot pushed so far still holds its session: none is taken before the cases.
-        let rank = |slot: u32| {
-            let s = case_sessions[slot as usize].as_ref();
-            s.map(|s| (s.match_kind, s.session.started_at))
-        };
         match keyed {
             Some((_, _, Ok(group))) => {
-                let kept = &mut session_of_group[group as usize];
-                if *kept == NONE || rank(slot) < rank(*kept) {
-                    *kept = slot;
+                let kept = ties.session_of_group[group as usize];
+                if kept == NONE || ties.rank(slot) < ties.rank(kept) {
+                    ties.session_of_group[group as usize] = slot;
                 }
             }
             Some((_, _, Err(id))) => {
-                let kept = session_of_unknown_group.entry(id).or_insert(slot);
-                if rank(slot) < rank(*kept) {
-                    *kept = slot;
+                let kept = *ties.session_of_unknown_group.entry(id).or_insert(slot);
+                if ties.rank(slot) < ties.rank(kept) {
+                    ties.session_of_unknown_group.insert(id, slot);
                 }
             }
-            None => unkeyed.push(slot),
+            None => ties.unkeyed.push(slot),
         }
     }
+    ties
+}
 
-    // Caller/time matching for sessions without a usable id: candidates are bot-entry groups
-    // without a keyed session, by normalised caller number.
-    if !unkeyed.is_empty() {
-        let mut by_caller: HashMap<CallerNumber, Vec<(u32, &'a CompletedContact)>> = HashMap::new();
-        for (number, group) in groups.iter().enumerate() {
-            if !group.bot_entry || session_of_group[number] != NONE {
-                continue;
-            }
-            let members = &group.members;
-            let master = members
-                .iter()
-                .find(|c| c.contact_id == group.id)
-                .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
-                .copied();
-            if let Some(master) = master {
-                if let Some(caller) = normalize_e164(&master.from_address) {
-                    by_caller
-                        .entry(caller)
-                        .or_default()
-                        .push((number as u32, master));
-                }
-            }
+impl Ties<'_> {
+    /// How strongly a slot's session is tied: the match kind, then the earlier start. Every
+    /// slot still holds its session here: none is taken before the cases are assembled.
+    fn rank(&self, slot: u32) -> Option<(MatchKind, DateTime<Utc>)> {
+        let s = self.case_sessions[slot as usize].as_ref();
+        s.map(|s| (s.match_kind, s.session.started_at))
+    }
+}
+
+/// Pass 3: caller/time matching for the sessions without a usable id. The candidates are
+/// bot-entry groups without a keyed session, by normalised caller number; a session takes the
+/// closest group that started at most `correlation_window_seconds` before it.
+fn tie_by_caller_time<'a>(
+    groups: &Groups<'a>,
+    records: &SessionRecords<'a>,
+    ties: &mut Ties<'a>,
+    rules: &Rules,
+) {
+    let groups = &groups.groups;
+    let sessions = &records.sessions;
+    let mut by_caller: HashMap<CallerNumber, Vec<(u32, &'a CompletedContact)>> = HashMap::new();
+    for (number, group) in groups.iter().enumerate() {
+        if !group.bot_entry || ties.session_of_group[number] != NONE {
+            continue;
         }
-        let window = Duration::seconds(rules.correlation_window_seconds as i64);
-        unkeyed.sort_by(|&a, &b| {
-            let (a, b) = (sessions[a as usize], sessions[b as usize]);
-            (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id))
-        });
-        for slot in unkeyed {
-            let session = sessions[slot as usize];
-            let Some(caller) = normalize_e164(&session.user_id) else {
-                continue;
-            };
-            let Some(candidates) = by_caller.get(&caller) else {
-                continue;
-            };
-            let best = candidates
-                .iter()
-                .filter(|(group, _)| session_of_group[*group as usize] == NONE)
-                .filter_map(|(group, c)| {
-                    let gap = session.started_at - c.contact_start_date;
-                    (gap >= Duration::zero() && gap <= window).then_some((
-                        gap,
-                        groups[*group as usize].id,
-                        *group,
-                    ))
-                })
-                .min();
-            if let Some((_, _, group)) = best {
-                session_of_group[group as usize] = slot;
+        let members = &group.members;
+        let master = members
+            .iter()
+            .find(|c| c.contact_id == group.id)
+            .or_else(|| members.iter().min_by_key(|c| c.contact_start_date))
+            .copied();
+        if let Some(master) = master {
+            if let Some(caller) = normalize_e164(&master.from_address) {
+                by_caller
+                    .entry(caller)
+                    .or_default()
+                    .push((number as u32, master));
             }
         }
     }
+    let window = Duration::seconds(rules.correlation_window_seconds as i64);
+    let mut unkeyed = std::mem::take(&mut ties.unkeyed);
+    unkeyed.sort_by(|&a, &b| {
+        let (a, b) = (sessions[a as usize], sessions[b as usize]);
+        (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id))
+    });
+    for slot in unkeyed {
+        let session = sessions[slot as usize];
+        let Some(caller) = normalize_e164(&session.user_id) else {
+            continue;
+        };
+        let Some(candidates) = by_caller.get(&caller) else {
+            continue;
+        };
+        let best = candidates
+            .iter()
+            .filter(|(group, _)| ties.session_of_group[*group as usize] == NONE)
+            .filter_map(|(group, c)| {
+                let gap = session.started_at - c.contact_start_date;
+                (gap >= Duration::zero() && gap <= window).then_some((
+                    gap,
+                    groups[*group as usize].id,
+                    *group,
+                ))
+            })
+            .min();
+        if let Some((_, _, group)) = best {
+            ties.session_of_group[group as usize] = slot;
+        }
+    }
+}
 
-    // Log lines: by session id, else by the contact id in the message.
-    let mut group_of_session: Vec<u32> = vec![NONE; sessions.len()];
-    for (group, &slot) in session_of_group.iter().enumerate() {
+/// Pass 4: the handover log lines of each group. One node run is the lines of one `traceId` (a
+/// line without one is a run of its own). A run is tied to a group by the `meta.sessionId` of
+/// any of its lines (not documented, so not relied on), else by the ids its lines name: the ids
+/// line's main and spawned contact ids, the signal lines' (spawned) contact id. The spawned id
+/// is the backchannel leg, whose group is the call's. Every handover line of the run then goes
+/// to that group.
+fn attach_logs<'a>(
+    logs: &'a [LogEntry],
+    groups: &Groups<'a>,
+    records: &SessionRecords<'a>,
+    ties: &Ties<'a>,
+    rules: &Rules,
+) -> Vec<Vec<CaseLog<'a>>> {
+    let mut group_of_session: Vec<u32> = vec![NONE; records.sessions.len()];
+    for (group, &slot) in ties.session_of_group.iter().enumerate() {
         if slot != NONE {
             group_of_session[slot as usize] = group as u32;
         }
     }
-    for &slot in session_of_unknown_group.values() {
+    for &slot in ties.session_of_unknown_group.values() {
         group_of_session[slot as usize] = UNKNOWN_GROUP;
     }
-    // Log lines: one node run is the lines of one `traceId` (a line without one is a run of its
-    // own). A run is tied to a group by the `meta.sessionId` of any of its lines (not documented,
-    // so not relied on), else by the ids its lines name: the ids line's main and spawned contact
-    // ids, the signal lines' (spawned) contact id. The spawned id is the backchannel leg, whose
-    // group is the call's. Every handover line of the run then goes to that group.
-    let mut runs: Vec<Vec<(&'a LogEntry, HandoverLog<'a>)>> = Vec::new();
-    let mut run_of_trace: HashMap<&'a str, u32> = HashMap::new();
-    for entry in inputs.logs {
-        let Some(event) = classify(&entry.msg, &rules.log_patterns) else {
-            continue;
-        };
-        let run = match entry.trace_id.as_deref().filter(|t| !t.is_empty()) {
-            Some(trace) => *run_of_trace.entry(trace).or_insert_with(|| {
-                runs.push(Vec::new());
-                // Fewer runs than log lines, far fewer than 4 billion.
-                (runs.len() - 1) as u32
-            }),
-            None => {
-                runs.push(Vec::new());
-                (runs.len() - 1) as u32
-            }
-        };
-        runs[run as usize].push((entry, event));
-    }
-    let mut logs_of_group: Vec<Vec<CaseLog<'a>>> = vec![Vec::new(); groups.len()];
-    for (run, lines) in runs.into_iter().enumerate() {
+    let mut logs_of_group: Vec<Vec<CaseLog<'a>>> = vec![Vec::new(); groups.groups.len()];
+    for (run, lines) in node_runs(logs, rules).into_iter().enumerate() {
         let by_session = lines.iter().find_map(|(entry, _)| {
             entry
                 .meta
                 .session_id
                 .as_deref()
-                .and_then(|sid| slot_of.get(sid))
+                .and_then(|sid| records.slot_of.get(sid))
                 .map(|&slot| group_of_session[slot as usize])
                 .filter(|&group| group != NONE)
         });
@@ -504,7 +570,7 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
                 event
                     .contact_ids()
                     .filter_map(usable_contact_id)
-                    .find_map(|id| group_named(id).ok())
+                    .find_map(|id| groups.named(id).ok())
             })
         };
         match by_session.or_else(by_contact) {
@@ -521,12 +587,45 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             }
         }
     }
+    logs_of_group
+}
 
-    // The cases, ordered by master id (unique, so unstable is exact).
+/// The handover lines among `logs`, classified, grouped into node runs by `traceId`.
+fn node_runs<'a>(logs: &'a [LogEntry], rules: &Rules) -> Vec<Vec<(&'a LogEntry, HandoverLog<'a>)>> {
+    let mut runs: Vec<Vec<(&'a LogEntry, HandoverLog<'a>)>> = Vec::new();
+    let mut run_of_trace: HashMap<&'a str, u32> = HashMap::new();
+    for entry in logs {
+        let Some(event) = classify(&entry.msg, &rules.log_patterns) else {
+            continue;
+        };
+        let run = match entry.trace_id.as_deref().filter(|t| !t.is_empty()) {
+            Some(trace) => *run_of_trace.entry(trace).or_insert_with(|| {
+                runs.push(Vec::new());
+                // Fewer runs than log lines, far fewer than 4 billion.
+                (runs.len() - 1) as u32
+            }),
+            None => {
+                runs.push(Vec::new());
+                (runs.len() - 1) as u32
+            }
+        };
+        runs[run as usize].push((entry, event));
+    }
+    runs
+}
+
+/// Pass 5: the cases, one per group that entered the bot or kept a session, ordered by master
+/// id (unique, so an unstable sort is exact).
+fn assemble<'a>(
+    groups: Groups<'a>,
+    mut ties: Ties<'a>,
+    mut logs_of_group: Vec<Vec<CaseLog<'a>>>,
+) -> Vec<Case<'a>> {
+    let mut groups = groups.groups;
     let mut order: Vec<(i64, u32)> = groups
         .iter()
         .enumerate()
-        .filter(|(number, group)| group.bot_entry || session_of_group[*number] != NONE)
+        .filter(|(number, group)| group.bot_entry || ties.session_of_group[*number] != NONE)
         .map(|(number, group)| (group.id, number as u32))
         .collect();
     order.sort_unstable();
@@ -540,13 +639,13 @@ pub fn correlate<'a>(inputs: Inputs<'a>, rules: &Rules) -> Vec<Case<'a>> {
             members.sort_unstable_by_key(|c| {
                 (c.contact_id != group_id, c.contact_start_date, c.contact_id)
             });
-            let session = match session_of_group[number] {
+            let session = match ties.session_of_group[number] {
                 NONE => None,
                 // A session is kept by one group at most, so it is still there.
-                slot => case_sessions[slot as usize].take(),
+                slot => ties.case_sessions[slot as usize].take(),
             };
             let mut logs = std::mem::take(&mut logs_of_group[number]);
-            // The same line can be in the inputs twice, like the Cognigy records above.
+            // The same line can be in the inputs twice, like the Cognigy records.
             keep_first_by_id(&mut logs, |l| (l.entry.timestamp, l.entry.id.as_deref()));
             logs.sort_by_key(|l| l.entry.timestamp);
             Case {

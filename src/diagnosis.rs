@@ -506,8 +506,8 @@ pub enum Verdict {
 }
 
 /// Applies the rules of DESIGN §5 in order to one case: first the data gates (is everything the
-/// rules need read, or has its source been down too long?), then [`RULES`], first match wins,
-/// with rule 15 ([`bot_completed`]) when none matched.
+/// rules need read, or has its source been down too long?), then `RULES`, first match wins,
+/// with rule 15 (`bot_completed`) when none matched.
 pub fn diagnose(case: &Case<'_>, rules: &Rules, horizon: &Horizon) -> Verdict {
     let started = case.started_at();
     let ended = case.ended_at();
