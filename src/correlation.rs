@@ -8,12 +8,12 @@
 //! is kept as evidence. This module fetches nothing and judges nothing: see `diagnosis`.
 
 use crate::config::Rules;
+use crate::labels::label_enum;
 use crate::logline::{classify, HandoverLog};
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
 use chrono::{DateTime, Duration, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use serde::{Deserialize, Serialize};
 use std::collections::hash_map;
 
 /// The contact id Cognigy's extension uses to mean "test, do not call CXone".
@@ -22,24 +22,14 @@ pub const SENTINEL_CONTACT_ID: &str = "100000000000";
 /// CXone media type id of a phone call.
 pub const MEDIA_TYPE_PHONE: i64 = 4;
 
-/// How a session was tied to its contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MatchKind {
-    CustomField,
-    SipHeader,
-    CallerTime,
-}
-
-impl MatchKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatchKind::CustomField => "custom_field",
-            MatchKind::SipHeader => "sip_header",
-            MatchKind::CallerTime => "caller_time",
-        }
+label_enum!(
+    /// How a session was tied to its contact.
+    pub MatchKind {
+        CustomField => "custom_field",
+        SipHeader => "sip_header",
+        CallerTime => "caller_time",
     }
-}
+);
 
 /// Everything one correlation pass reads. Slices may hold records of many cycles; duplicates are
 /// dropped, the first one winning: contacts and sessions by id, Cognigy records and log lines by

@@ -8,6 +8,7 @@
 
 use crate::config::Rules;
 use crate::correlation::{usable_contact_id, Case, CaseLog, CaseSession, MatchKind};
+use crate::labels::label_enum;
 use crate::logline::{is_missing_id, HandoverLog};
 use crate::sources::cognigy::wire::{Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
@@ -16,39 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 
-macro_rules! label_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order (used to export all series at 0).
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The label value, as written in DESIGN §5 and §6.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// Parses a label value.
-            pub fn parse(text: &str) -> Option<$name> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 label_enum!(
     /// What happened to a bot contact.
-    Outcome {
+    pub Outcome {
         Contained => "contained",
         HandedOver => "handed_over",
         Abandoned => "abandoned",
@@ -59,7 +30,7 @@ label_enum!(
 
 label_enum!(
     /// Where a failed handover broke.
-    Failure {
+    pub Failure {
         Timeout => "timeout",
         MissingContext => "missing_context",
         InvalidHandover => "invalid_handover",
@@ -68,7 +39,7 @@ label_enum!(
 
 label_enum!(
     /// The reason of an outcome: one per row of the DESIGN §5 table.
-    Reason {
+    pub Reason {
         NoBotSession => "no_bot_session",
         InvalidAction => "invalid_action",
         NoContactId => "no_contact_id",
@@ -442,34 +413,24 @@ pub struct Diagnosis {
     pub evidence: Evidence,
 }
 
-/// What a pending case waits for: the data the rules need that may still arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitingFor {
-    /// No session matched yet and Cognigy has not been read `cognigy_lag_seconds` past the call.
-    CognigyLag,
-    /// A session matched; its later records (settle time) have not been read yet.
-    CognigySettle,
-    /// CXone has not been read past the group's end plus the settle time.
-    CxoneSettle,
-    /// Only legs of the group were read; the master contact has not completed yet.
-    CxoneMaster,
-    /// A leg ended by transfer; the later leg with the queue facts has not completed yet.
-    CxoneTransferLeg,
-}
+label_enum!(
+    /// What a pending case waits for: the data the rules need that may still arrive.
+    pub WaitingFor {
+        /// No session matched yet and Cognigy has not been read `cognigy_lag_seconds` past
+        /// the call.
+        CognigyLag => "cognigy_lag",
+        /// A session matched; its later records (settle time) have not been read yet.
+        CognigySettle => "cognigy_settle",
+        /// CXone has not been read past the group's end plus the settle time.
+        CxoneSettle => "cxone_settle",
+        /// Only legs of the group were read; the master contact has not completed yet.
+        CxoneMaster => "cxone_master",
+        /// A leg ended by transfer; the later leg with the queue facts has not completed yet.
+        CxoneTransferLeg => "cxone_transfer_leg",
+    }
+);
 
 impl WaitingFor {
-    /// The name written in reports and JSON (`cognigy_lag`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitingFor::CognigyLag => "cognigy_lag",
-            WaitingFor::CognigySettle => "cognigy_settle",
-            WaitingFor::CxoneSettle => "cxone_settle",
-            WaitingFor::CxoneMaster => "cxone_master",
-            WaitingFor::CxoneTransferLeg => "cxone_transfer_leg",
-        }
-    }
-
     /// Why the case waits, for a person reading a drill-down.
     pub fn explain(self) -> &'static str {
         match self {
@@ -486,12 +447,6 @@ impl WaitingFor {
                 "a leg ended by transfer; the leg that carries the queue facts has not completed"
             }
         }
-    }
-}
-
-impl fmt::Display for WaitingFor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -35,6 +35,7 @@ pub mod demo;
 pub mod diagnosis;
 pub mod drilldown;
 pub mod engine;
+pub mod labels;
 pub mod logline;
 pub mod metrics;
 pub mod pages;

@@ -8,10 +8,11 @@
 //! does not poll, store or serve anything; `/metrics` only encodes what is in memory here.
 
 use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
+use crate::labels::label_enum;
 use crate::sources::http::{CodeClass, Endpoint, HostBudget, RequestObserver, RetryCause, Source};
 use crate::store::TotalRow;
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::CounterWithExemplar;
 use prometheus_client::metrics::family::Family;
@@ -23,116 +24,52 @@ use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// Which poller a tenant/source series describes (`source` label of the poll metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PollSource {
-    Cxone,
-    Cognigy,
-}
-
-impl PollSource {
-    /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [PollSource] = &[PollSource::Cxone, PollSource::Cognigy];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollSource::Cxone => "cxone",
-            PollSource::Cognigy => "cognigy",
-        }
+label_enum!(
+    /// Which poller a tenant/source series describes (`source` label of the poll metrics).
+    pub PollSource {
+        Cxone => "cxone",
+        Cognigy => "cognigy",
     }
-}
+);
 
-impl std::fmt::Display for PollSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+label_enum!(
+    /// Why a whole poll cycle failed (`kind` label of `handover_cycle_failures_total`); a single
+    /// source failing is counted in `handover_poll_failures_total` instead.
+    pub CycleFailure {
+        /// The state store refused a read or the cycle's commit.
+        Store => "store",
+        /// The cycle reached its deadline without writing a page or deciding a contact (one that
+        /// made progress counts as `catching_up` in `handover_cycles_total` instead), or ran so
+        /// far past it that it was abandoned.
+        Deadline => "deadline",
+        /// The cycle panicked (a bug); the loop goes on with the next cycle.
+        Panic => "panic",
     }
-}
+);
 
-/// Why a whole poll cycle failed (`kind` label of `handover_cycle_failures_total`); a single
-/// source failing is counted in `handover_poll_failures_total` instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CycleFailure {
-    /// The state store refused a read or the cycle's commit.
-    Store,
-    /// The cycle reached its deadline without writing a page or deciding a contact (one that
-    /// made progress counts as `catching_up` in `handover_cycles_total` instead), or ran so far
-    /// past it that it was abandoned.
-    Deadline,
-    /// The cycle panicked (a bug); the loop goes on with the next cycle.
-    Panic,
-}
-
-impl CycleFailure {
-    /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [CycleFailure] = &[
-        CycleFailure::Store,
-        CycleFailure::Deadline,
-        CycleFailure::Panic,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CycleFailure::Store => "store",
-            CycleFailure::Deadline => "deadline",
-            CycleFailure::Panic => "panic",
-        }
+label_enum!(
+    /// How a poll cycle that did not fail ended (`outcome` label of `handover_cycles_total`).
+    pub CycleOutcome {
+        /// Every stream read to the end of its data and every decidable contact was decided.
+        Complete => "complete",
+        /// The cycle stopped at a page cap or at its deadline after making progress; the next
+        /// one continues at once from where it stopped.
+        CatchingUp => "catching_up",
     }
-}
+);
 
-/// How a poll cycle that did not fail ended (`outcome` label of `handover_cycles_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CycleOutcome {
-    /// Every stream read to the end of its data and every decidable contact was decided.
-    Complete,
-    /// The cycle stopped at a page cap or at its deadline after making progress; the next one
-    /// continues at once from where it stopped.
-    CatchingUp,
-}
-
-impl CycleOutcome {
-    /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [CycleOutcome] = &[CycleOutcome::Complete, CycleOutcome::CatchingUp];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CycleOutcome::Complete => "complete",
-            CycleOutcome::CatchingUp => "catching_up",
-        }
+label_enum!(
+    /// How a diagnosed bot contact's Cognigy session was found (`match` label of
+    /// `handover_correlations_total`): the exact ways, the fuzzy one, or no session at all.
+    pub CorrelationMatch {
+        CustomField => "custom_field",
+        SipHeader => "sip_header",
+        CallerTime => "caller_time",
+        None => "none",
     }
-}
-
-/// How a diagnosed bot contact's Cognigy session was found (`match` label of
-/// `handover_correlations_total`): the exact ways, the fuzzy one, or no session at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CorrelationMatch {
-    CustomField,
-    SipHeader,
-    CallerTime,
-    None,
-}
+);
 
 impl CorrelationMatch {
-    /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [CorrelationMatch] = &[
-        CorrelationMatch::CustomField,
-        CorrelationMatch::SipHeader,
-        CorrelationMatch::CallerTime,
-        CorrelationMatch::None,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CorrelationMatch::CustomField => "custom_field",
-            CorrelationMatch::SipHeader => "sip_header",
-            CorrelationMatch::CallerTime => "caller_time",
-            CorrelationMatch::None => "none",
-        }
-    }
-
     /// The label of a diagnosis' match kind (`None`: no session correlated).
     pub fn of(kind: Option<crate::correlation::MatchKind>) -> CorrelationMatch {
         use crate::correlation::MatchKind;
@@ -145,55 +82,13 @@ impl CorrelationMatch {
     }
 }
 
-/// A Cognigy OData collection (`collection` label of the late-record metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OdataCollection {
-    Sessions,
-    Conversations,
-    Analytics,
-}
-
-impl OdataCollection {
-    /// Every value (all series are exported at 0 from start-up).
-    pub const ALL: &'static [OdataCollection] = &[
-        OdataCollection::Sessions,
-        OdataCollection::Conversations,
-        OdataCollection::Analytics,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OdataCollection::Sessions => "sessions",
-            OdataCollection::Conversations => "conversations",
-            OdataCollection::Analytics => "analytics",
-        }
+label_enum!(
+    /// A Cognigy OData collection (`collection` label of the late-record metrics).
+    pub OdataCollection {
+        Sessions => "sessions",
+        Conversations => "conversations",
+        Analytics => "analytics",
     }
-}
-
-macro_rules! label_value_by_as_str {
-    ($($ty:ty),+) => {$(
-        impl EncodeLabelValue for $ty {
-            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-                encoder.write_str(self.as_str())
-            }
-        }
-    )+};
-}
-
-label_value_by_as_str!(
-    Outcome,
-    Failure,
-    Reason,
-    Source,
-    Endpoint,
-    CodeClass,
-    RetryCause,
-    PollSource,
-    CycleFailure,
-    CycleOutcome,
-    CorrelationMatch,
-    OdataCollection
 );
 
 /// Every family: (name as in DESIGN §6, OpenMetrics type, comma-separated label names).

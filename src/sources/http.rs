@@ -10,6 +10,7 @@
 //! URLs are redacted ([`redact_url`]) and credential headers are marked sensitive.
 
 use crate::config::HttpSettings;
+use crate::labels::label_enum;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -22,41 +23,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, Semaphore};
 
-macro_rules! label_set {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value (all series are exported at 0 from start-up).
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The label value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-label_set!(
+label_enum!(
     /// Which API a request went to (`source` label).
-    Source {
+    pub Source {
         Cxone => "cxone",
         Cognigy => "cognigy",
     }
 );
 
-label_set!(
+label_enum!(
     /// The fixed set of endpoints (`endpoint` label); never a URL.
-    Endpoint {
+    pub Endpoint {
         CxoneOpenidConfiguration => "openid_configuration",
         CxoneToken => "token",
         CxoneConfiguration => "cxone_configuration",
@@ -84,9 +61,9 @@ impl Endpoint {
     }
 }
 
-label_set!(
+label_enum!(
     /// The outcome class of one HTTP attempt (`code` label).
-    CodeClass {
+    pub CodeClass {
         Success => "2xx",
         NoContent => "204",
         Unauthorized => "401",
@@ -114,9 +91,9 @@ impl CodeClass {
     }
 }
 
-label_set!(
+label_enum!(
     /// Why a request was retried (`cause` label).
-    RetryCause {
+    pub RetryCause {
         RateLimited => "rate_limited",
         ServerError => "server_error",
         RequestTimeout => "request_timeout",
