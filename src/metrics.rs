@@ -304,8 +304,19 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every family and creates every known label combination at 0 for `tenants`.
     pub fn new(tenants: &[String], revision: &str) -> Metrics {
+        let m = Metrics::unregistered();
         let mut registry = Registry::with_prefix("handover");
-        let m = Metrics {
+        m.register(&mut registry, revision);
+        for tenant in tenants {
+            m.create_tenant_series(tenant);
+        }
+        m.create_api_series();
+        Metrics { registry, ..m }
+    }
+
+    /// Every family, empty, with an empty registry.
+    fn unregistered() -> Metrics {
+        Metrics {
             registry: Registry::default(),
             contacts: Family::default(),
             failures: Family::default(),
@@ -330,113 +341,117 @@ impl Metrics {
             quota_requests: Family::default(),
             quota_used: Family::default(),
             budgets: std::sync::Mutex::new(Vec::new()),
-        };
+        }
+    }
+
+    /// Registers every family (with its help text) and the build info in `registry`.
+    fn register(&self, registry: &mut Registry, revision: &str) {
         registry.register(
             "contacts",
             "Bot contacts diagnosed, by outcome",
-            m.contacts.clone(),
+            self.contacts.clone(),
         );
         registry.register(
             "failures",
             "Failed handovers by failure class and reason; exemplar: the contact id",
-            m.failures.clone(),
+            self.failures.clone(),
         );
         registry.register(
             "escalations",
             "Bot contacts that escalated to an agent",
-            m.escalations.clone(),
+            self.escalations.clone(),
         );
         registry.register(
             "correlations",
             "Diagnosed bot contacts by how their Cognigy session was found (custom_field and \
              sip_header are exact, caller_time is fuzzy, none: no session)",
-            m.correlations.clone(),
+            self.correlations.clone(),
         );
         registry.register(
             "signal_to_queue_seconds",
             "Seconds from the bot's escalation to the contact entering the agent queue",
-            m.signal_to_queue.clone(),
+            self.signal_to_queue.clone(),
         );
         registry.register(
             "queue_wait_seconds",
             "Seconds a handed-over caller waited in the agent queue",
-            m.queue_wait.clone(),
+            self.queue_wait.clone(),
         );
         registry.register(
             "bot_turn_seconds",
             "Seconds the bot spent on one caller input (Cognigy executionTime)",
-            m.bot_turn.clone(),
+            self.bot_turn.clone(),
         );
         registry.register(
             "pending_contacts",
             "Contacts read but not yet diagnosed (waiting for data)",
-            m.pending.clone(),
+            self.pending.clone(),
         );
         registry.register(
             "cognigy_record_delay_seconds",
             "Seconds from a Cognigy OData record's own time to when it was first read",
-            m.record_delay.clone(),
+            self.record_delay.clone(),
         );
         registry.register(
             "cognigy_late_records",
             "Cognigy OData records first read later than late_window_seconds after their own time",
-            m.late_records.clone(),
+            self.late_records.clone(),
         );
         registry.register(
             "up",
             "Whether the last poll of the source succeeded (1) or not (0)",
-            m.up.clone(),
+            self.up.clone(),
         );
         registry.register(
             "last_poll_success_timestamp_seconds",
             "Unix time of the last successful poll of the source",
-            m.last_poll_success.clone(),
+            self.last_poll_success.clone(),
         );
         registry.register(
             "watermark_timestamp_seconds",
             "Unix time up to which the source has been read",
-            m.watermark.clone(),
+            self.watermark.clone(),
         );
-        registry.register("polls", "Poll cycles of the source", m.polls.clone());
+        registry.register("polls", "Poll cycles of the source", self.polls.clone());
         registry.register(
             "poll_failures",
             "Poll cycles of the source that failed",
-            m.poll_failures.clone(),
+            self.poll_failures.clone(),
         );
         registry.register(
             "cycles",
             "Poll cycles that did not fail, by how they ended",
-            m.cycles.clone(),
+            self.cycles.clone(),
         );
         registry.register(
             "cycle_failures",
             "Poll cycles that failed as a whole, by kind",
-            m.cycle_failures.clone(),
+            self.cycle_failures.clone(),
         );
         registry.register(
             "api_requests",
             "HTTP attempts by endpoint and result class",
-            m.api_requests.clone(),
+            self.api_requests.clone(),
         );
         registry.register(
             "api_request_duration_seconds",
             "Seconds one HTTP attempt took",
-            m.api_duration.clone(),
+            self.api_duration.clone(),
         );
         registry.register(
             "api_retries",
             "HTTP attempts retried, by cause",
-            m.api_retries.clone(),
+            self.api_retries.clone(),
         );
         registry.register(
             "api_quota_requests",
             "Requests the API host's budget allows per window (shared by every tenant on the host)",
-            m.quota_requests.clone(),
+            self.quota_requests.clone(),
         );
         registry.register(
             "api_quota_used_ratio",
             "Share of the API host's request budget used over the last window",
-            m.quota_used.clone(),
+            self.quota_used.clone(),
         );
         registry.register(
             "build",
@@ -446,92 +461,96 @@ impl Metrics {
                 revision: revision.to_owned(),
             }),
         );
+    }
 
-        for tenant in tenants {
-            let t = TenantLabels {
-                tenant: tenant.clone(),
-            };
-            for outcome in Outcome::ALL {
-                let _ = m.contacts.get_or_create(&OutcomeLabels {
-                    tenant: tenant.clone(),
-                    outcome: *outcome,
-                });
-            }
-            for reason in Reason::ALL {
-                if let Some(failure) = reason.failure() {
-                    let _ = m.failures.get_or_create(&FailureLabels {
-                        tenant: tenant.clone(),
-                        failure,
-                        reason: *reason,
-                    });
-                }
-            }
-            let _ = m.escalations.get_or_create(&t);
-            for kind in CorrelationMatch::ALL {
-                let _ = m.correlations.get_or_create(&CorrelationLabels {
-                    tenant: tenant.clone(),
-                    r#match: *kind,
-                });
-            }
-            let _ = m.signal_to_queue.get_or_create(&t);
-            let _ = m.queue_wait.get_or_create(&t);
-            let _ = m.bot_turn.get_or_create(&t);
-            let _ = m.pending.get_or_create(&t);
-            for collection in OdataCollection::ALL {
-                let c = CollectionLabels {
-                    tenant: tenant.clone(),
-                    collection: *collection,
-                };
-                let _ = m.record_delay.get_or_create(&c);
-                let _ = m.late_records.get_or_create(&c);
-            }
-            for source in PollSource::ALL {
-                let p = PollLabels {
-                    tenant: tenant.clone(),
-                    source: *source,
-                };
-                let _ = m.up.get_or_create(&p);
-                let _ = m.last_poll_success.get_or_create(&p);
-                let _ = m.watermark.get_or_create(&p);
-                let _ = m.polls.get_or_create(&p);
-                let _ = m.poll_failures.get_or_create(&p);
-            }
-            for outcome in CycleOutcome::ALL {
-                let _ = m.cycles.get_or_create(&CycleLabels {
-                    tenant: tenant.clone(),
-                    outcome: *outcome,
-                });
-            }
-            for kind in CycleFailure::ALL {
-                let _ = m.cycle_failures.get_or_create(&CycleFailureLabels {
-                    tenant: tenant.clone(),
-                    kind: *kind,
+    /// Creates every series of one tenant at 0, so that rates and alerts see them from start-up.
+    fn create_tenant_series(&self, tenant: &str) {
+        let t = TenantLabels {
+            tenant: tenant.to_owned(),
+        };
+        for outcome in Outcome::ALL {
+            let _ = self.contacts.get_or_create(&OutcomeLabels {
+                tenant: tenant.to_owned(),
+                outcome: *outcome,
+            });
+        }
+        for reason in Reason::ALL {
+            if let Some(failure) = reason.failure() {
+                let _ = self.failures.get_or_create(&FailureLabels {
+                    tenant: tenant.to_owned(),
+                    failure,
+                    reason: *reason,
                 });
             }
         }
+        let _ = self.escalations.get_or_create(&t);
+        for kind in CorrelationMatch::ALL {
+            let _ = self.correlations.get_or_create(&CorrelationLabels {
+                tenant: tenant.to_owned(),
+                r#match: *kind,
+            });
+        }
+        let _ = self.signal_to_queue.get_or_create(&t);
+        let _ = self.queue_wait.get_or_create(&t);
+        let _ = self.bot_turn.get_or_create(&t);
+        let _ = self.pending.get_or_create(&t);
+        for collection in OdataCollection::ALL {
+            let c = CollectionLabels {
+                tenant: tenant.to_owned(),
+                collection: *collection,
+            };
+            let _ = self.record_delay.get_or_create(&c);
+            let _ = self.late_records.get_or_create(&c);
+        }
+        for source in PollSource::ALL {
+            let p = PollLabels {
+                tenant: tenant.to_owned(),
+                source: *source,
+            };
+            let _ = self.up.get_or_create(&p);
+            let _ = self.last_poll_success.get_or_create(&p);
+            let _ = self.watermark.get_or_create(&p);
+            let _ = self.polls.get_or_create(&p);
+            let _ = self.poll_failures.get_or_create(&p);
+        }
+        for outcome in CycleOutcome::ALL {
+            let _ = self.cycles.get_or_create(&CycleLabels {
+                tenant: tenant.to_owned(),
+                outcome: *outcome,
+            });
+        }
+        for kind in CycleFailure::ALL {
+            let _ = self.cycle_failures.get_or_create(&CycleFailureLabels {
+                tenant: tenant.to_owned(),
+                kind: *kind,
+            });
+        }
+    }
+
+    /// Creates every endpoint, result class and retry cause series at 0.
+    fn create_api_series(&self) {
         for endpoint in Endpoint::ALL {
             let source = endpoint.source();
             for code in CodeClass::ALL {
-                let _ = m.api_requests.get_or_create(&RequestLabels {
+                let _ = self.api_requests.get_or_create(&RequestLabels {
                     source,
                     endpoint: *endpoint,
                     code: *code,
                 });
             }
-            let _ = m.api_duration.get_or_create(&EndpointLabels {
+            let _ = self.api_duration.get_or_create(&EndpointLabels {
                 source,
                 endpoint: *endpoint,
             });
         }
         for source in Source::ALL {
             for cause in RetryCause::ALL {
-                let _ = m.api_retries.get_or_create(&RetryLabels {
+                let _ = self.api_retries.get_or_create(&RetryLabels {
                     source: *source,
                     cause: *cause,
                 });
             }
         }
-        Metrics { registry, ..m }
     }
 
     /// Counts one newly recorded diagnosis (call only for those the store returned as new).

@@ -221,10 +221,38 @@ impl Poller {
         now: DateTime<Utc>,
         deadline: Option<Instant>,
     ) -> Result<CycleReport, CycleError> {
-        let mut report = CycleReport::default();
         let start = Instant::now();
         let read_deadline =
             deadline.map(|d| start + d.saturating_duration_since(start).mul_f64(0.8));
+        let mut report = self.read_all(now, read_deadline).await?;
+        let (horizon, read, decidable_by) = self.horizon_after(&report, now).await?;
+        let decided = self.decide(horizon, decidable_by, deadline).await?;
+        report.cases = decided.cases;
+        report.diagnosed = decided.diagnosed;
+        report.more |= decided.cut_short;
+        report.deadline |= decided.cut_short;
+
+        self.housekeeping(now, &mut report).await;
+        self.publish_source(PollSource::Cxone, report.cxone_ok, now);
+        self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
+        if read.cxone > DateTime::<Utc>::UNIX_EPOCH {
+            self.metrics
+                .set_watermark(&self.tenant, PollSource::Cxone, read.cxone);
+        }
+        if read.cognigy > DateTime::<Utc>::UNIX_EPOCH {
+            self.metrics
+                .set_watermark(&self.tenant, PollSource::Cognigy, read.cognigy);
+        }
+        Ok(report)
+    }
+
+    /// Reads the five streams at once, each from its cursor (or the initial lookback), page by
+    /// page, each page stored with its cursor; the report says what was read and how it ended.
+    async fn read_all(
+        &self,
+        now: DateTime<Utc>,
+        read_deadline: Option<Instant>,
+    ) -> Result<CycleReport, CycleError> {
         let loaded = self.load_cursors().await?;
         let lookback_start = cursors::before(now, self.timing.initial_lookback);
         fn first<P: cursors::Position>(
@@ -273,24 +301,36 @@ impl Poller {
         );
         let cxone = cxone?;
         let cognigy = [sessions?, conversations?, analytics?, logs?];
-        report.cxone_ok = cxone.failed.is_none();
-        report.cognigy_ok = cognigy.iter().all(|s| s.failed.is_none());
-        report.contacts_read = cxone.records;
-        report.cognigy_records_read = cognigy.iter().map(|s| s.records).sum();
-        report.cognigy_pages = cognigy.iter().map(|s| s.pages).sum::<u32>();
-        report.pages = cxone.pages + report.cognigy_pages;
-        report.cxone_more = cxone.more;
-        report.more = cxone.more || cognigy.iter().any(|s| s.more);
-        report.deadline = cxone.deadline || cognigy.iter().any(|s| s.deadline);
-        report.cxone_ms = cxone.elapsed.as_millis() as u64;
-        report.cognigy_ms = cognigy
-            .iter()
-            .map(|s: &StreamRead| s.elapsed.as_millis() as u64)
-            .max()
-            .unwrap_or(0);
+        let cognigy_pages = cognigy.iter().map(|s| s.pages).sum::<u32>();
+        Ok(CycleReport {
+            cxone_ok: cxone.failed.is_none(),
+            cognigy_ok: cognigy.iter().all(|s| s.failed.is_none()),
+            contacts_read: cxone.records,
+            cognigy_records_read: cognigy.iter().map(|s| s.records).sum(),
+            cognigy_pages,
+            pages: cxone.pages + cognigy_pages,
+            cxone_more: cxone.more,
+            more: cxone.more || cognigy.iter().any(|s| s.more),
+            deadline: cxone.deadline || cognigy.iter().any(|s| s.deadline),
+            cxone_ms: cxone.elapsed.as_millis() as u64,
+            cognigy_ms: cognigy
+                .iter()
+                .map(|s: &StreamRead| s.elapsed.as_millis() as u64)
+                .max()
+                .unwrap_or(0),
+            ..CycleReport::default()
+        })
+    }
 
-        // Since when each source has been failing, kept in the store across restarts: only a
-        // source unavailable for `max_pending_seconds` of wall time gives a contact up.
+    /// After the reads: records each source's health (since when it has been failing, kept in
+    /// the store across restarts: only a source unavailable for `max_pending_seconds` of wall
+    /// time gives a contact up) and returns the horizon the rules see, how far each source was
+    /// read, and the end time up to which contact groups can be decided.
+    async fn horizon_after(
+        &self,
+        report: &CycleReport,
+        now: DateTime<Utc>,
+    ) -> Result<(Horizon, cursors::ReadHorizon, DateTime<Utc>), CycleError> {
         let (cxone_failed, cognigy_failed) = (!report.cxone_ok, !report.cognigy_ok);
         let (cxone_down, cognigy_down) = self
             .with_store(move |store, tenant| {
@@ -324,24 +364,7 @@ impl Poller {
             given_up,
             now,
         );
-        let decided = self.decide(horizon, decidable_by, deadline).await?;
-        report.cases = decided.cases;
-        report.diagnosed = decided.diagnosed;
-        report.more |= decided.cut_short;
-        report.deadline |= decided.cut_short;
-
-        self.housekeeping(now, &mut report).await;
-        self.publish_source(PollSource::Cxone, report.cxone_ok, now);
-        self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
-        if read.cxone > DateTime::<Utc>::UNIX_EPOCH {
-            self.metrics
-                .set_watermark(&self.tenant, PollSource::Cxone, read.cxone);
-        }
-        if read.cognigy > DateTime::<Utc>::UNIX_EPOCH {
-            self.metrics
-                .set_watermark(&self.tenant, PollSource::Cognigy, read.cognigy);
-        }
-        Ok(report)
+        Ok((horizon, read, decidable_by))
     }
 
     /// The tenant's cursors as the store holds them.
