@@ -36,11 +36,11 @@ use chrono::Utc;
 use handover_exporter::metrics::Metrics;
 use handover_exporter::pipeline::{Poller, Timing};
 use handover_exporter::server::Readiness;
-use handover_exporter::simulator::{Faults, SimulatorOptions};
 use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};
 use handover_exporter::store::Store;
+use handover_simulator::{Faults, SimulatorOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -233,7 +233,7 @@ fn main() -> anyhow::Result<()> {
         .take(sample)
         .cloned()
         .collect();
-    let tenant = handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5))
+    let tenant = handover_simulator::demo::config(&sim.base_url, &options, Duration::from_secs(5))
         .tenants
         .remove(0);
     let mark = sim.log.mark();
@@ -403,7 +403,7 @@ fn daemon_child() -> anyhow::Result<()> {
         .thread_name("daemon")
         .enable_all()
         .build()?;
-    let mut config = handover_exporter::demo::config(&base_url, &options, Duration::from_secs(5));
+    let mut config = handover_simulator::demo::config(&base_url, &options, Duration::from_secs(5));
     config.state_path = state_path;
     if settings.default_limits {
         default_limits(&mut config);

@@ -15,8 +15,8 @@ use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use handover_exporter::metrics::{Metrics, PollSource};
 use handover_exporter::replay::{self, ReplayData};
-use handover_exporter::simulator::{dump_replay, World, WorldSpec};
 use handover_exporter::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source};
+use handover_simulator::{dump_replay, World, WorldSpec};
 use std::hint::black_box;
 
 /// Generates the world, writes it as raw API bodies and parses them back into wire types.

@@ -21,7 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod support;
 
 use handover_exporter::daemon::{self, ServeOptions};
-use handover_exporter::simulator::{self, SimCredentials};
+use handover_simulator::{self as simulator, SimCredentials};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{env_or, mb};
@@ -165,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         };
         let state_dir = tempfile::tempdir()?;
         let mut config =
-            handover_exporter::demo::config(&base, &options, Duration::from_secs(interval));
+            handover_simulator::demo::config(&base, &options, Duration::from_secs(interval));
         let state_path = state_dir.path().join("state.db");
         config.state_path = state_path.display().to_string();
         // The defaults, but for a late-record window of `late_window` (and a Cognigy lag as

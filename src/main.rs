@@ -1,13 +1,13 @@
-//! The `handover-exporter` binary: parses flags, sets up logging, then makes one library call per
-//! subcommand. Everything else lives in the library.
+//! The `handover-exporter` binary: parses flags, then makes one library call per subcommand.
+//! Every command returns its exit code (0, or 1 when `diagnose` found a failure) or an error,
+//! and [`exit_code`] is the one place an error becomes `error: ...` on stderr and exit 2.
+//! Everything else lives in the libraries: `handover_exporter` (crates/core) and, for `demo`
+//! and `simulate`, `handover_simulator` (crates/simulator, feature `simulator`).
 
 use clap::{Args, Parser, Subcommand};
 use handover_exporter::daemon::{self, ServeOptions};
 use handover_exporter::report::Format;
-use handover_exporter::simulator::{
-    ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
-};
-use handover_exporter::telemetry::{self, LogFormat, LogLevel};
+use handover_exporter::telemetry::LogArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,165 +39,11 @@ enum Command {
     /// Diagnose one contact against the live APIs, or every contact of a replay directory.
     Diagnose(DiagnoseArgs),
     /// Run the simulator and the daemon together on loopback (no credentials needed).
-    Demo(DemoArgs),
+    #[cfg(feature = "simulator")]
+    Demo(handover_simulator::cli::DemoArgs),
     /// Run the simulated CXone and Cognigy APIs alone, with ground truth at /_sim/truth.
-    Simulate(SimulateArgs),
-}
-
-#[derive(Args, Debug)]
-struct DemoArgs {
-    /// Address of the daemon's web interface.
-    #[arg(
-        long = "web.listen-address",
-        env = "HANDOVER_WEB_LISTEN_ADDRESS",
-        default_value = "127.0.0.1:10042"
-    )]
-    listen_address: String,
-    #[command(flatten)]
-    world: WorldArgs,
-    #[command(flatten)]
-    log: LogArgs,
-}
-
-/// What the simulated world is made of, for `demo` and `simulate` alike.
-#[derive(Args, Debug)]
-struct WorldArgs {
-    /// Seed of the generated world (same seed, same world).
-    #[arg(long, env = "HANDOVER_SEED", default_value_t = 42)]
-    seed: u64,
-    /// Mix of call outcomes: mixed, healthy, signal_outage, missing_context, log_lines.
-    #[arg(long, env = "HANDOVER_SCENARIO", default_value = "mixed")]
-    scenario: Scenario,
-    /// The CXone extension version whose handover log lines the calls write (docs/log-lines.md):
-    /// v1-2025-10-09, v2-2025-10-10, v3-2025-10, v4-2025-11, v5-2025-12, v6-2026-03,
-    /// v7-1.0.13, v8-1.0.18 (the newest), alt-1.2.1.
-    #[arg(
-        long = "extension-version",
-        env = "HANDOVER_EXTENSION_VERSION",
-        default_value = "v8-1.0.18"
-    )]
-    extension_version: ExtensionVersion,
-}
-
-#[derive(Args, Debug)]
-struct SimulateArgs {
-    /// Address of the simulated APIs.
-    #[arg(
-        long = "web.listen-address",
-        env = "HANDOVER_WEB_LISTEN_ADDRESS",
-        default_value = "127.0.0.1:10043"
-    )]
-    listen_address: String,
-    #[command(flatten)]
-    world: WorldArgs,
-    /// A finite world of this many calls, all ended (instead of a stream).
-    #[arg(long, env = "HANDOVER_CALLS")]
-    calls: Option<usize>,
-    /// Calls per day of a streaming world.
-    #[arg(long, env = "HANDOVER_RATE", default_value_t = 2880.0)]
-    rate: f64,
-    /// Hours of calls before start-up (the window of a finite world).
-    #[arg(
-        long = "backlog-hours",
-        env = "HANDOVER_BACKLOG_HOURS",
-        default_value_t = 1.0
-    )]
-    backlog_hours: f64,
-    /// Seconds after a session ends before its Cognigy OData records appear.
-    #[arg(
-        long = "cognigy-lag-seconds",
-        env = "HANDOVER_COGNIGY_LAG_SECONDS",
-        default_value_t = 60
-    )]
-    cognigy_lag_seconds: u64,
-    /// How long after a session ends its OData records appear, drawn per session instead of the
-    /// lag: WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated (e.g. `0.8:60,0.2:1800-1900`: one
-    /// session in five only at its 30-minute expiry).
-    #[arg(long = "cognigy-delay", env = "HANDOVER_COGNIGY_DELAY")]
-    cognigy_delay: Option<handover_exporter::simulator::cognigy::CognigyDelay>,
-    /// Write the world as a replay directory and exit, instead of serving.
-    #[arg(long, env = "HANDOVER_DUMP")]
-    dump: Option<PathBuf>,
-    /// Fault: every Nth API request answers 429.
-    #[arg(
-        long = "fault.rate-limit-429",
-        env = "HANDOVER_FAULT_RATE_LIMIT_429",
-        default_value_t = 0
-    )]
-    rate_limit_429: u64,
-    /// Fault: the Retry-After of those 429s: none, seconds (e.g. 2) or date:SECONDS.
-    #[arg(
-        long = "fault.retry-after",
-        env = "HANDOVER_FAULT_RETRY_AFTER",
-        default_value = "none"
-    )]
-    retry_after: RetryAfter,
-    /// Fault: the first N API requests answer 503.
-    #[arg(
-        long = "fault.server-error-burst",
-        env = "HANDOVER_FAULT_SERVER_ERROR_BURST",
-        default_value_t = 0
-    )]
-    server_error_burst: u64,
-    /// Fault: delay every API answer by this many milliseconds.
-    #[arg(
-        long = "fault.slow-ms",
-        env = "HANDOVER_FAULT_SLOW_MS",
-        default_value_t = 0
-    )]
-    slow_ms: u64,
-    /// Fault: cut the body of the next N data pages in half.
-    #[arg(
-        long = "fault.truncated-pages",
-        env = "HANDOVER_FAULT_TRUNCATED_PAGES",
-        default_value_t = 0
-    )]
-    truncated_pages: u64,
-    /// Fault: answer the next N data pages with invalid JSON.
-    #[arg(
-        long = "fault.malformed-pages",
-        env = "HANDOVER_FAULT_MALFORMED_PAGES",
-        default_value_t = 0
-    )]
-    malformed_pages: u64,
-    /// Fault: CXone tokens say and live this many seconds.
-    #[arg(
-        long = "fault.token-ttl-seconds",
-        env = "HANDOVER_FAULT_TOKEN_TTL_SECONDS"
-    )]
-    token_ttl_seconds: Option<u64>,
-    /// Fault: CXone tokens stop working after this many seconds, whatever expires_in says.
-    #[arg(
-        long = "fault.token-dies-after-seconds",
-        env = "HANDOVER_FAULT_TOKEN_DIES_AFTER_SECONDS"
-    )]
-    token_dies_after_seconds: Option<u64>,
-    /// Fault: Cognigy OData answers 500 at the end of a keyset instead of an empty page.
-    #[arg(long = "fault.keyset-end-500", env = "HANDOVER_FAULT_KEYSET_END_500")]
-    keyset_end_500: bool,
-    /// Fault: CXone contacts use the old field names with numbers and booleans as strings.
-    #[arg(
-        long = "fault.old-cxone-fields",
-        env = "HANDOVER_FAULT_OLD_CXONE_FIELDS"
-    )]
-    old_cxone_fields: bool,
-    /// Fault: Cognigy OData v2.4 records carry `_id` instead of `id`.
-    #[arg(
-        long = "fault.odata-underscore-id",
-        env = "HANDOVER_FAULT_ODATA_UNDERSCORE_ID"
-    )]
-    odata_underscore_id: bool,
-    /// Fault: the Cognigy logs API answers 400 to requests with `filter` or `startDate`.
-    #[arg(
-        long = "fault.logs-filter-refused",
-        env = "HANDOVER_FAULT_LOGS_FILTER_REFUSED"
-    )]
-    logs_filter_refused: bool,
-    /// Fault: Cognigy (OData and logs) answers 503 to every request; CXone is unaffected.
-    #[arg(long = "fault.cognigy-down", env = "HANDOVER_FAULT_COGNIGY_DOWN")]
-    cognigy_down: bool,
-    #[command(flatten)]
-    log: LogArgs,
+    #[cfg(feature = "simulator")]
+    Simulate(handover_simulator::cli::SimulateArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -243,26 +89,6 @@ struct ServeArgs {
     log: LogArgs,
 }
 
-#[derive(Args, Debug, Clone)]
-struct LogArgs {
-    /// Only log messages with the given severity or above.
-    #[arg(
-        long = "log.level",
-        env = "HANDOVER_LOG_LEVEL",
-        value_enum,
-        default_value = "info"
-    )]
-    log_level: LogLevel,
-    /// Output format of log messages.
-    #[arg(
-        long = "log.format",
-        env = "HANDOVER_LOG_FORMAT",
-        value_enum,
-        default_value = "logfmt"
-    )]
-    log_format: LogFormat,
-}
-
 #[derive(Args, Debug)]
 struct DiagnoseArgs {
     /// The CXone master contact id to diagnose against the configured APIs.
@@ -289,95 +115,78 @@ struct DiagnoseArgs {
 fn main() -> ExitCode {
     handover_exporter::allocator::tune();
     let cli = Cli::parse();
-    match cli.command {
+    exit_code(match cli.command {
         Some(Command::Diagnose(args)) => diagnose(args),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Demo(args)) => demo(args),
-        Some(Command::Simulate(args)) => simulate(args),
+        #[cfg(feature = "simulator")]
+        Some(Command::Demo(args)) => handover_simulator::cli::demo(args),
+        #[cfg(feature = "simulator")]
+        Some(Command::Simulate(args)) => handover_simulator::cli::simulate(args),
         None => serve(cli.serve),
+    })
+}
+
+/// The one way out: a command's own code, or `error: ...` and 2 for an error.
+fn exit_code(outcome: anyhow::Result<u8>) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
-fn diagnose(args: DiagnoseArgs) -> ExitCode {
+/// An error's message as it is, for errors whose `Display` already says everything (the
+/// library's errors name the key, flag or file that is wrong).
+fn message(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn diagnose(args: DiagnoseArgs) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    match args.replay {
-        Some(dir) => ExitCode::from(handover_exporter::replay::run(
+    if let Some(dir) = args.replay {
+        return Ok(handover_exporter::replay::run(
             &dir,
             args.format,
             &mut stdout.lock(),
             &mut stderr.lock(),
-        )),
-        None => {
-            // clap requires CONTACT_ID when --replay is absent.
-            let Some(contact_id) = args.contact_id else {
-                eprintln!("error: give a CONTACT_ID or --replay DIR");
-                return ExitCode::from(2);
-            };
-            let config = match handover_exporter::config::load(&args.config_file) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            ExitCode::from(runtime.block_on(handover_exporter::drilldown::run(
-                &config,
-                args.tenant.as_deref(),
-                contact_id,
-                args.format,
-                &mut stdout.lock(),
-                &mut stderr.lock(),
-            )))
-        }
+        ));
     }
+    // clap requires CONTACT_ID when --replay is absent.
+    let contact_id = args
+        .contact_id
+        .ok_or_else(|| anyhow::anyhow!("give a CONTACT_ID or --replay DIR"))?;
+    let config = handover_exporter::config::load(&args.config_file).map_err(message)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(handover_exporter::drilldown::run(
+        &config,
+        args.tenant.as_deref(),
+        contact_id,
+        args.format,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )))
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let config = match handover_exporter::config::load(&args.config_file) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match daemon::select_shard(config, args.shard, args.total_shards) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let config = handover_exporter::config::load(&args.config_file).map_err(message)?;
+    let config = daemon::select_shard(config, args.shard, args.total_shards).map_err(message)?;
     let web_config = match &args.web_config_file {
-        Some(path) => match handover_exporter::server::WebConfig::load(path) {
-            Ok(w) => Some(Arc::new(w)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Some(path) => Some(Arc::new(
+            handover_exporter::server::WebConfig::load(path).map_err(message)?,
+        )),
         None => None,
     };
-    if let Err(e) = handover_exporter::server::validate_telemetry_path(&args.telemetry_path) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    handover_exporter::server::validate_telemetry_path(&args.telemetry_path).map_err(message)?;
     if args.config_check {
         let state_path = std::path::Path::new(&config.state_path);
-        if let Err(e) = handover_exporter::store::check_path(state_path) {
-            eprintln!("error: {}: state_path: {e}", args.config_file.display());
-            return ExitCode::from(2);
-        }
+        handover_exporter::store::check_path(state_path)
+            .map_err(|e| anyhow::anyhow!("{}: state_path: {e}", args.config_file.display()))?;
         println!(
             "{}: configuration is valid ({} tenant(s){})",
             args.config_file.display(),
@@ -388,124 +197,18 @@ fn serve(args: ServeArgs) -> ExitCode {
                 ""
             }
         );
-        return ExitCode::SUCCESS;
+        return Ok(0);
     }
-    telemetry::init(args.log.log_level, args.log.log_format);
+    args.log.init();
     let options = ServeOptions {
         telemetry_path: args.telemetry_path,
         web_config,
         ..ServeOptions::default()
     };
-    let address = daemon::listen_address(&args.listen_address);
-    run_async(async move {
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))?;
-        tracing::info!(address = %address, "listening");
+    daemon::block_on(async move {
+        let listener = daemon::bind(&args.listen_address).await?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
         daemon::run(config, listener, options, daemon::shutdown_signal()).await
-    })
-}
-
-/// Runs a future on a multi-threaded runtime; an error is printed and exits 2.
-fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(future) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn demo(args: DemoArgs) -> ExitCode {
-    telemetry::init(args.log.log_level, args.log.log_format);
-    let address = daemon::listen_address(&args.listen_address);
-    run_async(async move {
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))?;
-        let simulator = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        handover_exporter::demo::run(
-            listener,
-            simulator,
-            SimulatorOptions {
-                scenario: args.world.scenario,
-                extension_version: args.world.extension_version,
-                ..handover_exporter::demo::simulator_options(args.world.seed)
-            },
-            daemon::shutdown_signal(),
-        )
-        .await
-    })
-}
-
-fn simulate(args: SimulateArgs) -> ExitCode {
-    let options = SimulatorOptions {
-        seed: args.world.seed,
-        scenario: args.world.scenario,
-        extension_version: args.world.extension_version,
-        calls: args.calls,
-        rate_per_day: Some(args.rate),
-        backlog_hours: args.backlog_hours,
-        cognigy_lag_seconds: args.cognigy_lag_seconds,
-        cognigy_delay: args.cognigy_delay,
-        faults: Faults {
-            rate_limit_429: args.rate_limit_429,
-            retry_after: args.retry_after,
-            server_error_burst: args.server_error_burst,
-            slow_ms: args.slow_ms,
-            truncated_pages: args.truncated_pages,
-            malformed_pages: args.malformed_pages,
-            token_ttl_seconds: args.token_ttl_seconds,
-            token_dies_after_seconds: args.token_dies_after_seconds,
-            keyset_end_500: args.keyset_end_500,
-            old_cxone_fields: args.old_cxone_fields,
-            odata_underscore_id: args.odata_underscore_id,
-            logs_filter_refused: args.logs_filter_refused,
-            cognigy_down: args.cognigy_down,
-            // Mid-body resets and slow bursts are switched at run time
-            // (`POST /_sim/faults`), as the fault-matrix harness does.
-            ..Faults::default()
-        },
-        ..SimulatorOptions::default()
-    };
-    if let Some(dir) = args.dump {
-        return match handover_exporter::simulator::dump(&options, &dir) {
-            Ok(truth) => {
-                println!(
-                    "{}: replay directory with {} bot contact(s) written",
-                    dir.display(),
-                    truth.contacts.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: --dump {}: {e:#}", dir.display());
-                ExitCode::from(2)
-            }
-        };
-    }
-    telemetry::init(args.log.log_level, args.log.log_format);
-    let address = daemon::listen_address(&args.listen_address);
-    run_async(async move {
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))?;
-        println!(
-            "simulated CXone + Cognigy APIs at http://{}",
-            listener.local_addr()?
-        );
-        println!(
-            "  ground truth: http://{}/_sim/truth",
-            listener.local_addr()?
-        );
-        handover_exporter::simulator::run(listener, options, daemon::shutdown_signal()).await
-    })
+    })?;
+    Ok(0)
 }

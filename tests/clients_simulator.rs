@@ -4,10 +4,10 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use handover_exporter::config::{CognigyConfig, CxoneConfig};
-use handover_exporter::simulator::{self, Faults, RetryAfter, SimHandle, SimulatorOptions};
 use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};
+use handover_simulator::{self as simulator, Faults, RetryAfter, SimHandle, SimulatorOptions};
 use std::sync::Arc;
 use std::time::Duration;
 

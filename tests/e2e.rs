@@ -2,8 +2,8 @@
 //! real SQLite file, and its counters must equal the simulator's ground truth exactly, also when
 //! the daemon is SIGKILLed and restarted mid-run.
 
-use handover_exporter::simulator::{
-    self, ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
+use handover_simulator::{
+    self as simulator, ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
 };
 use std::collections::BTreeMap;
 use std::path::Path;

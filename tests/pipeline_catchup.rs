@@ -9,8 +9,8 @@ use handover_exporter::config::TenantConfig;
 use handover_exporter::metrics::Metrics;
 use handover_exporter::pipeline::{CycleReport, Poller, Timing};
 use handover_exporter::server::Readiness;
-use handover_exporter::simulator::{self, Faults, SimHandle, SimulatorOptions};
 use handover_exporter::store::{DiagnosisFilter, Store};
+use handover_simulator::{self as simulator, Faults, SimHandle, SimulatorOptions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,7 @@ async fn rig(
         .expect("simulator");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config =
-        handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5));
+        handover_simulator::demo::config(&sim.base_url, &options, Duration::from_secs(5));
     config.state_path = dir.path().join("state.db").display().to_string();
     tweak(&mut config);
     let tenant = config.tenants[0].clone();
@@ -290,7 +290,7 @@ async fn two_tenants_share_one_host_budget_fairly() {
         .expect("simulator");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config =
-        handover_exporter::demo::config(&sim.base_url, &options, Duration::from_secs(5));
+        handover_simulator::demo::config(&sim.base_url, &options, Duration::from_secs(5));
     config.state_path = dir.path().join("state.db").display().to_string();
     let mut acme = config.tenants[0].clone();
     acme.name = "acme".into();

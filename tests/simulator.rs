@@ -9,16 +9,16 @@ use chrono::{Duration, Utc};
 use handover_exporter::correlation::Inputs;
 use handover_exporter::diagnosis::{Horizon, Reason};
 use handover_exporter::engine::{self, decide};
-use handover_exporter::simulator::world::GENERATED_REASONS;
-use handover_exporter::simulator::{
-    dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions,
-    World, WorldSpec,
-};
 use handover_exporter::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, LogEntry, ODataPage, Session,
 };
 use handover_exporter::sources::cxone::wire::{
     parse_completed_page, CompletedContact, SingleContactEnvelope, StateHistory,
+};
+use handover_simulator::world::GENERATED_REASONS;
+use handover_simulator::{
+    dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions,
+    World, WorldSpec,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -815,9 +815,9 @@ async fn every_fault_flag_is_observable() {
 fn world_is_deterministic_per_seed() {
     let now = Utc::now();
     let spec = |seed| WorldSpec::finite(seed, 80, Duration::hours(1), Duration::seconds(60), now);
-    let a = handover_exporter::simulator::Truth::of(&World::new(spec(1)), now);
-    let b = handover_exporter::simulator::Truth::of(&World::new(spec(1)), now);
-    let c = handover_exporter::simulator::Truth::of(&World::new(spec(2)), now);
+    let a = handover_simulator::Truth::of(&World::new(spec(1)), now);
+    let b = handover_simulator::Truth::of(&World::new(spec(1)), now);
+    let c = handover_simulator::Truth::of(&World::new(spec(2)), now);
     assert_eq!(a, b);
     assert_ne!(a.contacts, c.contacts);
     let streamed = {
@@ -851,7 +851,7 @@ fn world_covers_every_reason_and_match_kind() {
         Duration::seconds(60),
         now,
     ));
-    let truth = handover_exporter::simulator::Truth::of(&world, now);
+    let truth = handover_simulator::Truth::of(&world, now);
     let reasons: BTreeSet<Reason> = truth.contacts.iter().map(|c| c.reason).collect();
     let expected: BTreeSet<Reason> = GENERATED_REASONS.iter().copied().collect();
     assert_eq!(reasons, expected);
@@ -871,7 +871,7 @@ fn world_covers_every_reason_and_match_kind() {
         Duration::seconds(60),
         now,
     ));
-    let small = handover_exporter::simulator::Truth::of(&small, now);
+    let small = handover_simulator::Truth::of(&small, now);
     assert_eq!(small.totals.reason.len(), GENERATED_REASONS.len());
     assert_eq!(small.totals.match_kind.len(), 4);
     assert_eq!(small.totals.non_bot_contacts, 1);
@@ -1092,13 +1092,9 @@ async fn run_serves_until_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(handover_exporter::simulator::run(
-        listener,
-        finite(3),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let server = tokio::spawn(handover_simulator::run(listener, finite(3), async move {
+        let _ = rx.await;
+    }));
     let resp = reqwest::get(format!("http://{addr}/.well-known/openid-configuration"))
         .await
         .unwrap();
@@ -1111,7 +1107,7 @@ async fn run_serves_until_shutdown() {
         calls: Some(0),
         ..SimulatorOptions::default()
     };
-    let err = handover_exporter::simulator::run(listener, bad, async {})
+    let err = handover_simulator::run(listener, bad, async {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("--calls"));

@@ -9,8 +9,9 @@ use handover_exporter::config::Rules;
 use handover_exporter::diagnosis::{Failure, Outcome, Reason, WaitingFor};
 use handover_exporter::drilldown::{self, DrilldownError, DrilldownVerdict};
 use handover_exporter::report::Format;
-use handover_exporter::simulator::{
-    self, simulated_tenant, spawn, SimCredentials, SimHandle, SimRules, SimulatorOptions, Truth,
+use handover_simulator::{
+    self as simulator, rules_table, sim_rules, simulated_tenant, spawn, SimCredentials, SimHandle,
+    SimulatorOptions, Truth,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -47,7 +48,7 @@ fn truth_verdicts(truth: &Truth) -> Verdicts {
 
 /// The rules the simulator's worlds are built for.
 fn rules() -> Rules {
-    SimRules::default().to_rules()
+    sim_rules()
 }
 
 fn binary(args: &[&str]) -> (i32, String, String) {
@@ -121,9 +122,8 @@ fn write_config(dir: &Path, base: &str, tenants: &[&str], max_retries: u32) -> S
     let client_secret = secret("client_secret", &creds.client_secret);
     let access_secret = secret("access_key_secret", &creds.access_key_secret);
     let api_key = secret("cognigy_api_key", &creds.api_key);
-    let rules = SimRules::default()
-        .to_toml_table()
-        .replace("[rules]", "[tenant.rules]");
+    let rules =
+        rules_table(simulator::SIM_COGNIGY_LAG_SECONDS).replace("[rules]", "[tenant.rules]");
     let mut text = String::from("state_path = \":memory:\"\n");
     for name in tenants {
         text.push_str(&format!(

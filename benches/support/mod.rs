@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use handover_exporter::simulator::{self, SimState, SimulatorOptions};
+use handover_simulator::{self as simulator, SimState, SimulatorOptions};
 use std::sync::{Arc, Mutex};
 
 /// One API request the simulator answered.

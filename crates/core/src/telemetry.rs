@@ -37,9 +37,40 @@ impl LogLevel {
     }
 }
 
-/// Installs the global subscriber. Our crate logs at `level`; dependencies only at warn and up.
+/// The logging flags every command takes (`--log.level`, `--log.format`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Only log messages with the given severity or above.
+    #[arg(
+        long = "log.level",
+        env = "HANDOVER_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    pub log_level: LogLevel,
+    /// Output format of log messages.
+    #[arg(
+        long = "log.format",
+        env = "HANDOVER_LOG_FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber these flags describe.
+    pub fn init(&self) {
+        init(self.log_level, self.log_format);
+    }
+}
+
+/// Installs the global subscriber. Our crates log at `level`; dependencies only at warn and up.
 pub fn init(level: LogLevel, format: LogFormat) {
-    let filter = EnvFilter::new(format!("warn,handover_exporter={}", level.directive()));
+    let level = level.directive();
+    let filter = EnvFilter::new(format!(
+        "warn,handover_exporter={level},handover_simulator={level}"
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

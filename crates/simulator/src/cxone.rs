@@ -524,7 +524,7 @@ fn custom_data(state: &SimState, req: &ApiRequest, id: &str) -> (Response, PageK
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::world::WorldSpec;
+    use crate::world::WorldSpec;
     use chrono::Duration;
 
     /// A page serialized with its contacts borrowed is byte for byte the page built by copying the

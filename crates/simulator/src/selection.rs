@@ -24,7 +24,7 @@ pub fn keep_first_sorted<T>(items: &mut Vec<T>, n: usize, compare: impl Fn(&T, &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::world::{World, WorldSpec};
+    use crate::world::{World, WorldSpec};
     use chrono::{Duration, Utc};
 
     /// On a generated world's conversations keyed by a coarse, heavily tied key (timestamp

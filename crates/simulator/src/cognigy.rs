@@ -1072,7 +1072,7 @@ mod tests {
     /// stable sort of a scan of the world, as the simulator served them before partial selection.
     #[test]
     fn odata_pages_equal_a_full_stable_sort_of_a_scan() {
-        use crate::simulator::world::{World, WorldSpec};
+        use crate::world::{World, WorldSpec};
         let now = Utc::now();
         let world = World::new(WorldSpec::finite(
             11,

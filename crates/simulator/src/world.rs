@@ -5,17 +5,15 @@
 //! Every call is generated from its own RNG seeded by `(seed, index)`, so the same seed gives the
 //! same calls whether the world is built at once (`calls`) or grows in real time (`rate`). The truth
 //! is known by construction: the generator picks the reason first and then writes exactly the
-//! records that make it true under [`SimRules`], respecting the rule order. It never calls the
+//! records that make it true under [`sim_rules`], respecting the rule order. It never calls the
 //! crate's diagnosis. This module builds data only, plus the lookups that let a server find a
 //! contact or a session's calls without a scan (kept in step as calls are added and forgotten);
 //! serving it is `cxone.rs` / `cognigy.rs`.
 
-use crate::config::Rules;
-use crate::diagnosis::Reason;
-use crate::simulator::extension::{
-    node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult,
-};
+use crate::extension::{node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use handover_exporter::config::Rules;
+use handover_exporter::diagnosis::Reason;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -36,80 +34,43 @@ const UNKNOWN_SKILL: i64 = 4050;
 const ENTRY_SKILL: i64 = 4000;
 const BACKCHANNEL_SKILL: i64 = 4900;
 
-/// The diagnosis rules the world is built for: the `[tenant.rules]` example of DESIGN §8.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SimRules {
-    pub bot_entry_points_of_contact: Vec<i64>,
-    pub bot_entry_skills: Vec<i64>,
-    pub handover_skills: Vec<i64>,
-    /// The Analytics custom field number (1 = `custom1`).
-    pub contact_id_field: u8,
-    pub cognigy_lag_seconds: u64,
-    pub handover_deadline_seconds: u64,
-    pub bot_turn_timeout_ms: u64,
-    pub correlation_window_seconds: u64,
-    pub max_pending_seconds: u64,
+/// Seconds after a session ends before the world's Cognigy records appear, by default, and the
+/// `cognigy_lag_seconds` of its rules.
+pub const SIM_COGNIGY_LAG_SECONDS: u64 = 900;
+
+/// The diagnosis rules the world is built for (the `[tenant.rules]` example of DESIGN §8) as the
+/// `[rules]` table of a replay directory's `config.toml`, with `cognigy_lag_seconds` given: a
+/// replay or a daemon waits at least as long as the world's records take to appear. Every other
+/// key is what the world's generator builds for; the values are parsed by the real config code.
+pub fn rules_table(cognigy_lag_seconds: u64) -> String {
+    format!(
+        "[rules]\n\
+         bot_entry_points_of_contact = [{BOT_ENTRY_POC}]\n\
+         bot_entry_skills = []\n\
+         handover_skills = [4001, 4002]\n\
+         contact_id_field = \"custom1\"\n\
+         cognigy_lag_seconds = {cognigy_lag_seconds}\n\
+         handover_deadline_seconds = 15\n\
+         bot_turn_timeout_ms = 10000\n\
+         correlation_window_seconds = 30\n\
+         max_pending_seconds = 7200\n"
+    )
 }
 
-impl Default for SimRules {
-    fn default() -> Self {
-        SimRules {
-            bot_entry_points_of_contact: vec![BOT_ENTRY_POC],
-            bot_entry_skills: Vec::new(),
-            handover_skills: vec![4001, 4002],
-            contact_id_field: 1,
-            cognigy_lag_seconds: 900,
-            handover_deadline_seconds: 15,
-            bot_turn_timeout_ms: 10_000,
-            correlation_window_seconds: 30,
-            max_pending_seconds: 7200,
-        }
-    }
-}
-
-impl SimRules {
-    /// The same rules as the crate's validated config type (what `demo` hands the daemon).
-    pub fn to_rules(&self) -> Rules {
-        Rules {
-            bot_entry_points_of_contact: self.bot_entry_points_of_contact.clone(),
-            bot_entry_skills: self.bot_entry_skills.clone(),
-            handover_skills: self.handover_skills.clone(),
-            contact_id_field: self.contact_id_field,
-            cognigy_lag_seconds: self.cognigy_lag_seconds,
-            handover_deadline_seconds: self.handover_deadline_seconds,
-            bot_turn_timeout_ms: self.bot_turn_timeout_ms,
-            correlation_window_seconds: self.correlation_window_seconds,
-            max_pending_seconds: self.max_pending_seconds,
-            ..Rules::default()
-        }
-    }
-
-    /// The rules as a TOML `[rules]` table (keys of `[tenant.rules]`), for replay directories.
-    pub fn to_toml_table(&self) -> String {
-        let list = |v: &[i64]| {
-            let items: Vec<String> = v.iter().map(i64::to_string).collect();
-            format!("[{}]", items.join(", "))
-        };
-        format!(
-            "[rules]\nbot_entry_points_of_contact = {}\nbot_entry_skills = {}\nhandover_skills = {}\n\
-             contact_id_field = \"custom{}\"\ncognigy_lag_seconds = {}\nhandover_deadline_seconds = {}\n\
-             bot_turn_timeout_ms = {}\ncorrelation_window_seconds = {}\nmax_pending_seconds = {}\n",
-            list(&self.bot_entry_points_of_contact),
-            list(&self.bot_entry_skills),
-            list(&self.handover_skills),
-            self.contact_id_field,
-            self.cognigy_lag_seconds,
-            self.handover_deadline_seconds,
-            self.bot_turn_timeout_ms,
-            self.correlation_window_seconds,
-            self.max_pending_seconds
-        )
-    }
-}
-
-/// The rules the simulator's world is built for, as the crate's config type.
+/// The rules the simulator's world is built for, through the real config parser.
 pub fn sim_rules() -> Rules {
-    SimRules::default().to_rules()
+    rules_with_lag(SIM_COGNIGY_LAG_SECONDS)
+}
+
+/// [`sim_rules`] with another `cognigy_lag_seconds`.
+pub fn rules_with_lag(cognigy_lag_seconds: u64) -> Rules {
+    // The table is a constant but for a number the parser accepts up to its bound; the test
+    // `rules_table_parses_with_every_key` parses it, so this cannot fail for the lags in use.
+    handover_exporter::config::parse_replay_rules(
+        &rules_table(cognigy_lag_seconds),
+        "the simulator's rules",
+    )
+    .expect("the simulator's rules table is valid")
 }
 
 /// How the generator ties a call's Cognigy session to its CXone contact (DESIGN §4).
@@ -187,7 +148,7 @@ pub struct WorldSpec {
     pub calls: Option<usize>,
     /// Cognigy OData records appear this long after their session ended.
     pub cognigy_lag: Duration,
-    pub rules: SimRules,
+    pub rules: Rules,
     pub scenario: Scenario,
     /// The CXone extension version whose handover log lines the calls write.
     pub extension_version: ExtensionVersion,
@@ -218,7 +179,7 @@ impl WorldSpec {
             interval,
             calls: Some(calls),
             cognigy_lag,
-            rules: SimRules::default(),
+            rules: sim_rules(),
             scenario: Scenario::Mixed,
             extension_version: ExtensionVersion::default(),
             retention: None,
@@ -246,7 +207,7 @@ impl WorldSpec {
             interval: Duration::milliseconds(interval_ms),
             calls: None,
             cognigy_lag,
-            rules: SimRules::default(),
+            rules: sim_rules(),
             scenario: Scenario::Mixed,
             extension_version: ExtensionVersion::default(),
             retention: Some(Duration::hours(48).max(backlog + Duration::hours(24))),
@@ -1747,11 +1708,10 @@ mod tests {
         assert!(world.calls.windows(2).all(|w| w[1].index == w[0].index + 1));
     }
 
-    /// The rules table of a replay config carries every `[tenant.rules]` key.
+    /// The rules table parses through the real config code and carries every key it sets.
     #[test]
-    fn rules_table_has_every_key() {
-        let table: toml::Table =
-            toml::from_str(&SimRules::default().to_toml_table()).expect("valid TOML");
+    fn rules_table_parses_with_every_key() {
+        let table: toml::Table = toml::from_str(&rules_table(900)).expect("valid TOML");
         let rules = table["rules"].as_table().expect("[rules]");
         for key in [
             "bot_entry_points_of_contact",
@@ -1766,7 +1726,11 @@ mod tests {
         ] {
             assert!(rules.contains_key(key), "{key}");
         }
-        assert_eq!(sim_rules().handover_skills, vec![4001, 4002]);
+        let parsed = sim_rules();
+        assert_eq!(parsed.handover_skills, vec![4001, 4002]);
+        assert_eq!(parsed.bot_entry_points_of_contact, vec![BOT_ENTRY_POC]);
+        assert_eq!(parsed.cognigy_lag_seconds, SIM_COGNIGY_LAG_SECONDS);
+        assert_eq!(rules_with_lag(31).cognigy_lag_seconds, 31);
     }
 
     /// The contact and session lookups agree with a scan of the kept calls, before and after a

@@ -4,9 +4,9 @@
 //! This only wires existing pieces together: the simulator (`simulator`), a tenant configuration
 //! pointing at it, and the daemon (`daemon`). It adds no behaviour of its own.
 
-use crate::config::Config;
-use crate::daemon::{self, ServeOptions};
-use crate::simulator::{self, SimulatorOptions};
+use crate::{self as simulator, SimulatorOptions};
+use handover_exporter::config::Config;
+use handover_exporter::daemon::{self, ServeOptions};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -14,28 +14,24 @@ use tokio::net::TcpListener;
 /// Seconds after a session ends before the simulator shows its OData records, in the demo.
 const DEMO_COGNIGY_LAG_SECONDS: u64 = 10;
 
-/// The demo's daemon configuration for a simulator at `base_url`.
+/// The demo's daemon configuration for a simulator at `base_url`, as TOML parsed by the real
+/// config code: an in-memory store, a poll every `poll_interval`, the simulator's rules with a
+/// Cognigy lag a little longer than the simulator's (before calling a contact `no_bot_session`).
 pub fn config(base_url: &str, options: &SimulatorOptions, poll_interval: Duration) -> Config {
-    let mut rules = simulator::sim_rules();
-    // Wait a little longer than the simulator's lag before calling a contact `no_bot_session`.
-    rules.cognigy_lag_seconds = options.cognigy_lag_seconds * 2 + 10;
-    Config {
-        state_path: ":memory:".into(),
-        poll_interval,
-        cycle_deadline: Duration::from_secs(60),
-        overlap: Duration::from_secs(120),
-        settle: Duration::from_secs(5),
-        retention: Duration::from_secs(48 * 3600),
-        initial_lookback: Duration::from_secs(
-            ((options.backlog_hours.max(0.0) + 1.0) * 3600.0) as u64,
-        ),
-        tenants: vec![simulator::simulated_tenant(
-            "demo",
-            base_url,
-            &options.credentials,
-            rules,
-        )],
-    }
+    let lookback_hours = (options.backlog_hours.max(0.0) + 1.0).ceil() as u64;
+    let text = format!(
+        "state_path = \":memory:\"\npoll_interval_seconds = {}\ncycle_deadline_seconds = 60\n\
+         overlap_seconds = 120\nsettle_seconds = 5\ninitial_lookback_hours = {lookback_hours}\n\
+         {}{}",
+        poll_interval.as_secs().max(1),
+        crate::simulated_tenant_toml("demo", base_url, &options.credentials),
+        crate::rules_table(options.cognigy_lag_seconds * 2 + 10)
+            .replace("[rules]", "[tenant.rules]"),
+    );
+    // Built from fixed templates and validated options (`SimulatorOptions::validate` bounds the
+    // backlog); the test `demo_config_parses` parses it.
+    crate::parse_simulated_config(&text, "the demo configuration", &options.credentials)
+        .expect("the demo configuration is valid")
 }
 
 /// The simulator options of the demo: a streaming world with an hour of backlog.
@@ -74,4 +70,23 @@ pub async fn run(
     let result = daemon::run(config, listener, ServeOptions::default(), shutdown).await;
     sim.stop().await?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's configuration parses through the real config code with the demo's settings.
+    #[test]
+    fn demo_config_parses() {
+        let options = simulator_options(7);
+        let config = config("http://127.0.0.1:9", &options, Duration::from_secs(5));
+        assert_eq!(config.poll_interval, Duration::from_secs(5));
+        assert_eq!(config.state_path, ":memory:");
+        assert_eq!(config.initial_lookback, Duration::from_secs(2 * 3600));
+        assert_eq!(
+            config.tenants[0].rules.cognigy_lag_seconds,
+            DEMO_COGNIGY_LAG_SECONDS * 2 + 10
+        );
+    }
 }

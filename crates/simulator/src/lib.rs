@@ -8,9 +8,16 @@
 //! CXone; `/odata/v2.4/*` (and `v2.3`) is Cognigy OData; `/new/v2.0|v2.1/projects/{id}/logs` is the
 //! Cognigy REST API; `/_sim/*` is the simulator's own control surface. It is a test double, not a
 //! proxy: it never talks to the real services, and it does not diagnose anything.
+//!
+//! A crate of its own (`handover_simulator`), so that the library (`handover_exporter`) does not
+//! carry it: the binary links it for `demo` and `simulate` (feature `simulator`, on by default),
+//! the tests and benches as a dev-dependency. Its tenant configuration and rules go through the
+//! library's real config parser ([`simulated_tenant`], [`sim_rules`]).
 
+pub mod cli;
 pub mod cognigy;
 pub mod cxone;
+pub mod demo;
 pub mod extension;
 pub mod selection;
 pub mod truth;
@@ -22,6 +29,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
+use handover_exporter::config::{Config, Rules, TenantConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -32,7 +40,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use extension::ExtensionVersion;
 pub use truth::{dump_replay, Truth};
-pub use world::{sim_rules, MatchPath, Scenario, SimRules, World, WorldSpec};
+pub use world::{
+    rules_table, rules_with_lag, sim_rules, MatchPath, Scenario, World, WorldSpec,
+    SIM_COGNIGY_LAG_SECONDS,
+};
 
 /// Fixed credentials of the simulated tenant (the simulator is a local test double; these are not
 /// secrets of any real system).
@@ -719,68 +730,74 @@ async fn damage_page(state: &SimState, resp: Response) -> Response {
     Response::from_parts(parts, Body::from(damaged))
 }
 
+/// The environment variables the simulated tenant's configuration names for its secrets; they
+/// are looked up in the simulator's credentials, never in the process environment.
+const SECRET_VARS: [&str; 3] = [
+    "SIM_CXONE_CLIENT_SECRET",
+    "SIM_CXONE_ACCESS_KEY_SECRET",
+    "SIM_COGNIGY_API_KEY",
+];
+
+/// The `[[tenant]]` block of a tenant polling a simulator at `base_url`, with the limits lifted
+/// (tests and the demo run far faster than the real quotas allow: 1000 requests per second,
+/// 8 at a time, short timeouts and backoff); secrets by `*_env` names (see [`SECRET_VARS`]).
+pub fn simulated_tenant_toml(name: &str, base_url: &str, credentials: &SimCredentials) -> String {
+    let http = "timeout_seconds = 10\nmax_retries = 3\ninitial_backoff_ms = 100\n\
+                max_backoff_seconds = 2\nquota_requests = 1000\nquota_window_seconds = 1\n\
+                max_concurrency = 8\n";
+    format!(
+        "[[tenant]]\nname = \"{name}\"\n\
+         [tenant.cxone]\nissuer = \"{base_url}\"\nclient_id = \"{client_id}\"\n\
+         client_secret_env = \"{}\"\naccess_key_id = \"{access_key_id}\"\n\
+         access_key_secret_env = \"{}\"\n\
+         [tenant.cxone.http]\n{http}\
+         [tenant.cognigy]\napi_base_url = \"{base_url}\"\n\
+         odata_base_url = \"{base_url}/odata/v2.4\"\napi_key_env = \"{}\"\n\
+         project_id = \"{project_id}\"\n\
+         [tenant.cognigy.http]\n{http}",
+        SECRET_VARS[0],
+        SECRET_VARS[1],
+        SECRET_VARS[2],
+        client_id = credentials.client_id,
+        access_key_id = credentials.access_key_id,
+        project_id = credentials.project_id,
+    )
+}
+
+/// Parses a configuration that names the simulated tenants' secrets (see
+/// [`simulated_tenant_toml`]) through the real config code, taking those secrets from
+/// `credentials`.
+pub fn parse_simulated_config(
+    text: &str,
+    origin: &str,
+    credentials: &SimCredentials,
+) -> Result<Config, handover_exporter::config::ConfigError> {
+    let env = |var: &str| match var {
+        v if v == SECRET_VARS[0] => Some(credentials.client_secret.clone()),
+        v if v == SECRET_VARS[1] => Some(credentials.access_key_secret.clone()),
+        v if v == SECRET_VARS[2] => Some(credentials.api_key.clone()),
+        _ => None,
+    };
+    handover_exporter::config::parse(text, origin, &env)
+}
+
 /// A tenant configuration pointing at a simulator at `base_url` with `credentials` (used by
-/// `demo` and the end-to-end tests; `odata_base_url` is `<base>/odata/v2.4`).
+/// `demo`, the tests and the benches), parsed from [`simulated_tenant_toml`] by the real config
+/// code, with `rules` as its rules.
 pub fn simulated_tenant(
     name: &str,
     base_url: &str,
     credentials: &SimCredentials,
-    rules: crate::config::Rules,
-) -> crate::config::TenantConfig {
-    use crate::config::{
-        ClientAuth, CognigyConfig, CxoneConfig, DateLiteral, HttpSettings, TenantConfig,
-    };
-    use secrecy::SecretString;
-    let http = HttpSettings {
-        timeout: std::time::Duration::from_secs(10),
-        max_retries: 3,
-        initial_backoff: std::time::Duration::from_millis(100),
-        max_backoff: std::time::Duration::from_secs(2),
-        // Tests and the demo run far faster than the real quotas allow.
-        requests_per_second: None,
-        quota_requests: 1000,
-        quota_window: std::time::Duration::from_secs(1),
-        max_concurrency: 8,
-        http1_only: false,
-    };
-    TenantConfig {
-        name: name.to_owned(),
-        cxone: CxoneConfig {
-            issuer: base_url.to_owned(),
-            client_id: credentials.client_id.clone(),
-            client_secret: SecretString::from(credentials.client_secret.clone()),
-            access_key_id: credentials.access_key_id.clone(),
-            access_key_secret: SecretString::from(credentials.access_key_secret.clone()),
-            client_auth: ClientAuth::Basic,
-            api_version: "v30.0".into(),
-            api_endpoint: None,
-            page_size: 1000,
-            max_pages: 50,
-            http: http.clone(),
-        },
-        cognigy: CognigyConfig {
-            api_base_url: base_url.to_owned(),
-            odata_base_url: format!("{base_url}/odata/v2.4"),
-            api_key: SecretString::from(credentials.api_key.clone()),
-            project_id: credentials.project_id.clone(),
-            odata_page_size: 1000,
-            logs_page_size: 100,
-            logs_filter: crate::config::DEFAULT_LOGS_FILTER
-                .iter()
-                .map(|t| (*t).to_owned())
-                .collect(),
-            max_pages: 50,
-            date_literal: DateLiteral::Quoted,
-            end_of_keyset_500: true,
-            odata_select: true,
-            late_window: std::time::Duration::from_secs(crate::config::DEFAULT_LATE_WINDOW_SECONDS),
-            late_sweep_interval: std::time::Duration::from_secs(
-                crate::config::DEFAULT_LATE_SWEEP_INTERVAL_SECONDS,
-            ),
-            http,
-        },
-        rules,
-    }
+    rules: Rules,
+) -> TenantConfig {
+    let text = simulated_tenant_toml(name, base_url, credentials);
+    // The text is built from a fixed template; the test `simulated_tenant_parses` parses it,
+    // and names, URLs and ids are quoted strings the parser takes as they are.
+    let mut config = parse_simulated_config(&text, "the simulated tenant", credentials)
+        .expect("the simulated tenant's configuration is valid");
+    let mut tenant = config.tenants.remove(0);
+    tenant.rules = rules;
+    tenant
 }
 
 /// `simulate --dump DIR`: writes the world these options describe, as of now, as a replay
@@ -846,6 +863,24 @@ mod tests {
             .to_string()
             .contains("--rate"));
         assert!(SimulatorOptions::default().validate().is_ok());
+    }
+
+    /// The simulated tenant's configuration parses through the real config code with the
+    /// simulator's secrets, the limits it documents and the defaults for everything else.
+    #[test]
+    fn simulated_tenant_parses() {
+        let creds = SimCredentials::default();
+        let tenant = simulated_tenant("t", "http://127.0.0.1:9", &creds, sim_rules());
+        assert_eq!(tenant.name, "t");
+        assert_eq!(
+            tenant.cognigy.odata_base_url,
+            "http://127.0.0.1:9/odata/v2.4"
+        );
+        assert_eq!(tenant.cxone.http.quota_requests, 1000);
+        assert_eq!(tenant.cognigy.http.max_concurrency, 8);
+        assert_eq!(tenant.cxone.page_size, 1000);
+        use secrecy::ExposeSecret;
+        assert_eq!(tenant.cognigy.api_key.expose_secret(), creds.api_key);
     }
 
     /// Credentials' `Debug` never shows the secrets.

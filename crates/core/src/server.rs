@@ -2315,7 +2315,7 @@ mod tests {
             "{error}"
         );
     }
-    const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{TLS_FIXTURES}/{name}")).unwrap()

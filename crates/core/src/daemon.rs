@@ -248,6 +248,24 @@ pub async fn poll_loop(
     }
 }
 
+/// Runs a command's future to its end on a multi-threaded runtime (what `serve`, `demo` and
+/// `simulate` run on).
+pub fn block_on(
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(future)
+}
+
+/// Binds the web listener at a Prometheus-style listen address; the error names the flag.
+pub async fn bind(flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = listen_address(flag);
+    tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--web.listen-address {address}: {e}"))
+}
+
 /// Resolves a Prometheus-style listen address (`:10042` means every interface).
 pub fn listen_address(flag: &str) -> String {
     if flag.starts_with(':') {

@@ -5,12 +5,12 @@
 //!
 //! The truth is what the generator built (see `world.rs`); nothing here runs the diagnosis.
 
-use super::world::{iso, Call, World};
+use super::world::{iso, rules_table, Call, World};
 use super::{json_response, ApiRequest, Faults, SimState};
-use crate::diagnosis::{Failure, Outcome, Reason};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use handover_exporter::diagnosis::{Failure, Outcome, Reason};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -335,11 +335,12 @@ pub fn dump_replay(world: &World, dir: &Path, until: DateTime<Utc>) -> Result<Tr
         });
         write_json(dir, &format!("cognigy/logs-{:03}.json", n + 1), &body)?;
     }
-    let mut rules = world.spec.rules.clone();
-    rules.cognigy_lag_seconds = rules
+    let lag = world
+        .spec
+        .rules
         .cognigy_lag_seconds
         .max(world.spec.cognigy_lag.num_seconds().max(0) as u64);
-    write_text(&dir.join("config.toml"), &rules.to_toml_table())?;
+    write_text(&dir.join("config.toml"), &rules_table(lag))?;
     let truth = Truth::of_calls(&calls, until);
     write_json(
         dir,
