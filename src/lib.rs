@@ -9,6 +9,8 @@
 //! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
 //! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
 //! - [`pipeline`]: one poll cycle of one tenant: cursors, read page by page, ingest, decide.
+//! - [`readiness`]: when each tenant's sources last polled successfully (the pipeline writes it,
+//!   the server's `/readyz` reads it).
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
 //! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
@@ -39,6 +41,7 @@ pub mod logline;
 pub mod metrics;
 pub mod pages;
 pub mod pipeline;
+pub mod readiness;
 pub mod replay;
 pub mod report;
 pub mod server;

@@ -27,7 +27,8 @@
 //! unverified client certificates, `http_server_config`) are refused by name, never ignored.
 
 use crate::diagnosis::{Failure, Outcome, Reason};
-use crate::metrics::{Metrics, PollSource};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::store::{DiagnosisFilter, Store, StoreError};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{
@@ -61,62 +62,6 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
 const DIAGNOSES_PARAMETERS: &[&str] = &["tenant", "outcome", "failure", "reason", "since", "limit"];
-
-/// When each tenant's sources last polled successfully; `/readyz` reads it, the pipeline writes it.
-#[derive(Debug)]
-pub struct Readiness {
-    poll_interval: Duration,
-    last_success: Mutex<BTreeMap<(String, PollSource), Option<Instant>>>,
-}
-
-impl Readiness {
-    /// Expects a successful poll of every source of every tenant within three `poll_interval`s.
-    pub fn new(tenants: &[String], poll_interval: Duration) -> Readiness {
-        let mut last_success = BTreeMap::new();
-        for tenant in tenants {
-            for source in PollSource::ALL {
-                last_success.insert((tenant.clone(), *source), None);
-            }
-        }
-        Readiness {
-            poll_interval,
-            last_success: Mutex::new(last_success),
-        }
-    }
-
-    /// Records a successful poll now.
-    pub fn mark_success(&self, tenant: &str, source: PollSource) {
-        self.mark_success_at(tenant, source, Instant::now());
-    }
-
-    /// Records a successful poll at `at`.
-    pub fn mark_success_at(&self, tenant: &str, source: PollSource, at: Instant) {
-        // A poisoned lock only means a writer panicked between two plain stores; the map is intact.
-        let mut map = self.last_success.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert((tenant.to_owned(), source), Some(at));
-    }
-
-    /// What is not ready at `now`, one line each; empty when ready.
-    pub fn not_ready(&self, now: Instant) -> Vec<String> {
-        let limit = self.poll_interval * 3;
-        let map = self.last_success.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter()
-            .filter_map(|((tenant, source), last)| match last {
-                None => Some(format!("{tenant}/{source}: no successful poll yet")),
-                Some(at) => {
-                    let age = now.saturating_duration_since(*at);
-                    (age > limit).then(|| {
-                        format!(
-                            "{tenant}/{source}: last successful poll {}s ago (limit {}s)",
-                            age.as_secs(),
-                            limit.as_secs()
-                        )
-                    })
-                }
-            })
-            .collect()
-    }
-}
 
 /// What is wrong with a `--web.config.file`.
 #[derive(Debug, thiserror::Error)]
@@ -1761,6 +1706,7 @@ async fn contact(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 mod tests {
     use super::*;
     use crate::diagnosis::{Diagnosis, Evidence};
+    use crate::metrics::PollSource;
     use crate::store::CycleCommit;
     use chrono::TimeZone;
     use std::io::Read as _;
