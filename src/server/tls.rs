@@ -150,11 +150,58 @@ fn resolve(base: &FsPath, path: &str) -> PathBuf {
     }
 }
 
-/// Builds the TLS settings from `tls_server_config`; `None` when it is absent or empty.
+/// Builds the TLS settings from `tls_server_config`; `None` when it is absent or empty. Every
+/// setting is checked before any file is read.
 pub(super) fn parse_tls(
     value: &serde_norway::Value,
     base: &FsPath,
 ) -> Result<Option<TlsSettings>, String> {
+    if checked_settings(value)?.is_none() {
+        return Ok(None);
+    }
+    let raw: RawTlsConfig =
+        serde_norway::from_value(value.clone()).map_err(|e| format!("tls_server_config: {e}"))?;
+    let required = |key: &str, value: Option<String>| {
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| resolve(base, &v))
+            .ok_or_else(|| format!("tls_server_config.{key}: required when TLS is configured"))
+    };
+    let cert_file = required("cert_file", raw.cert_file)?;
+    let key_file = required("key_file", raw.key_file)?;
+    let (client_auth, client_ca_file) =
+        client_auth(raw.client_auth_type.as_deref(), raw.client_ca_file, base)?;
+    let versions = protocol_versions(raw.min_version.as_deref(), raw.max_version.as_deref())?;
+
+    let certificates = read_certificates("cert_file", &cert_file)?;
+    let key = read_private_key(&key_file)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let builder = match client_verifier(client_auth, client_ca_file.as_deref(), provider)? {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut server_config = builder.with_single_cert(certificates, key).map_err(|e| {
+        format!(
+            "tls_server_config: the key in {} does not serve the certificate in {}: {e}",
+            key_file.display(),
+            cert_file.display()
+        )
+    })?;
+    // The router speaks HTTP/1.1 only (axum's http2 feature is off).
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsSettings {
+        cert_file,
+        client_auth,
+        server_config: Arc::new(server_config),
+    }))
+}
+
+/// The settings of `tls_server_config`, every key one this build honours ([`TLS_KEYS`]); `None`
+/// when it is absent or empty (plain HTTP, as in exporter-toolkit).
+fn checked_settings(value: &serde_norway::Value) -> Result<Option<&serde_norway::Mapping>, String> {
     let mapping = match value {
         serde_norway::Value::Null => return Ok(None),
         serde_norway::Value::Mapping(m) if m.is_empty() => return Ok(None),
@@ -172,19 +219,18 @@ pub(super) fn parse_tls(
             ));
         }
     }
-    let raw: RawTlsConfig =
-        serde_norway::from_value(value.clone()).map_err(|e| format!("tls_server_config: {e}"))?;
-    let required = |key: &str, value: Option<String>| {
-        value
-            .filter(|v| !v.is_empty())
-            .map(|v| resolve(base, &v))
-            .ok_or_else(|| format!("tls_server_config.{key}: required when TLS is configured"))
-    };
-    let cert_file = required("cert_file", raw.cert_file)?;
-    let key_file = required("key_file", raw.key_file)?;
-    let client_auth = ClientAuthType::parse(raw.client_auth_type.as_deref().unwrap_or(""))?;
-    let client_ca_file = raw
-        .client_ca_file
+    Ok(Some(mapping))
+}
+
+/// `client_auth_type` and `client_ca_file` (resolved in `base`), refused when they do not fit
+/// together: a CA file without verification, or verification without a CA file.
+fn client_auth(
+    client_auth_type: Option<&str>,
+    client_ca_file: Option<String>,
+    base: &FsPath,
+) -> Result<(ClientAuthType, Option<PathBuf>), String> {
+    let client_auth = ClientAuthType::parse(client_auth_type.unwrap_or(""))?;
+    let client_ca_file = client_ca_file
         .filter(|v| !v.is_empty())
         .map(|v| resolve(base, &v));
     match (client_auth, &client_ca_file) {
@@ -204,11 +250,19 @@ pub(super) fn parse_tls(
             )
         }
     }
-    let min = match raw.min_version.as_deref() {
+    Ok((client_auth, client_ca_file))
+}
+
+/// The protocol versions from `min_version` (default TLS12) to `max_version` (default TLS13).
+fn protocol_versions(
+    min_version: Option<&str>,
+    max_version: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let min = match min_version {
         None | Some("") => &rustls::version::TLS12,
         Some(v) => tls_version("min_version", v)?,
     };
-    let max = match raw.max_version.as_deref() {
+    let max = match max_version {
         None | Some("") => &rustls::version::TLS13,
         Some(v) => tls_version("max_version", v)?,
     };
@@ -221,67 +275,58 @@ pub(super) fn parse_tls(
     if versions.is_empty() {
         return Err("tls_server_config: min_version is above max_version".to_owned());
     }
+    Ok(versions)
+}
 
-    let certificates = read_certificates("cert_file", &cert_file)?;
-    let key = {
-        use rustls::pki_types::pem::PemObject as _;
-        let pem = read_tls_file("key_file", &key_file)?;
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-            format!(
-                "tls_server_config.key_file: {} holds no usable PEM private key (PKCS#8, \
-                 PKCS#1 or SEC1): {e}",
-                key_file.display()
-            )
-        })?
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| format!("tls_server_config: {e}"))?;
-    let builder = match (client_auth, client_ca_file) {
-        (ClientAuthType::NoClientCert, _) | (_, None) => builder.with_no_client_auth(),
-        (_, Some(ca_file)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for certificate in read_certificates("client_ca_file", &ca_file)? {
-                roots.add(certificate).map_err(|e| {
-                    format!(
-                        "tls_server_config.client_ca_file: {}: {e}",
-                        ca_file.display()
-                    )
-                })?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            let verifier = if client_auth == ClientAuthType::VerifyClientCertIfGiven {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            let verifier = verifier.build().map_err(|e| {
-                format!(
-                    "tls_server_config.client_ca_file: {}: {e}",
-                    ca_file.display()
-                )
-            })?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut server_config = builder.with_single_cert(certificates, key).map_err(|e| {
+/// The private key of `key_file` (PEM: PKCS#8, PKCS#1 or SEC1); the error names the file.
+fn read_private_key(
+    key_file: &FsPath,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = read_tls_file("key_file", key_file)?;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         format!(
-            "tls_server_config: the key in {} does not serve the certificate in {}: {e}",
-            key_file.display(),
-            cert_file.display()
+            "tls_server_config.key_file: {} holds no usable PEM private key (PKCS#8, \
+             PKCS#1 or SEC1): {e}",
+            key_file.display()
+        )
+    })
+}
+
+/// The verifier of client certificates against the CAs of `client_ca_file` (optional ones with
+/// `VerifyClientCertIfGiven`); `None` when no client certificate is asked for.
+fn client_verifier(
+    client_auth: ClientAuthType,
+    client_ca_file: Option<&FsPath>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, String> {
+    let ca_file = match (client_auth, client_ca_file) {
+        (ClientAuthType::NoClientCert, _) | (_, None) => return Ok(None),
+        (_, Some(ca_file)) => ca_file,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in read_certificates("client_ca_file", ca_file)? {
+        roots.add(certificate).map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file: {}: {e}",
+                ca_file.display()
+            )
+        })?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let verifier = if client_auth == ClientAuthType::VerifyClientCertIfGiven {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    let verifier = verifier.build().map_err(|e| {
+        format!(
+            "tls_server_config.client_ca_file: {}: {e}",
+            ca_file.display()
         )
     })?;
-    // The router speaks HTTP/1.1 only (axum's http2 feature is off).
-    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(TlsSettings {
-        cert_file,
-        client_auth,
-        server_config: Arc::new(server_config),
-    }))
+    Ok(Some(verifier))
 }
 
 #[cfg(test)]
