@@ -13,7 +13,9 @@
 //!   the server's `/readyz` reads it).
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
 //! - [`pages`]: the HTML drill-down pages for people (rendering only).
-//! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
+//! - [`server`]: the HTTP interface: the routes (landing, metrics, health, readiness), the
+//!   drill-down API and page routes, `--web.config.file` with basic auth and TLS, and the accept
+//!   loop under its limits.
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.

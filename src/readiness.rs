@@ -63,3 +63,32 @@ impl Readiness {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every source is named until it polls, a poll older than three intervals names it again
+    /// with its age and the limit, and recent polls of every source make it ready.
+    #[test]
+    fn names_each_source_without_a_recent_poll() {
+        let readiness = Readiness::new(&["acme".to_owned()], Duration::from_secs(1));
+        let now = Instant::now();
+        assert_eq!(
+            readiness.not_ready(now),
+            vec![
+                "acme/cxone: no successful poll yet".to_owned(),
+                "acme/cognigy: no successful poll yet".to_owned(),
+            ]
+        );
+        let stale = now.checked_sub(Duration::from_secs(10)).unwrap();
+        readiness.mark_success_at("acme", PollSource::Cxone, now);
+        readiness.mark_success_at("acme", PollSource::Cognigy, stale);
+        assert_eq!(
+            readiness.not_ready(now),
+            vec!["acme/cognigy: last successful poll 10s ago (limit 3s)".to_owned()]
+        );
+        readiness.mark_success_at("acme", PollSource::Cognigy, now);
+        assert!(readiness.not_ready(now).is_empty());
+    }
+}
