@@ -35,7 +35,7 @@ mod support;
 use chrono::Utc;
 use handover_exporter::metrics::Metrics;
 use handover_exporter::pipeline::{Poller, Timing};
-use handover_exporter::server::Readiness;
+use handover_exporter::readiness::Readiness;
 use handover_exporter::sources::cognigy::CognigyClient;
 use handover_exporter::sources::cxone::CxoneClient;
 use handover_exporter::sources::http::{NoopObserver, RequestObserver};

@@ -734,7 +734,7 @@ fn dockerfile_covers_cargo_targets() {
             "deploy/Dockerfile has no placeholder for bench {name}"
         );
     }
-    for path in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "benches"] {
+    for path in ["Cargo.toml", "Cargo.lock", "crates", "src", "benches"] {
         assert!(repo_path(path).exists(), "{path} is missing");
         assert!(
             dockerfile.contains(&format!("COPY {path}"))

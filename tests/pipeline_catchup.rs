@@ -8,7 +8,7 @@ use chrono::Utc;
 use handover_exporter::config::TenantConfig;
 use handover_exporter::metrics::Metrics;
 use handover_exporter::pipeline::{CycleReport, Poller, Timing};
-use handover_exporter::server::Readiness;
+use handover_exporter::readiness::Readiness;
 use handover_exporter::store::{DiagnosisFilter, Store};
 use handover_simulator::{self as simulator, Faults, SimHandle, SimulatorOptions};
 use std::collections::BTreeMap;

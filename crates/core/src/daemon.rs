@@ -15,7 +15,8 @@
 use crate::config::Config;
 use crate::metrics::{CycleFailure, CycleOutcome, Metrics};
 use crate::pipeline::{Poller, Timing};
-use crate::server::{AppState, Readiness, ServerLimits, WebConfig};
+use crate::readiness::Readiness;
+use crate::server::{AppState, ServerLimits, WebConfig};
 use crate::sources::http::Budgets;
 use crate::store::Store;
 use std::future::Future;

@@ -9,9 +9,13 @@
 //! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
 //! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
 //! - [`pipeline`]: one poll cycle of one tenant: cursors, read page by page, ingest, decide.
+//! - [`readiness`]: when each tenant's sources last polled successfully (the pipeline writes it,
+//!   the server's `/readyz` reads it).
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
 //! - [`pages`]: the HTML drill-down pages for people (rendering only).
-//! - [`server`]: the HTTP routes (landing, metrics, health, readiness, drill-down API).
+//! - [`server`]: the HTTP interface: the routes (landing, metrics, health, readiness), the
+//!   drill-down API and page routes, `--web.config.file` with basic auth and TLS, and the accept
+//!   loop under its limits.
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
@@ -39,6 +43,7 @@ pub mod logline;
 pub mod metrics;
 pub mod pages;
 pub mod pipeline;
+pub mod readiness;
 pub mod replay;
 pub mod report;
 pub mod server;

@@ -18,7 +18,7 @@ mod read;
 use crate::config::{Config, Rules, TenantConfig};
 use crate::diagnosis::Horizon;
 use crate::metrics::{Metrics, OdataCollection, PollSource};
-use crate::server::Readiness;
+use crate::readiness::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::CxoneClient;
