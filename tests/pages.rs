@@ -10,7 +10,7 @@
 mod support;
 
 use chrono::{TimeZone, Utc};
-use handover_exporter::diagnosis::{Diagnosis, Evidence, Fact, FactSource, Reason};
+use handover_exporter::engine::diagnosis::{Diagnosis, Evidence, Fact, FactSource, Reason};
 use handover_exporter::store::{CycleCommit, Store};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use handover_exporter::config::Rules;
-use handover_exporter::correlation::{Inputs, MatchKind};
-use handover_exporter::diagnosis::{Diagnosis, Horizon, Reason, Verdict, WaitingFor};
+use handover_exporter::engine::correlation::{Inputs, MatchKind};
 use handover_exporter::engine::decide;
+use handover_exporter::engine::diagnosis::{Diagnosis, Horizon, Reason, Verdict, WaitingFor};
 use handover_exporter::sources::cognigy::wire::{
     Analytics, Conversation, InputData, LogEntry, LogMeta, Session, VoiceGatewayEvent,
 };

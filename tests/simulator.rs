@@ -6,8 +6,8 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{Duration, Utc};
-use handover_exporter::correlation::Inputs;
-use handover_exporter::diagnosis::{Horizon, Reason};
+use handover_exporter::engine::correlation::Inputs;
+use handover_exporter::engine::diagnosis::{Horizon, Reason};
 use handover_exporter::engine::{self, decide};
 use handover_exporter::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, LogEntry, ODataPage, Session,

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use handover_exporter::config::Rules;
-use handover_exporter::diagnosis::{Failure, Outcome, Reason, WaitingFor};
 use handover_exporter::drilldown::{self, DrilldownError, DrilldownVerdict};
+use handover_exporter::engine::diagnosis::{Failure, Outcome, Reason, WaitingFor};
 use handover_exporter::report::Format;
 use handover_simulator::{
     self as simulator, rules_table, sim_rules, simulated_tenant, spawn, SimCredentials, SimHandle,

@@ -12,9 +12,9 @@
 //! keeps no state and exports no metrics; it does not touch the store.
 
 use crate::config::{Config, TenantConfig};
-use crate::correlation::Inputs;
-use crate::diagnosis::{Diagnosis, Horizon, Verdict, WaitingFor};
+use crate::engine::correlation::Inputs;
 use crate::engine::decide;
+use crate::engine::diagnosis::{Diagnosis, Horizon, Verdict, WaitingFor};
 use crate::report::Format;
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
 use crate::sources::cognigy::CognigyClient;

@@ -1,4 +1,4 @@
-//! Labels: the one mechanism for every bounded label value. [`label_enum!`] declares an enum
+//! Labels: the one mechanism for every bounded label value. `label_enum!` declares an enum
 //! whose variants are the only values a label can take, with its text, and implements
 //! [`LabelValue`] (every value, the text, parsing), `Display`, serde (as the text) and
 //! prometheus-client's `EncodeLabelValue` for it. A label whose values come from users (tenant

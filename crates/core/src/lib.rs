@@ -1,41 +1,49 @@
 //! handover-exporter: watches NICE CXone voice calls handled by a Cognigy.AI voicebot and tells,
 //! for every call, whether the bot's handover to a live agent worked, and if not, where it broke.
+//! This crate (`crates/core`) is the whole product but the command line (`src/main.rs`) and the
+//! test double of both APIs (`crates/simulator`).
 //!
-//! Crate map:
-//! - [`config`]: the TOML configuration, validated in one place.
-//! - [`sources`]: the shared HTTP layer and the CXone and Cognigy clients with their wire types.
-//! - [`logline`]: recognises the Cognigy handover extension's log lines.
-//! - [`correlation`]: pure join of contacts and sessions into cases.
-//! - [`diagnosis`]: pure rules, one outcome per bot contact, with evidence.
+//! Crate map, in the order data flows:
+//! - [`config`]: the TOML configuration, validated in one place (the only way a `Config` is made).
+//! - [`sources`]: the shared HTTP layer (timeouts, retries, status handling, per-host budgets)
+//!   and one client per API with its wire types ([`sources::cxone`], [`sources::cognigy`]).
+//! - [`logline`]: recognises the Cognigy handover extension's log lines (every version).
+//! - [`engine`]: the pure decision: [`engine::correlation`] joins contacts and sessions into
+//!   cases, [`engine::diagnosis`] applies the rule table of DESIGN §5 to a case, and
+//!   [`engine::decide`] does both, for the pipeline, `diagnose --replay` and the drill-down alike.
+//! - [`labels`]: the one mechanism for bounded label values (`LabelValue`, `label_enum!`).
 //! - [`store`]: SQLite state: cursors, contacts (pending/diagnosed), Cognigy records, totals.
-//! - [`pipeline`]: one poll cycle of one tenant: cursors, read page by page, ingest, decide.
+//! - [`pipeline`]: one poll cycle of one tenant, the only joint: cursors, read page by page,
+//!   ingest, decide.
+//! - [`daemon`]: one poll loop per tenant plus the web server; start-up, shutdown, exit codes.
 //! - [`readiness`]: when each tenant's sources last polled successfully (the pipeline writes it,
 //!   the server's `/readyz` reads it).
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
-//! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`server`]: the HTTP interface: the routes (landing, metrics, health, readiness), the
 //!   drill-down API and page routes, `--web.config.file` with basic auth and TLS, and the accept
 //!   loop under its limits.
+//! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
-//! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
+//! - [`report`]: renders diagnoses as text or JSON lines.
+//! - [`telemetry`]: logging set-up (logfmt or JSON) and the `--log.*` flags.
 //! - [`allocator`]: run-time settings of the process allocator (mimalloc).
 //!
-//! Pipeline of one poll cycle (and of `diagnose --replay`, minus the store):
+//! Pipeline of one poll cycle (and of `diagnose --replay` and the drill-down, minus the store):
 //!
 //! ```text
-//!  CXone contacts/completed ─┐
-//!  Cognigy OData Sessions ───┤
-//!  Cognigy OData Conversations┼─> correlation::correlate ─> diagnosis::diagnose ─> store ─> metrics
-//!  Cognigy OData Analytics ──┤        (cases)                (outcome+evidence)   (SQLite)  (/metrics)
-//!  Cognigy REST logs ────────┘
+//!  CXone contacts/completed ──┐   pipeline::read      pipeline::ingest    pipeline::decide
+//!  Cognigy OData Sessions ────┤   (page by page,  ─>  (each page with ─>  engine::decide ─────┐
+//!  Cognigy OData Conversations┤    one budget per      its cursor, one     = correlation      │
+//!  Cognigy OData Analytics ───┤    API host)           transaction)        + diagnosis        │
+//!  Cognigy REST logs ─────────┘                                          (cases -> verdicts)  │
+//!                                                                                              v
+//!            /metrics <─ metrics <─ store (SQLite: diagnoses committed with the counters) <───┘
 //! ```
 
 pub mod allocator;
 pub mod config;
-pub mod correlation;
 pub mod daemon;
-pub mod diagnosis;
 pub mod drilldown;
 pub mod engine;
 pub mod labels;

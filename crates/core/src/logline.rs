@@ -52,7 +52,7 @@ const UNSET_ID_TEXTS: [&str; 3] = ["", "undefined", "null"];
 /// `100000000000` the extension treats as "skip the API calls".
 pub fn is_missing_id(id: &str) -> bool {
     let id = id.trim();
-    UNSET_ID_TEXTS.contains(&id) || id == crate::correlation::SENTINEL_CONTACT_ID
+    UNSET_ID_TEXTS.contains(&id) || id == crate::engine::correlation::SENTINEL_CONTACT_ID
 }
 
 impl<'m> HandoverLog<'m> {

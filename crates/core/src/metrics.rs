@@ -7,7 +7,7 @@
 //! reported as newly recorded, so they continue across restarts and never double. This module
 //! does not poll, store or serve anything; `/metrics` only encodes what is in memory here.
 
-use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
+use crate::engine::diagnosis::{Diagnosis, Failure, Outcome, Reason};
 use crate::labels::label_enum;
 use crate::sources::http::{CodeClass, Endpoint, HostBudget, RequestObserver, RetryCause, Source};
 use crate::store::TotalRow;
@@ -71,8 +71,8 @@ label_enum!(
 
 impl CorrelationMatch {
     /// The label of a diagnosis' match kind (`None`: no session correlated).
-    pub fn of(kind: Option<crate::correlation::MatchKind>) -> CorrelationMatch {
-        use crate::correlation::MatchKind;
+    pub fn of(kind: Option<crate::engine::correlation::MatchKind>) -> CorrelationMatch {
+        use crate::engine::correlation::MatchKind;
         match kind {
             Some(MatchKind::CustomField) => CorrelationMatch::CustomField,
             Some(MatchKind::SipHeader) => CorrelationMatch::SipHeader,
@@ -783,7 +783,7 @@ impl RequestObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::Evidence;
+    use crate::engine::diagnosis::Evidence;
     use chrono::TimeZone;
 
     fn tenants() -> Vec<String> {

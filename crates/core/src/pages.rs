@@ -8,7 +8,7 @@
 //! module renders only: it reads no store and serves no route (the server does both), and it
 //! decides nothing.
 
-use crate::diagnosis::{Diagnosis, Fact, FactSource, Failure, Outcome, Reason};
+use crate::engine::diagnosis::{Diagnosis, Fact, FactSource, Failure, Outcome, Reason};
 use crate::store::{CognigySet, DiagnosisFilter, DiagnosisRow};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write;

@@ -12,8 +12,8 @@
 //! called by [`diagnose_data`].
 
 use crate::config::{file_kind, parse_replay_rules, Rules};
-use crate::correlation::Inputs;
-use crate::diagnosis::{Diagnosis, Horizon};
+use crate::engine::correlation::Inputs;
+use crate::engine::diagnosis::{Diagnosis, Horizon};
 use crate::engine::{self, decide};
 use crate::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, LogEntry, LogPage, ODataPage, Session,

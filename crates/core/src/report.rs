@@ -3,7 +3,7 @@
 //!
 //! Rendering only: nothing here diagnoses, reads files or talks to an API.
 
-use crate::diagnosis::{Diagnosis, Fact, Outcome};
+use crate::engine::diagnosis::{Diagnosis, Fact, Outcome};
 use crate::sources::cxone::wire::StateHistory;
 use std::fmt::Write as _;
 

@@ -18,7 +18,7 @@
 //! with [`StoreError::Foreign`] before anything is written into it. [`check_path`] runs the same
 //! checks without writing, for `--config.check`.
 
-use crate::diagnosis::{Diagnosis, Failure, Outcome, Reason};
+use crate::engine::diagnosis::{Diagnosis, Failure, Outcome, Reason};
 use crate::sources::cognigy::wire::{Analytics, Conversation, LogEntry, Session};
 use crate::sources::cxone::wire::CompletedContact;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -1171,7 +1171,7 @@ fn record_diagnosis(tx: &Transaction<'_>, tenant: &str, d: &Diagnosis, now: &str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::Evidence;
+    use crate::engine::diagnosis::Evidence;
     use chrono::TimeZone;
 
     fn at(minute: u32) -> DateTime<Utc> {

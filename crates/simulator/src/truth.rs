@@ -10,7 +10,7 @@ use super::{json_response, ApiRequest, Faults, SimState};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use handover_exporter::diagnosis::{Failure, Outcome, Reason};
+use handover_exporter::engine::diagnosis::{Failure, Outcome, Reason};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

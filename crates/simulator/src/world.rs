@@ -13,7 +13,7 @@
 use crate::extension::{node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use handover_exporter::config::Rules;
-use handover_exporter::diagnosis::Reason;
+use handover_exporter::engine::diagnosis::Reason;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

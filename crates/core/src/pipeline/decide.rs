@@ -8,8 +8,8 @@
 use super::cursors::before;
 use super::{CycleError, Poller};
 use crate::config::Rules;
-use crate::correlation::Inputs;
-use crate::diagnosis::Horizon;
+use crate::engine::correlation::Inputs;
+use crate::engine::diagnosis::Horizon;
 use crate::engine::{self, decide, Decision};
 use crate::sources::cxone::wire::CompletedContact;
 use crate::store::{CycleCommit, RipeKey};

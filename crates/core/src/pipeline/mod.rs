@@ -16,7 +16,7 @@ mod ingest;
 mod read;
 
 use crate::config::{Config, Rules, TenantConfig};
-use crate::diagnosis::Horizon;
+use crate::engine::diagnosis::Horizon;
 use crate::metrics::{Metrics, OdataCollection, PollSource};
 use crate::readiness::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};

@@ -7,7 +7,7 @@
 //! renders no HTML (see `html`) and decides nothing.
 
 use super::AppState;
-use crate::diagnosis::{Failure, Outcome, Reason};
+use crate::engine::diagnosis::{Failure, Outcome, Reason};
 use crate::store::{DiagnosisFilter, Store, StoreError};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};

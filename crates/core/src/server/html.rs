@@ -127,7 +127,7 @@ pub(super) async fn contact_html(
 
 #[cfg(test)]
 mod tests {
-    use crate::diagnosis::Reason;
+    use crate::engine::diagnosis::Reason;
     use crate::server::test_server::{at, client, diagnosis, start};
     use crate::store::CycleCommit;
 
@@ -139,8 +139,8 @@ mod tests {
         let server = start().await;
         {
             let mut d = diagnosis(1004, Reason::SignalUnavailable);
-            d.evidence.timeline.push(crate::diagnosis::Fact {
-                source: crate::diagnosis::FactSource::CognigyLog,
+            d.evidence.timeline.push(crate::engine::diagnosis::Fact {
+                source: crate::engine::diagnosis::FactSource::CognigyLog,
                 id: "log-1".into(),
                 at: Some(at(1)),
                 detail: "handoverToCXone: <script>alert(1)</script>"

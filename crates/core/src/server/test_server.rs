@@ -3,7 +3,7 @@
 //! use. Test code only (compiled under `cfg(test)`); it tests nothing itself.
 
 use super::{serve, AppState, ServerLimits, WebConfig};
-use crate::diagnosis::{Diagnosis, Evidence, Reason};
+use crate::engine::diagnosis::{Diagnosis, Evidence, Reason};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::store::{CycleCommit, Store};

@@ -1,13 +1,16 @@
 //! Engine: the one path from what was read to what is concluded. [`decide`] correlates the
-//! inputs into cases ([`correlation`](crate::correlation)) and applies the rules to each
-//! ([`diagnosis`](crate::diagnosis)); the daemon's pipeline, `diagnose --replay` and the live
+//! inputs into cases ([`correlation`]) and applies the rules to each
+//! ([`diagnosis`]); the daemon's pipeline, `diagnose --replay` and the live
 //! drill-down all call it, so they cannot disagree. It neither reads nor stores anything and
 //! reads no clock: the caller gives the [`Horizon`] (what time it is, how far each source was
 //! read).
 
+pub mod correlation;
+pub mod diagnosis;
+
 use crate::config::Rules;
-use crate::correlation::{correlate, Case, Inputs};
-use crate::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
+use crate::engine::correlation::{correlate, Case, Inputs};
+use crate::engine::diagnosis::{diagnose, Diagnosis, Horizon, Verdict};
 
 /// One case and what the rules concluded about it.
 #[derive(Debug)]

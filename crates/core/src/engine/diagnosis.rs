@@ -7,7 +7,7 @@
 //! `failure` and `reason` label values. Nothing here reads a clock, a file or the network.
 
 use crate::config::Rules;
-use crate::correlation::{usable_contact_id, Case, CaseLog, CaseSession, MatchKind};
+use crate::engine::correlation::{usable_contact_id, Case, CaseLog, CaseSession, MatchKind};
 use crate::labels::label_enum;
 use crate::logline::{is_missing_id, HandoverLog};
 use crate::sources::cognigy::wire::{Conversation, LogEntry, Session};
