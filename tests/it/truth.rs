@@ -4,14 +4,15 @@
 //! outcome, failure and reason the simulator built each call for. Also the live command's errors:
 //! unknown contact, unreachable API, bad configuration, ambiguous tenant (exit 2, named).
 
+use crate::support::start_simulator;
 use chrono::{DateTime, Duration, Utc};
 use handover_exporter::config::Rules;
 use handover_exporter::drilldown::{self, DrilldownError, DrilldownVerdict};
 use handover_exporter::engine::diagnosis::{Failure, Outcome, Reason, WaitingFor};
 use handover_exporter::report::Format;
 use handover_simulator::{
-    self as simulator, rules_table, sim_rules, simulated_tenant, spawn, SimCredentials, SimHandle,
-    SimulatorOptions, Truth,
+    self as simulator, rules_table, sim_rules, simulated_tenant, SimCredentials, SimulatorOptions,
+    Truth,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -29,13 +30,6 @@ fn finite(seed: u64, calls: usize) -> SimulatorOptions {
         cognigy_lag_seconds: 0,
         ..SimulatorOptions::default()
     }
-}
-
-async fn start(options: SimulatorOptions) -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    spawn(listener, options).await.expect("simulator starts")
 }
 
 fn truth_verdicts(truth: &Truth) -> Verdicts {
@@ -294,7 +288,7 @@ fn ended_at(c: &simulator::truth::TruthContact) -> DateTime<Utc> {
 /// session is pending instead while the configured Cognigy lag has not passed since it ended).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_drilldown_matches_truth_for_every_reason() {
-    let sim = start(finite(303, 200)).await;
+    let sim = start_simulator(finite(303, 200)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
     let tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
@@ -365,7 +359,7 @@ async fn live_drilldown_matches_truth_for_every_reason() {
 /// diagnoses its master contact, with the same verdict as asking for the master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_drilldown_of_a_group_member_diagnoses_its_master() {
-    let sim = start(finite(404, 60)).await;
+    let sim = start_simulator(finite(404, 60)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
     let (master, member) = {
@@ -411,7 +405,7 @@ async fn live_drilldown_of_a_group_member_diagnoses_its_master() {
 /// Cognigy session is reported pending (waiting for `cognigy_lag`, due at end plus lag), exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_contact_without_session_is_pending_until_the_lag_passed() {
-    let sim = start(finite(303, 200)).await;
+    let sim = start_simulator(finite(303, 200)).await;
     let truth = sim.state.truth(Utc::now());
     let lost = truth
         .contacts
@@ -446,7 +440,7 @@ async fn live_contact_without_session_is_pending_until_the_lag_passed() {
 /// bot contact, in text and JSON, with exit 0; the simulator's truth does not list it either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_non_bot_contact_is_reported_as_not_a_bot_contact() {
-    let sim = start(finite(808, 80)).await;
+    let sim = start_simulator(finite(808, 80)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
     let other = {
@@ -477,7 +471,7 @@ async fn live_non_bot_contact_is_reported_as_not_a_bot_contact() {
 /// and exit 0 for a call an agent answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_live_diagnose_matches_truth_with_exit_codes() {
-    let sim = start(finite(505, 120)).await;
+    let sim = start_simulator(finite(505, 120)).await;
     let truth = sim.state.truth(Utc::now());
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim.base_url, &["sim"], 1);
@@ -538,7 +532,7 @@ async fn binary_live_diagnose_matches_truth_with_exit_codes() {
 /// An unknown contact id exits 2 with a message naming the id (library error and binary).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_contact_exits_2_naming_the_id() {
-    let sim = start(finite(606, 20)).await;
+    let sim = start_simulator(finite(606, 20)).await;
     let tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
     let err = drilldown::diagnose_contact(&tenant, 987_654_321, Utc::now())
         .await
@@ -581,7 +575,7 @@ async fn unreachable_api_exits_2_naming_the_source() {
     assert!(!stderr.contains("sim-access-key-secret"), "{stderr}");
 
     // CXone reachable, Cognigy not: the error names Cognigy.
-    let sim = start(finite(707, 20)).await;
+    let sim = start_simulator(finite(707, 20)).await;
     let truth = sim.state.truth(Utc::now());
     let mut tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
     let dead = format!("http://127.0.0.1:{}", closed_port());

@@ -11,26 +11,22 @@
 //! Without `prometheus` or `prometheus-alertmanager` it prints `skipped: ... not installed`,
 //! unless `HANDOVER_REQUIRE_EXTERNAL=1`.
 
-mod support;
-
+use crate::support::{
+    externals_available, free_port, repo_path, wait_for_http, ChildGuard, External,
+};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 
 const RULES: &str = "deploy/prometheus/handover-exporter.rules.yml";
 const DASHBOARD: &str = "dashboards/handover-exporter.json";
 /// The longest the failing scenario may take to page.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 /// The shipped rules with `interval: 1m` and every `for: Nm` read as seconds.
 fn fast_rules() -> String {

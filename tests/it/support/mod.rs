@@ -1,13 +1,12 @@
-//! Shared pieces of the integration tests that drive external programs (Prometheus, promtool, the
-//! Python OpenMetrics parser): finding those programs, skipping or failing when one is missing,
-//! picking free loopback ports, and a guard that kills child processes even when a test panics.
+//! Shared pieces of the integration tests: the repository's files and fixtures, starting the
+//! simulator on a loopback port, and for tests that drive external programs (Prometheus,
+//! promtool, Alertmanager, Chromium, the Python OpenMetrics parser) finding those programs,
+//! skipping or failing when one is missing, picking free loopback ports, and a guard that kills
+//! child processes even when a test panics.
 //!
 //! A missing program skips the test with `skipped: <what> not installed`, unless the environment
 //! sets `HANDOVER_REQUIRE_EXTERNAL=1` (CI does, in `.ci/run`): then it fails. This module does not
-//! install anything and does not talk to the project's own code.
-
-// Each test crate includes this module and uses only part of it.
-#![allow(dead_code)]
+//! install anything.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -172,4 +171,27 @@ pub async fn wait_for_http(
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// A path inside the repository (the root package's directory).
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The bytes of `tests/fixtures/<relative>`; a missing fixture fails the test naming it.
+pub fn fixture_bytes(relative: &str) -> Vec<u8> {
+    let path = repo_path("tests/fixtures").join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// The simulator on a free loopback port, serving until its handle is stopped or dropped.
+pub async fn start_simulator(
+    options: handover_simulator::SimulatorOptions,
+) -> handover_simulator::SimHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    handover_simulator::spawn(listener, options)
+        .await
+        .expect("simulator starts")
 }

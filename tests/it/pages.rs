@@ -7,8 +7,7 @@
 //! Without `chromium` it prints `skipped: chromium not installed`, unless
 //! `HANDOVER_REQUIRE_EXTERNAL=1`.
 
-mod support;
-
+use crate::support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 use chrono::{TimeZone, Utc};
 use handover_exporter::engine::diagnosis::{Diagnosis, Evidence, Fact, FactSource, Reason};
 use handover_exporter::store::{CycleCommit, Store};
@@ -16,7 +15,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 
 /// Where the screenshots go.
 fn screenshot_dir() -> PathBuf {

@@ -2,6 +2,7 @@
 //! real SQLite file, and its counters must equal the simulator's ground truth exactly, also when
 //! the daemon is SIGKILLed and restarted mid-run.
 
+use crate::support::free_port;
 use handover_simulator::{
     self as simulator, ExtensionVersion, Faults, RetryAfter, Scenario, SimulatorOptions,
 };
@@ -58,13 +59,6 @@ impl Daemon {
     async fn counts(&self) -> Option<Counts> {
         self.get("/metrics").await.map(|t| Counts::parse(&t))
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The diagnosis counters read from an exposition.

@@ -3,6 +3,7 @@
 //! crate's own wire types read every served body, that the crate's diagnosis agrees with the
 //! simulator's ground truth, and that a replay dump reads back the same.
 
+use crate::support::start_simulator;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::{Duration, Utc};
@@ -17,8 +18,7 @@ use handover_exporter::sources::cxone::wire::{
 };
 use handover_simulator::world::GENERATED_REASONS;
 use handover_simulator::{
-    dump_replay, sim_rules, spawn, Faults, RetryAfter, SimCredentials, SimHandle, SimulatorOptions,
-    World, WorldSpec,
+    dump_replay, sim_rules, Faults, RetryAfter, SimCredentials, SimulatorOptions, World, WorldSpec,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,13 +31,6 @@ fn finite(calls: usize) -> SimulatorOptions {
         backlog_hours: 1.0,
         ..SimulatorOptions::default()
     }
-}
-
-async fn start(options: SimulatorOptions) -> SimHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    spawn(listener, options).await.expect("simulator starts")
 }
 
 fn creds() -> SimCredentials {
@@ -157,7 +150,7 @@ async fn all_logs(client: &reqwest::Client, base: &str, limit: usize) -> Vec<Log
 /// Discovery, the password grant with Basic or form client credentials, 401s, and API host discovery.
 #[tokio::test]
 async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
-    let sim = start(finite(5)).await;
+    let sim = start_simulator(finite(5)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let c = creds();
@@ -262,7 +255,7 @@ async fn token_flow_accepts_basic_and_form_and_rejects_bad_credentials() {
 /// nothing matches, caps `top` at 10 000, requires a bearer token and ignores path case.
 #[tokio::test]
 async fn completed_contacts_page_and_answer_204_when_empty() {
-    let sim = start(finite(40)).await;
+    let sim = start_simulator(finite(40)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
@@ -326,7 +319,7 @@ async fn completed_contacts_page_and_answer_204_when_empty() {
 /// custom data and the 204 of the Signal API.
 #[tokio::test]
 async fn per_contact_endpoints_and_signal() {
-    let sim = start(finite(5)).await;
+    let sim = start_simulator(finite(5)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
@@ -388,7 +381,7 @@ async fn per_contact_endpoints_and_signal() {
 /// lenient wire types still read the same contacts.
 #[tokio::test]
 async fn old_cxone_field_names_parse_to_the_same_contacts() {
-    let sim = start(finite(10)).await;
+    let sim = start_simulator(finite(10)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
@@ -424,7 +417,7 @@ async fn old_cxone_field_names_parse_to_the_same_contacts() {
 /// session once, and the end of a keyset is an empty page, or a 500 under the fault flag.
 #[tokio::test]
 async fn odata_keyset_with_quoted_and_bare_literals_and_500_at_end() {
-    let sim = start(finite(30)).await;
+    let sim = start_simulator(finite(30)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let key = creds().api_key;
@@ -532,7 +525,7 @@ async fn odata_keyset_with_quoted_and_bare_literals_and_500_at_end() {
 /// Only a literal `$top` is an OData option: `%24top` is rejected; a missing `apikey` is a 401.
 #[tokio::test]
 async fn odata_rejects_encoded_options_and_missing_key() {
-    let sim = start(finite(10)).await;
+    let sim = start_simulator(finite(10)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let key = creds().api_key;
@@ -569,7 +562,7 @@ async fn odata_rejects_encoded_options_and_missing_key() {
 /// answer HAL when asked, and require the API key.
 #[tokio::test]
 async fn logs_cursor_paging_levels_hal_and_auth() {
-    let sim = start(finite(60)).await;
+    let sim = start_simulator(finite(60)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let c = creds();
@@ -619,7 +612,7 @@ async fn logs_cursor_paging_levels_hal_and_auth() {
 /// `_id` records; and `/_sim/stats` counts requests per path.
 #[tokio::test]
 async fn every_fault_flag_is_observable() {
-    let sim = start(finite(10)).await;
+    let sim = start_simulator(finite(10)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let bearer = token(&client, &base).await;
@@ -886,7 +879,7 @@ fn world_covers_every_reason_and_match_kind() {
 /// diagnosis, run on those records, reach exactly the simulator's ground truth for every contact.
 #[tokio::test]
 async fn served_bodies_parse_and_diagnosis_matches_truth() {
-    let sim = start(SimulatorOptions {
+    let sim = start_simulator(SimulatorOptions {
         seed: 11,
         ..finite(150)
     })
@@ -1005,7 +998,7 @@ async fn streaming_truth_grows_with_time_and_honours_until() {
         backlog_hours: 0.5,
         ..SimulatorOptions::default()
     };
-    let sim = start(options).await;
+    let sim = start_simulator(options).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let now: Value = client
@@ -1042,7 +1035,7 @@ async fn streaming_truth_grows_with_time_and_honours_until() {
 /// unknown fault is a 400 that names the problem.
 #[tokio::test]
 async fn fault_control_merges_replaces_and_rejects_unknown_keys() {
-    let sim = start(finite(3)).await;
+    let sim = start_simulator(finite(3)).await;
     let base = sim.base_url.clone();
     let client = reqwest::Client::new();
     let url = format!("{base}/_sim/faults");

@@ -8,15 +8,13 @@
 //! that what the exporter exposes is what a real Prometheus ingests. Without `prometheus` or the
 //! Python module it prints `skipped: ... not installed`, unless `HANDOVER_REQUIRE_EXTERNAL=1`.
 
-mod support;
-
+use crate::support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 use handover_exporter::metrics::FAMILIES;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{externals_available, free_port, wait_for_http, ChildGuard, External};
 
 /// The longest the test waits for Prometheus to hold everything it checks.
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(90);

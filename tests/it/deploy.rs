@@ -8,16 +8,14 @@
 //! This does not start Grafana, Alertmanager, Docker or Kubernetes. Without `promtool` the promtool
 //! tests print `skipped: promtool not installed`, unless `HANDOVER_REQUIRE_EXTERNAL=1`.
 
-mod support;
-
+use crate::support::{externals_available, optional_program_available, repo_path, External};
 use handover_exporter::metrics::FAMILIES;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use support::{externals_available, optional_program_available, External};
 
 const RULES: &str = "deploy/prometheus/handover-exporter.rules.yml";
 const RULES_TEST: &str = "deploy/prometheus/handover-exporter.rules.test.yml";
@@ -52,10 +50,6 @@ const PROMQL_KEYWORDS: &[&str] = &[
     "inf",
     "nan",
 ];
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(repo_path(relative)).unwrap_or_else(|e| panic!("read {relative}: {e}"))

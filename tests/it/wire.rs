@@ -1,5 +1,6 @@
 //! Wire types against fixtures written from the documented API shapes (../shared/api/).
 
+use crate::support::fixture_bytes;
 use handover_exporter::sources::cognigy::wire::{
     parse_log_page, Analytics, Conversation, ODataPage, Session,
 };
@@ -7,19 +8,13 @@ use handover_exporter::sources::cxone::wire::{
     parse_completed_page, CustomData, SingleContactEnvelope, StateHistory,
 };
 
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
-
 /// The new-generation completed-contacts envelope parses with every field the diagnosis reads.
 #[test]
 fn cxone_completed_new_generation() {
-    let page =
-        parse_completed_page(&fixture("cxone/contacts-completed-new-generation.json")).unwrap();
+    let page = parse_completed_page(&fixture_bytes(
+        "cxone/contacts-completed-new-generation.json",
+    ))
+    .unwrap();
     assert_eq!(page.total_records, Some(12));
     assert_eq!(page.completed_contacts.len(), 8);
     assert!(page.links.unwrap().next.is_some());
@@ -41,13 +36,15 @@ fn cxone_completed_new_generation() {
 /// booleans parse to exactly the same records as the new generation.
 #[test]
 fn cxone_old_generation_equals_new() {
-    let old =
-        parse_completed_page(&fixture("cxone/contacts-completed-old-generation.json")).unwrap();
-    let new = parse_completed_page(&fixture(
+    let old = parse_completed_page(&fixture_bytes(
+        "cxone/contacts-completed-old-generation.json",
+    ))
+    .unwrap();
+    let new = parse_completed_page(&fixture_bytes(
         "replay/api-examples/cxone/contacts-completed-001.json",
     ))
     .unwrap();
-    let new2 = parse_completed_page(&fixture(
+    let new2 = parse_completed_page(&fixture_bytes(
         "replay/api-examples/cxone/contacts-completed-002.json",
     ))
     .unwrap();
@@ -60,7 +57,8 @@ fn cxone_old_generation_equals_new() {
 /// The 2016-era `resultSet` wrapper is unwrapped.
 #[test]
 fn cxone_result_set_wrapper() {
-    let page = parse_completed_page(&fixture("cxone/contacts-completed-resultset.json")).unwrap();
+    let page =
+        parse_completed_page(&fixture_bytes("cxone/contacts-completed-resultset.json")).unwrap();
     assert_eq!(page.completed_contacts.len(), 12);
 }
 
@@ -84,21 +82,22 @@ fn cxone_bad_number_is_an_error() {
 #[test]
 fn cxone_single_contact_envelope() {
     let env: SingleContactEnvelope =
-        serde_json::from_slice(&fixture("cxone/contact-single.json")).unwrap();
+        serde_json::from_slice(&fixture_bytes("cxone/contact-single.json")).unwrap();
     assert_eq!(env.contact.contact_id, 712345678900);
 }
 
 /// State history (string contact ids) and custom data parse.
 #[test]
 fn cxone_state_history_and_custom_data() {
-    let h: StateHistory = serde_json::from_slice(&fixture("cxone/state-history.json")).unwrap();
+    let h: StateHistory =
+        serde_json::from_slice(&fixture_bytes("cxone/state-history.json")).unwrap();
     assert_eq!(h.contact_state_history.len(), 3);
     assert_eq!(
         h.contact_state_history[0].contact_id.as_deref(),
         Some("712345678900")
     );
     assert_eq!(h.contact_state_history[2].contact_state_name, "Released");
-    let d: CustomData = serde_json::from_slice(&fixture("cxone/custom-data.json")).unwrap();
+    let d: CustomData = serde_json::from_slice(&fixture_bytes("cxone/custom-data.json")).unwrap();
     assert_eq!(d.items[0].name, "CognigySessionId");
     let bulk: CustomData =
         serde_json::from_str(r#"{"ContactCustomData":[{"contactId":1,"name":"a","value":"b"}]}"#)
@@ -110,7 +109,7 @@ fn cxone_state_history_and_custom_data() {
 #[test]
 fn cognigy_sessions() {
     let page: ODataPage<Session> =
-        serde_json::from_slice(&fixture("cognigy/Sessions.json")).unwrap();
+        serde_json::from_slice(&fixture_bytes("cognigy/Sessions.json")).unwrap();
     assert_eq!(page.value.len(), 2);
     assert_eq!(
         page.value[1].session_id,
@@ -127,7 +126,7 @@ fn cognigy_sessions() {
 #[test]
 fn cognigy_conversations_input_data() {
     let page: ODataPage<Conversation> =
-        serde_json::from_slice(&fixture("cognigy/Conversations.json")).unwrap();
+        serde_json::from_slice(&fixture_bytes("cognigy/Conversations.json")).unwrap();
     let sip = &page.value[0].input_data;
     assert_eq!(sip.master_contact_id.as_deref(), Some("712345678900"));
     assert_eq!(sip.spawned_contact_id.as_deref(), Some("712345678901"));
@@ -150,7 +149,7 @@ fn cognigy_masked_input_data() {
 #[test]
 fn cognigy_analytics_id_variants() {
     let page: ODataPage<Analytics> =
-        serde_json::from_slice(&fixture("cognigy/Analytics.json")).unwrap();
+        serde_json::from_slice(&fixture_bytes("cognigy/Analytics.json")).unwrap();
     assert!(page.value[0].id.is_some());
     assert!(page.value[1].id.is_some(), "_id is read too");
     assert_eq!(page.value[1].custom(1), Some("100000000000"));
@@ -161,16 +160,16 @@ fn cognigy_analytics_id_variants() {
 /// REST log pages parse in all three envelopes: `nextCursor`, v2.0 `next`, and HAL.
 #[test]
 fn cognigy_log_envelopes() {
-    let a = parse_log_page(&fixture("cognigy/logs.json")).unwrap();
+    let a = parse_log_page(&fixture_bytes("cognigy/logs.json")).unwrap();
     assert_eq!(a.items.len(), 2);
     assert_eq!(a.next_cursor.as_deref(), Some("6601f0a1b2c3d4e5f6a7b8c9"));
     assert_eq!(
         a.items[0].meta.session_id.as_deref(),
         Some("a1111111-0000-4000-8000-00000000000a")
     );
-    let b = parse_log_page(&fixture("cognigy/logs-v2.0-next.json")).unwrap();
+    let b = parse_log_page(&fixture_bytes("cognigy/logs-v2.0-next.json")).unwrap();
     assert_eq!(b.next_cursor.as_deref(), Some("6601f0a1b2c3d4e5f6a7e003"));
-    let c = parse_log_page(&fixture("cognigy/logs-hal.json")).unwrap();
+    let c = parse_log_page(&fixture_bytes("cognigy/logs-hal.json")).unwrap();
     assert_eq!(c.items.len(), 2);
     assert!(c
         .next_cursor

@@ -5,6 +5,7 @@
 //! descriptors leaves `/metrics` answering. The sources point at a closed port: polling fails,
 //! which does not matter here.
 
+use crate::support::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,13 +43,6 @@ impl Daemon {
         }
         panic!("the daemon did not listen on {}", self.port);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A valid configuration whose state file is `state` and whose sources are a closed port.
