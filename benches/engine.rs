@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use chrono::{Duration, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use handover_exporter::metrics::{Metrics, PollSource};
+use handover_exporter::metrics::Metrics;
 use handover_exporter::replay::{self, ReplayData};
 use handover_exporter::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source};
 use handover_simulator::{dump_replay, World, WorldSpec};
@@ -91,7 +91,7 @@ fn metrics_encoding(c: &mut Criterion) {
             metrics.record_diagnosis(tenant, d);
         }
         metrics.set_pending(tenant, 42);
-        for source in PollSource::ALL {
+        for source in Source::ALL {
             metrics.poll_succeeded(tenant, *source, Utc::now());
             metrics.poll_failed(tenant, *source);
             metrics.set_watermark(tenant, *source, Utc::now());

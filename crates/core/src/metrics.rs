@@ -25,14 +25,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 label_enum!(
-    /// Which poller a tenant/source series describes (`source` label of the poll metrics).
-    pub PollSource {
-        Cxone => "cxone",
-        Cognigy => "cognigy",
-    }
-);
-
-label_enum!(
     /// Why a whole poll cycle failed (`kind` label of `handover_cycle_failures_total`); a single
     /// source failing is counted in `handover_poll_failures_total` instead.
     pub CycleFailure {
@@ -200,7 +192,7 @@ struct CollectionLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
     tenant: String,
-    source: PollSource,
+    source: Source,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -502,7 +494,7 @@ impl Metrics {
             let _ = self.record_delay.get_or_create(&c);
             let _ = self.late_records.get_or_create(&c);
         }
-        for source in PollSource::ALL {
+        for source in Source::ALL {
             let p = PollLabels {
                 tenant: tenant.to_owned(),
                 source: *source,
@@ -633,7 +625,7 @@ impl Metrics {
 
     /// Records a successful poll of a source at `at`: counts it, sets `up` to 1 and the
     /// last-success timestamp.
-    pub fn poll_succeeded(&self, tenant: &str, source: PollSource, at: DateTime<Utc>) {
+    pub fn poll_succeeded(&self, tenant: &str, source: Source, at: DateTime<Utc>) {
         let p = PollLabels {
             tenant: tenant.to_owned(),
             source,
@@ -646,7 +638,7 @@ impl Metrics {
     }
 
     /// Sets `up` of a source directly (1 when `up`, else 0).
-    pub fn set_up(&self, tenant: &str, source: PollSource, up: bool) {
+    pub fn set_up(&self, tenant: &str, source: Source, up: bool) {
         self.up
             .get_or_create(&PollLabels {
                 tenant: tenant.to_owned(),
@@ -656,7 +648,7 @@ impl Metrics {
     }
 
     /// Records a failed poll of a source: counts it and sets `up` to 0.
-    pub fn poll_failed(&self, tenant: &str, source: PollSource) {
+    pub fn poll_failed(&self, tenant: &str, source: Source) {
         let p = PollLabels {
             tenant: tenant.to_owned(),
             source,
@@ -706,7 +698,7 @@ impl Metrics {
     }
 
     /// Sets how far a source has been read.
-    pub fn set_watermark(&self, tenant: &str, source: PollSource, at: DateTime<Utc>) {
+    pub fn set_watermark(&self, tenant: &str, source: Source, at: DateTime<Utc>) {
         self.watermark
             .get_or_create(&PollLabels {
                 tenant: tenant.to_owned(),
@@ -1021,9 +1013,9 @@ mod tests {
     fn poll_and_request_accounting() {
         let m = Metrics::new(&tenants(), "abc123");
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
-        m.poll_succeeded("acme", PollSource::Cxone, at);
-        m.poll_failed("acme", PollSource::Cognigy);
-        m.set_watermark("acme", PollSource::Cxone, at);
+        m.poll_succeeded("acme", Source::Cxone, at);
+        m.poll_failed("acme", Source::Cognigy);
+        m.set_watermark("acme", Source::Cxone, at);
         m.set_pending("acme", 4);
         m.observe_request(
             Endpoint::CognigyLogs,
@@ -1047,7 +1039,7 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in {text}");
         }
-        m.set_up("acme", PollSource::Cxone, false);
+        m.set_up("acme", Source::Cxone, false);
         assert!(m
             .encode()
             .contains(r#"handover_up{tenant="acme",source="cxone"} 0"#));

@@ -3,7 +3,7 @@
 //! `/readyz` reads it. It holds no HTTP and no polling of its own, so the core (the pipeline)
 //! does not depend on the HTTP module.
 
-use crate::metrics::PollSource;
+use crate::sources::http::Source;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Readiness {
     poll_interval: Duration,
-    last_success: Mutex<BTreeMap<(String, PollSource), Option<Instant>>>,
+    last_success: Mutex<BTreeMap<(String, Source), Option<Instant>>>,
 }
 
 impl Readiness {
@@ -20,7 +20,7 @@ impl Readiness {
     pub fn new(tenants: &[String], poll_interval: Duration) -> Readiness {
         let mut last_success = BTreeMap::new();
         for tenant in tenants {
-            for source in PollSource::ALL {
+            for source in Source::ALL {
                 last_success.insert((tenant.clone(), *source), None);
             }
         }
@@ -31,12 +31,12 @@ impl Readiness {
     }
 
     /// Records a successful poll now.
-    pub fn mark_success(&self, tenant: &str, source: PollSource) {
+    pub fn mark_success(&self, tenant: &str, source: Source) {
         self.mark_success_at(tenant, source, Instant::now());
     }
 
     /// Records a successful poll at `at`.
-    pub fn mark_success_at(&self, tenant: &str, source: PollSource, at: Instant) {
+    pub fn mark_success_at(&self, tenant: &str, source: Source, at: Instant) {
         // A poisoned lock only means a writer panicked between two plain stores; the map is intact.
         let mut map = self.last_success.lock().unwrap_or_else(|e| e.into_inner());
         map.insert((tenant.to_owned(), source), Some(at));
@@ -82,13 +82,13 @@ mod tests {
             ]
         );
         let stale = now.checked_sub(Duration::from_secs(10)).unwrap();
-        readiness.mark_success_at("acme", PollSource::Cxone, now);
-        readiness.mark_success_at("acme", PollSource::Cognigy, stale);
+        readiness.mark_success_at("acme", Source::Cxone, now);
+        readiness.mark_success_at("acme", Source::Cognigy, stale);
         assert_eq!(
             readiness.not_ready(now),
             vec!["acme/cognigy: last successful poll 10s ago (limit 3s)".to_owned()]
         );
-        readiness.mark_success_at("acme", PollSource::Cognigy, now);
+        readiness.mark_success_at("acme", Source::Cognigy, now);
         assert!(readiness.not_ready(now).is_empty());
     }
 }

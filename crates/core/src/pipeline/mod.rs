@@ -17,7 +17,7 @@ mod read;
 
 use crate::config::{Config, Rules, TenantConfig};
 use crate::engine::diagnosis::Horizon;
-use crate::metrics::{Metrics, OdataCollection, PollSource};
+use crate::metrics::{Metrics, OdataCollection};
 use crate::readiness::Readiness;
 use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
@@ -233,15 +233,15 @@ impl Poller {
         report.deadline |= decided.cut_short;
 
         self.housekeeping(now, &mut report).await;
-        self.publish_source(PollSource::Cxone, report.cxone_ok, now);
-        self.publish_source(PollSource::Cognigy, report.cognigy_ok, now);
+        self.publish_source(Source::Cxone, report.cxone_ok, now);
+        self.publish_source(Source::Cognigy, report.cognigy_ok, now);
         if read.cxone > DateTime::<Utc>::UNIX_EPOCH {
             self.metrics
-                .set_watermark(&self.tenant, PollSource::Cxone, read.cxone);
+                .set_watermark(&self.tenant, Source::Cxone, read.cxone);
         }
         if read.cognigy > DateTime::<Utc>::UNIX_EPOCH {
             self.metrics
-                .set_watermark(&self.tenant, PollSource::Cognigy, read.cognigy);
+                .set_watermark(&self.tenant, Source::Cognigy, read.cognigy);
         }
         Ok(report)
     }
@@ -428,7 +428,7 @@ impl Poller {
         }
     }
 
-    fn publish_source(&self, source: PollSource, ok: bool, now: DateTime<Utc>) {
+    fn publish_source(&self, source: Source, ok: bool, now: DateTime<Utc>) {
         if ok {
             self.metrics.poll_succeeded(&self.tenant, source, now);
             self.readiness.mark_success(&self.tenant, source);

@@ -7,7 +7,7 @@
 //! renders no HTML (see `html`) and decides nothing.
 
 use super::AppState;
-use crate::engine::diagnosis::{Failure, Outcome, Reason};
+use crate::labels::parse_named;
 use crate::store::{DiagnosisFilter, Store, StoreError};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -59,13 +59,6 @@ fn bad_request(message: String) -> Response {
     error_json(StatusCode::BAD_REQUEST, message)
 }
 
-fn valid_values<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> String {
-    all.iter()
-        .map(|v| as_str(*v))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub(super) fn parse_filter(params: &[(String, String)]) -> Result<DiagnosisFilter, String> {
     let mut filter = DiagnosisFilter {
         limit: DEFAULT_LIMIT,
@@ -86,30 +79,9 @@ pub(super) fn parse_filter(params: &[(String, String)]) -> Result<DiagnosisFilte
         }
         match name.as_str() {
             "tenant" => filter.tenant = Some(value.clone()),
-            "outcome" => {
-                filter.outcome = Some(Outcome::parse(value).ok_or_else(|| {
-                    format!(
-                        "parameter outcome: unknown value {value:?}; valid values: {}",
-                        valid_values(Outcome::ALL, Outcome::as_str)
-                    )
-                })?)
-            }
-            "failure" => {
-                filter.failure = Some(Failure::parse(value).ok_or_else(|| {
-                    format!(
-                        "parameter failure: unknown value {value:?}; valid values: {}",
-                        valid_values(Failure::ALL, Failure::as_str)
-                    )
-                })?)
-            }
-            "reason" => {
-                filter.reason = Some(Reason::parse(value).ok_or_else(|| {
-                    format!(
-                        "parameter reason: unknown value {value:?}; valid values: {}",
-                        valid_values(Reason::ALL, Reason::as_str)
-                    )
-                })?)
-            }
+            "outcome" => filter.outcome = Some(parse_named("parameter outcome", value)?),
+            "failure" => filter.failure = Some(parse_named("parameter failure", value)?),
+            "reason" => filter.reason = Some(parse_named("parameter reason", value)?),
             "since" => {
                 filter.since = Some(
                     DateTime::parse_from_rfc3339(value)

@@ -241,8 +241,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::PollSource;
     use crate::server::test_server::{client, start};
+    use crate::sources::http::Source;
     use std::io::Read as _;
     use std::time::Duration;
 
@@ -346,11 +346,11 @@ mod tests {
             "{body}"
         );
 
-        server.readiness.mark_success("acme", PollSource::Cxone);
+        server.readiness.mark_success("acme", Source::Cxone);
         let stale = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
         server
             .readiness
-            .mark_success_at("acme", PollSource::Cognigy, stale);
+            .mark_success_at("acme", Source::Cognigy, stale);
         let response = client().get(&url).send().await.unwrap();
         assert_eq!(response.status(), 503);
         let body = response.text().await.unwrap();
@@ -360,7 +360,7 @@ mod tests {
             "{body}"
         );
 
-        server.readiness.mark_success("acme", PollSource::Cognigy);
+        server.readiness.mark_success("acme", Source::Cognigy);
         let response = client().get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
