@@ -123,7 +123,16 @@ pub async fn diagnose_contact(
     contact_id: i64,
     now: DateTime<Utc>,
 ) -> Result<Drilldown, DrilldownError> {
-    let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
+    diagnose_contact_observed(tenant, contact_id, now, Arc::new(NoopObserver)).await
+}
+
+/// [`diagnose_contact`] with every request reported to `observer` (`capture` keeps the bodies).
+pub async fn diagnose_contact_observed(
+    tenant: &TenantConfig,
+    contact_id: i64,
+    now: DateTime<Utc>,
+    observer: Arc<dyn RequestObserver>,
+) -> Result<Drilldown, DrilldownError> {
     let cxone = CxoneClient::new(&tenant.cxone, observer.clone()).map_err(|error| {
         DrilldownError::Client {
             api: Source::Cxone,

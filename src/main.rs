@@ -196,6 +196,12 @@ struct SimulateArgs {
     /// Fault: Cognigy (OData and logs) answers 503 to every request; CXone is unaffected.
     #[arg(long = "fault.cognigy-down", env = "HANDOVER_FAULT_COGNIGY_DOWN")]
     cognigy_down: bool,
+    /// Fault: the flow never sets the Analytics custom field (every `customN` served empty).
+    #[arg(
+        long = "fault.custom-field-unset",
+        env = "HANDOVER_FAULT_CUSTOM_FIELD_UNSET"
+    )]
+    custom_field_unset: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -470,6 +476,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             odata_underscore_id: args.odata_underscore_id,
             logs_filter_refused: args.logs_filter_refused,
             cognigy_down: args.cognigy_down,
+            custom_field_unset: args.custom_field_unset,
             // Mid-body resets and slow bursts are switched at run time
             // (`POST /_sim/faults`), as the fault-matrix harness does.
             ..Faults::default()
