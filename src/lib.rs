@@ -28,6 +28,8 @@
 //! ```
 
 pub mod allocator;
+pub mod capture;
+pub mod check;
 pub mod config;
 pub mod correlation;
 pub mod daemon;

@@ -42,6 +42,67 @@ enum Command {
     Demo(DemoArgs),
     /// Run the simulated CXone and Cognigy APIs alone, with ground truth at /_sim/truth.
     Simulate(SimulateArgs),
+    /// Check a tenant's configuration against its live APIs, one pass/warn/fail line per step.
+    Check(CheckArgs),
+    /// Write the raw API bodies of one contact (or a window) as a replay directory.
+    Capture(CaptureArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Configuration file (TOML).
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// The tenant to check (default: the only tenant of the configuration).
+    #[arg(long, env = "HANDOVER_TENANT")]
+    tenant: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, env = "HANDOVER_FORMAT", default_value = "text")]
+    format: Format,
+    /// How far back contacts, sessions and logs are read.
+    #[arg(
+        long = "lookback-hours",
+        env = "HANDOVER_LOOKBACK_HOURS",
+        default_value_t = 2.0
+    )]
+    lookback_hours: f64,
+    /// How long to watch for Cognigy records written late (0 skips that step).
+    #[arg(
+        long = "watch-seconds",
+        env = "HANDOVER_WATCH_SECONDS",
+        default_value_t = 60
+    )]
+    watch_seconds: u64,
+}
+
+#[derive(Args, Debug)]
+struct CaptureArgs {
+    /// The CXone contact id whose diagnosis data to capture (the reads of `diagnose ID`).
+    #[arg(long, required_unless_present = "since", conflicts_with_all = ["since", "until"])]
+    contact: Option<i64>,
+    /// Instead: capture every call that started from this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// With --since: up to this time (RFC 3339; default now).
+    #[arg(long, requires = "since")]
+    until: Option<String>,
+    /// The replay directory to write (new or empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Configuration file (TOML).
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// The tenant (default: the only tenant of the configuration).
+    #[arg(long, env = "HANDOVER_TENANT")]
+    tenant: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -300,6 +361,8 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Simulate(args)) => simulate(args),
+        Some(Command::Check(args)) => check(args),
+        Some(Command::Capture(args)) => capture(args),
         None => serve(cli.serve),
     }
 }
@@ -347,6 +410,106 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             )))
         }
     }
+}
+
+/// Loads the configuration and a single-threaded runtime for a one-shot command, or the exit
+/// code of the error (printed).
+fn one_shot(
+    config_file: &std::path::Path,
+) -> Result<(handover_exporter::config::Config, tokio::runtime::Runtime), ExitCode> {
+    let config = handover_exporter::config::load(config_file).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })?;
+    Ok((config, runtime))
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    if !(args.lookback_hours.is_finite()
+        && args.lookback_hours > 0.0
+        && args.lookback_hours <= 168.0)
+    {
+        eprintln!(
+            "error: --lookback-hours must be more than 0 and at most 168, got {}",
+            args.lookback_hours
+        );
+        return ExitCode::from(2);
+    }
+    let (config, runtime) = match one_shot(&args.config_file) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let options = handover_exporter::check::CheckOptions {
+        lookback: chrono::Duration::milliseconds((args.lookback_hours * 3_600_000.0) as i64),
+        watch: std::time::Duration::from_secs(args.watch_seconds),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    ExitCode::from(runtime.block_on(handover_exporter::check::run(
+        &config,
+        args.tenant.as_deref(),
+        options,
+        args.format,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )))
+}
+
+fn capture(args: CaptureArgs) -> ExitCode {
+    use handover_exporter::capture::Target;
+    let parse = |flag: &str, text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                eprintln!(
+                    "error: {flag} {text:?}: not an RFC 3339 time ({e}), e.g. 2026-03-20T09:00:00Z"
+                );
+                ExitCode::from(2)
+            })
+    };
+    let target = match (args.contact, &args.since) {
+        (Some(id), _) => Target::Contact(id),
+        (None, Some(since)) => {
+            let since = match parse("--since", since) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let until = match &args.until {
+                Some(until) => match parse("--until", until) {
+                    Ok(t) => t,
+                    Err(code) => return code,
+                },
+                None => chrono::Utc::now(),
+            };
+            Target::Window { since, until }
+        }
+        // clap requires --contact or --since.
+        (None, None) => {
+            eprintln!("error: give --contact ID or --since TIME");
+            return ExitCode::from(2);
+        }
+    };
+    let (config, runtime) = match one_shot(&args.config_file) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    ExitCode::from(runtime.block_on(handover_exporter::capture::run(
+        &config,
+        args.tenant.as_deref(),
+        &target,
+        &args.out,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )))
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
