@@ -313,8 +313,16 @@ pub fn extension_versions<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<&'st
     let mut seen = false;
     let mut matched: HashSet<&str> = HashSet::new();
     for line in lines {
+        // v1's helper prefix `sendSignalToCXone -> ` ends like v2's `CXone -> `: tell it first.
+        let v1_prefix = "sendSignalToCXone -> ";
+        let rest = line.replace(v1_prefix, "");
         for (text, versions) in VERSION_SIGNATURES {
-            if line.contains(text) && matched.insert(text) {
+            let found = if *text == v1_prefix {
+                line.contains(text)
+            } else {
+                rest.contains(text)
+            };
+            if found && matched.insert(text) {
                 seen = true;
                 candidates.retain(|v| versions.contains(v));
             }
@@ -1338,6 +1346,35 @@ mod tests {
             (vec!["v1-2025-10-09"], true)
         );
         assert_eq!(extension_versions(["other"].into_iter()).1, false);
+    }
+
+    /// For every version the simulator writes from the catalogue, the lines of a signalled run
+    /// and of a failed run are told as that version (alone or among its look-alikes).
+    #[test]
+    fn every_catalogued_version_is_among_the_candidates_of_its_lines() {
+        use crate::simulator::extension::{node_run_lines, NodeRun, RunResult};
+        use crate::simulator::ExtensionVersion;
+        for version in ExtensionVersion::ALL {
+            let mut lines = Vec::new();
+            for result in [
+                RunResult::Signaled,
+                RunResult::SignalStatus(503, "Unavailable"),
+            ] {
+                let run = NodeRun {
+                    action: "Escalate",
+                    contact_id: "1111111111",
+                    spawned_contact_id: "2222222222",
+                    result,
+                };
+                lines.extend(node_run_lines(version, &run).into_iter().map(|(_, t)| t));
+            }
+            let (candidates, seen) = extension_versions(lines.iter().map(String::as_str));
+            assert!(seen, "{version}: no signature in {lines:#?}");
+            assert!(
+                candidates.contains(&version.as_str()),
+                "{version} not among {candidates:?}"
+            );
+        }
     }
 
     /// The report's status is its worst step, skips aside; exit 1 on a warning.
