@@ -523,7 +523,7 @@ fn write_directory(
         mask.len(),
         dir.display()
     );
-    std::fs::write(&about, redact(&text, &secrets)).map_err(|e| fail(&about, e))?;
+    std::fs::write(&about, mask.apply(&redact(&text, &secrets))).map_err(|e| fail(&about, e))?;
     files.push("CAPTURE.txt".to_owned());
     Ok((files, mask.len()))
 }
