@@ -28,7 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// The reserved ITU-T E.164 country code every mask starts with (`+999`, a spare code assigned
@@ -303,7 +303,7 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
             let value_start = at + key.len();
             result.push_str(&rest[..value_start]);
             let value_end = rest[value_start..]
-                .find(|c: char| matches!(c, '&' | '"' | '\'' | ' ' | '\\' | '#'))
+                .find(['&', '"', '\'', ' ', '\\', '#'])
                 .map_or(rest.len(), |e| value_start + e);
             if value_end > value_start {
                 result.push_str("REDACTED");
@@ -418,6 +418,9 @@ fn replay_json(endpoint: Endpoint, body: &[u8]) -> Option<Value> {
     Some(value)
 }
 
+/// Whether a record of a page is kept.
+type RecordFilter<'a> = Box<dyn Fn(&Value) -> bool + 'a>;
+
 /// Keeps in a window capture only the records of calls that started by `until` (and their
 /// sessions' records); `sessions` is filled from the Sessions pages first.
 fn keep_window(
@@ -439,7 +442,7 @@ fn keep_window(
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    let (key, keep): (&str, Box<dyn Fn(&Value) -> bool + '_>) = match endpoint {
+    let (key, keep): (&str, RecordFilter<'_>) = match endpoint {
         Endpoint::CxoneContactsCompleted | Endpoint::CxoneContact => (
             "completedContacts",
             Box::new(|v: &Value| time(v, "contactStartDate").map_or(true, |t| t <= until)),
@@ -627,7 +630,7 @@ pub async fn run(
     config: &crate::config::Config,
     tenant: Option<&str>,
     target: &Target,
-    dir: &PathBuf,
+    dir: &Path,
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> u8 {

@@ -1345,7 +1345,7 @@ mod tests {
             extension_versions(v1.into_iter()),
             (vec!["v1-2025-10-09"], true)
         );
-        assert_eq!(extension_versions(["other"].into_iter()).1, false);
+        assert!(!extension_versions(["other"].into_iter()).1);
     }
 
     /// For every version the simulator writes from the catalogue, the lines of a signalled run

@@ -174,3 +174,30 @@ async fn every_command_of_the_guide_runs() {
         }
     }
 }
+
+/// The README documents `check` and `capture` in its commands table, every flag it gives them is
+/// one the binary accepts, and it links the setup guide.
+#[tokio::test]
+async fn readme_documents_check_and_capture() {
+    let readme = include_str!("../README.md");
+    assert!(readme.contains("[docs/setup.md](docs/setup.md)"));
+    for command in ["check", "capture"] {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `handover-exporter {command} ")))
+            .unwrap_or_else(|| panic!("no commands-table row for {command}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let help = sim_tenant::run_cli(dir.path(), &[command, "--help"]).await;
+        let help = sim_tenant::stdout(&help);
+        // The flags of the command cell (the description may name other commands' flags).
+        let cell = row.split(" | ").next().unwrap_or_default();
+        let flags: Vec<&str> = cell
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .collect();
+        assert!(flags.len() >= 3, "{cell}");
+        for flag in flags {
+            assert!(help.contains(flag), "{command} --help lacks {flag}: {help}");
+        }
+    }
+}
