@@ -52,8 +52,9 @@ pub(super) fn contact_id_step(
     );
     let flow_change = format!(
         "make correlation exact: in the Cognigy flow, copy the CXone master contact id (the \
-         X-InContact-MasterId SIP header) into Analytics custom field custom{field} with a Code \
-         or Set Analytics node at the start of the call (docs/setup.md, the flow change); \
+         X-InContact-MasterId SIP header) into Analytics custom field custom{field} with an \
+         Overwrite Analytics node (or `analyticsdata.custom{field}` in a Code node) at the start \
+         of the call (docs/setup.md, the flow change); \
          without it sessions are matched by caller number and time, which fails for hidden or \
          shared numbers"
     );

@@ -72,8 +72,8 @@ pub(super) fn quota_step(
     let quota = f64::from(tenant.cognigy.http.quota_requests.max(1));
     let share = 100.0 * requests / quota;
     let detail = format!(
-        "at {:.0} sessions, {:.0} Conversations, {:.0} Analytics records and {:.0} handover log \
-         lines per hour, polling every {} s uses about {requests:.0} of {quota:.0} requests per \
+        "at {:.0} sessions, {:.0} Conversations, {:.0} Analytics records and {:.0} log lines \
+         (as the logs filter reads them) per hour, polling every {} s uses about {requests:.0} of {quota:.0} requests per \
          {} s ({share:.0} % of the Cognigy quota, this tenant alone)",
         per_hour[0],
         per_hour[1],
