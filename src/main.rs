@@ -38,6 +38,10 @@ enum Command {
     Serve(ServeArgs),
     /// Diagnose one contact against the live APIs, or every contact of a replay directory.
     Diagnose(DiagnoseArgs),
+    /// Check a tenant's configuration against its live APIs, one pass/warn/fail line per step.
+    Check(CheckArgs),
+    /// Write the raw API bodies of one contact (or a window) as a replay directory.
+    Capture(CaptureArgs),
     /// Run the simulator and the daemon together on loopback (no credentials needed).
     #[cfg(feature = "simulator")]
     Demo(handover_simulator::cli::DemoArgs),
@@ -112,12 +116,71 @@ struct DiagnoseArgs {
     tenant: Option<String>,
 }
 
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Configuration file (TOML).
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// The tenant to check (default: the only tenant of the configuration).
+    #[arg(long, env = "HANDOVER_TENANT")]
+    tenant: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, env = "HANDOVER_FORMAT", default_value = "text")]
+    format: Format,
+    /// How far back contacts, sessions and logs are read.
+    #[arg(
+        long = "lookback-hours",
+        env = "HANDOVER_LOOKBACK_HOURS",
+        default_value_t = 2.0
+    )]
+    lookback_hours: f64,
+    /// How long to watch for Cognigy records written late (0 skips that step).
+    #[arg(
+        long = "watch-seconds",
+        env = "HANDOVER_WATCH_SECONDS",
+        default_value_t = 60
+    )]
+    watch_seconds: u64,
+}
+
+#[derive(Args, Debug)]
+struct CaptureArgs {
+    /// The CXone contact id whose diagnosis data to capture (the reads of `diagnose ID`).
+    #[arg(long, required_unless_present = "since", conflicts_with_all = ["since", "until"])]
+    contact: Option<i64>,
+    /// Instead: capture every call that started from this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// With --since: up to this time (RFC 3339; default now).
+    #[arg(long, requires = "since")]
+    until: Option<String>,
+    /// The replay directory to write (new or empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Configuration file (TOML).
+    #[arg(
+        long = "config.file",
+        env = "HANDOVER_CONFIG_FILE",
+        default_value = "handover-exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// The tenant (default: the only tenant of the configuration).
+    #[arg(long, env = "HANDOVER_TENANT")]
+    tenant: Option<String>,
+}
+
 fn main() -> ExitCode {
     handover_exporter::allocator::tune();
     let cli = Cli::parse();
     exit_code(match cli.command {
         Some(Command::Diagnose(args)) => diagnose(args),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Check(args)) => check(args),
+        Some(Command::Capture(args)) => capture(args),
         #[cfg(feature = "simulator")]
         Some(Command::Demo(args)) => handover_simulator::cli::demo(args),
         #[cfg(feature = "simulator")]
@@ -170,6 +233,79 @@ fn diagnose(args: DiagnoseArgs) -> anyhow::Result<u8> {
         args.format,
         &mut stdout.lock(),
         &mut stderr.lock(),
+    )))
+}
+
+/// The configuration and a single-threaded runtime, for a one-shot command.
+fn one_shot(
+    config_file: &std::path::Path,
+) -> anyhow::Result<(handover_exporter::config::Config, tokio::runtime::Runtime)> {
+    let config = handover_exporter::config::load(config_file).map_err(message)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok((config, runtime))
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<u8> {
+    if !(args.lookback_hours.is_finite()
+        && args.lookback_hours > 0.0
+        && args.lookback_hours <= 168.0)
+    {
+        anyhow::bail!(
+            "--lookback-hours must be more than 0 and at most 168, got {}",
+            args.lookback_hours
+        );
+    }
+    let (config, runtime) = one_shot(&args.config_file)?;
+    let options = handover_exporter::check::CheckOptions {
+        lookback: chrono::Duration::milliseconds((args.lookback_hours * 3_600_000.0) as i64),
+        watch: std::time::Duration::from_secs(args.watch_seconds),
+    };
+    Ok(runtime.block_on(handover_exporter::check::run(
+        &config,
+        args.tenant.as_deref(),
+        options,
+        args.format,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )))
+}
+
+/// An RFC 3339 time given to `flag`; the error names the flag and shows the form.
+fn rfc3339(flag: &str, text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{flag} {text:?}: not an RFC 3339 time ({e}), e.g. 2026-03-20T09:00:00Z"
+            )
+        })
+}
+
+fn capture(args: CaptureArgs) -> anyhow::Result<u8> {
+    use handover_exporter::capture::Target;
+    let target = match (args.contact, &args.since) {
+        (Some(id), _) => Target::Contact(id),
+        (None, Some(since)) => Target::Window {
+            since: rfc3339("--since", since)?,
+            until: match &args.until {
+                Some(until) => rfc3339("--until", until)?,
+                None => chrono::Utc::now(),
+            },
+        },
+        // clap requires --contact or --since.
+        (None, None) => anyhow::bail!("give --contact ID or --since TIME"),
+    };
+    let (config, runtime) = one_shot(&args.config_file)?;
+    Ok(runtime.block_on(handover_exporter::capture::run(
+        &config,
+        args.tenant.as_deref(),
+        &target,
+        &args.out,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
     )))
 }
 

@@ -6,6 +6,8 @@
 mod support;
 
 mod alerting;
+mod capture;
+mod check;
 mod clients;
 mod clients_simulator;
 mod config;
@@ -21,6 +23,7 @@ mod prometheus;
 mod readme;
 mod replay;
 mod rules;
+mod setup_guide;
 mod simulator;
 mod truth;
 mod wire;

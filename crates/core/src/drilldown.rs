@@ -134,8 +134,10 @@ fn failed(api: Source, reading: &'static str) -> impl Fn(SourceError) -> Drilldo
 }
 
 impl Apis {
-    fn new(tenant: &TenantConfig) -> Result<Apis, DrilldownError> {
-        let observer: Arc<dyn RequestObserver> = Arc::new(NoopObserver);
+    fn new(
+        tenant: &TenantConfig,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Apis, DrilldownError> {
         let cxone = CxoneClient::new(&tenant.cxone, observer.clone()).map_err(|error| {
             DrilldownError::Client {
                 api: Source::Cxone,
@@ -327,7 +329,17 @@ pub async fn diagnose_contact(
     contact_id: i64,
     now: DateTime<Utc>,
 ) -> Result<Drilldown, DrilldownError> {
-    let apis = Apis::new(tenant)?;
+    diagnose_contact_observed(tenant, contact_id, now, Arc::new(NoopObserver)).await
+}
+
+/// [`diagnose_contact`] with every request reported to `observer` (`capture` keeps the bodies).
+pub async fn diagnose_contact_observed(
+    tenant: &TenantConfig,
+    contact_id: i64,
+    now: DateTime<Utc>,
+    observer: Arc<dyn RequestObserver>,
+) -> Result<Drilldown, DrilldownError> {
+    let apis = Apis::new(tenant, observer)?;
     let mut notes = Vec::new();
     let asked = read_asked(&apis, contact_id, &mut notes).await?;
     let master_id = asked.master_id();

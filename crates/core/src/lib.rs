@@ -25,6 +25,9 @@
 //! - [`pages`]: the HTML drill-down pages for people (rendering only).
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
+//! - [`check`]: `check`, the live preflight of a tenant (one pass/warn/fail line per step).
+//! - [`capture`]: `capture`, a contact's or a window's raw API bodies as a replay directory,
+//!   credentials removed and caller numbers masked.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`telemetry`]: logging set-up (logfmt or JSON) and the `--log.*` flags.
 //! - [`allocator`]: run-time settings of the process allocator (mimalloc).
@@ -42,6 +45,8 @@
 //! ```
 
 pub mod allocator;
+pub mod capture;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod drilldown;

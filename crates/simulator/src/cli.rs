@@ -175,6 +175,12 @@ pub struct FaultArgs {
     /// Fault: Cognigy (OData and logs) answers 503 to every request; CXone is unaffected.
     #[arg(long = "fault.cognigy-down", env = "HANDOVER_FAULT_COGNIGY_DOWN")]
     pub cognigy_down: bool,
+    /// Fault: the flow never sets the Analytics custom field (every `customN` served empty).
+    #[arg(
+        long = "fault.custom-field-unset",
+        env = "HANDOVER_FAULT_CUSTOM_FIELD_UNSET"
+    )]
+    pub custom_field_unset: bool,
 }
 
 impl From<FaultArgs> for Faults {
@@ -193,6 +199,7 @@ impl From<FaultArgs> for Faults {
             odata_underscore_id: f.odata_underscore_id,
             logs_filter_refused: f.logs_filter_refused,
             cognigy_down: f.cognigy_down,
+            custom_field_unset: f.custom_field_unset,
             ..Faults::default()
         }
     }

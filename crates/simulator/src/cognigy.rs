@@ -378,6 +378,16 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
         .take(top.unwrap_or(usize::MAX))
         .map(|(_, i)| with_id(records[*i].0, underscore_id))
         .collect();
+    if collection == Collection::Analytics && state.faults().custom_field_unset {
+        // The flow never copies the contact id into an Analytics custom field.
+        for r in &mut page {
+            for (k, v) in r.iter_mut() {
+                if k.starts_with("custom") {
+                    *v = Value::String(String::new());
+                }
+            }
+        }
+    }
     drop(sorted);
     drop(records);
     drop(world);

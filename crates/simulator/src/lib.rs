@@ -156,6 +156,9 @@ pub struct Faults {
     pub logs_filter_refused: bool,
     /// Cognigy (OData and logs) is down: every request answers 503; CXone is unaffected.
     pub cognigy_down: bool,
+    /// The flow never copies the contact id into an Analytics custom field: every `customN`
+    /// of every Analytics record is served empty.
+    pub custom_field_unset: bool,
 }
 
 /// Everything `simulate` needs.

@@ -8,6 +8,8 @@
 //! sets `HANDOVER_REQUIRE_EXTERNAL=1` (CI does, in `.ci/run`): then it fails. This module does not
 //! install anything.
 
+pub mod sim_tenant;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -109,6 +109,10 @@ pub trait RequestObserver: Send + Sync {
     fn observe_request(&self, endpoint: Endpoint, code: CodeClass, elapsed: Duration);
     /// An attempt is about to be retried.
     fn observe_retry(&self, source: Source, cause: RetryCause);
+    /// The body of a 2xx answer returned to the caller (`capture` writes them to a replay
+    /// directory; `check` looks at their shape). Never called for a token or discovery answer,
+    /// whose bodies hold credentials or say nothing about the data. Default: ignored.
+    fn observe_body(&self, _endpoint: Endpoint, _body: &[u8]) {}
 }
 
 /// An observer that discards everything (CLI one-shots, tests that do not count).
@@ -1015,6 +1019,14 @@ impl HttpLayer {
         let endpoint = request.endpoint;
         match attempt {
             Attempt::Answer { status, body, .. } if (200..300).contains(&status) => {
+                if !matches!(
+                    endpoint,
+                    Endpoint::CxoneToken
+                        | Endpoint::CxoneOpenidConfiguration
+                        | Endpoint::CxoneConfiguration
+                ) {
+                    self.observer.observe_body(endpoint, &body);
+                }
                 Ok(HttpResponse {
                     endpoint,
                     url,

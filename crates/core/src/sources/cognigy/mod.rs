@@ -404,6 +404,18 @@ impl CognigyClient {
         Ok(batch)
     }
 
+    /// Per OData collection (`Sessions`, `Conversations`, `Analytics`): whether its pages are
+    /// still read with `$select` (false when configured off or once the server could not serve
+    /// the selection).
+    pub fn odata_select_on(&self) -> [(&'static str, bool); 3] {
+        [SESSIONS, CONVERSATIONS, ANALYTICS].map(|c| {
+            (
+                c.name,
+                self.select[c.index].load(Ordering::Relaxed) != SELECT_OFF,
+            )
+        })
+    }
+
     /// Whether the logs are read with the server's `filter` (false once a server refused it).
     pub fn logs_filter_on(&self) -> bool {
         self.logs_filter.load(Ordering::Relaxed) != SELECT_OFF
