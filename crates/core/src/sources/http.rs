@@ -40,7 +40,6 @@ label_enum!(
         CxoneContactsCompleted => "contacts_completed",
         CxoneContact => "contact",
         CxoneStateHistory => "state_history",
-        CxoneCustomData => "custom_data",
         CognigySessions => "odata_sessions",
         CognigyConversations => "odata_conversations",
         CognigyAnalytics => "odata_analytics",

@@ -332,27 +332,13 @@ impl CognigyClient {
         self.keyset_page(ANALYTICS, position).await
     }
 
-    /// The `Sessions` record of one session, if OData has it yet.
-    pub async fn session(&self, session_id: &str) -> Result<Option<Session>, SourceError> {
-        let batch: Batch<Session> = self.by_session(SESSIONS, session_id, 1).await?;
-        Ok(batch.records.into_iter().next())
-    }
-
-    /// Every `Conversations` record of one session, oldest first.
+    /// Every `Conversations` record of one session, oldest first (the per-contact strategy the
+    /// catch-up bench compares the daemon with).
     pub async fn conversations_for_session(
         &self,
         session_id: &str,
     ) -> Result<Batch<Conversation>, SourceError> {
         self.by_session(CONVERSATIONS, session_id, self.config.max_pages)
-            .await
-    }
-
-    /// Every `Analytics` record of one session, oldest first.
-    pub async fn analytics_for_session(
-        &self,
-        session_id: &str,
-    ) -> Result<Batch<Analytics>, SourceError> {
-        self.by_session(ANALYTICS, session_id, self.config.max_pages)
             .await
     }
 

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wire::{
-    CompletedContact, CustomData, CxoneConfiguration, OpenIdConfiguration, SingleContactEnvelope,
-    StateHistory, TokenResponse,
+    CompletedContact, CxoneConfiguration, OpenIdConfiguration, SingleContactEnvelope, StateHistory,
+    TokenResponse,
 };
 
 /// `mediaTypeId` of a phone call (api/cxone.md §2.1).
@@ -241,20 +241,6 @@ impl CxoneClient {
         };
         if response.is_empty() {
             return Ok(StateHistory::default());
-        }
-        response.json()
-    }
-
-    /// A contact's custom data (`/contacts/{id}/custom-data`); a 204 is empty.
-    pub async fn custom_data(&self, contact_id: i64) -> Result<CustomData, SourceError> {
-        let response = self
-            .api_get(
-                Endpoint::CxoneCustomData,
-                &format!("/contacts/{contact_id}/custom-data"),
-            )
-            .await?;
-        if response.is_empty() {
-            return Ok(CustomData::default());
         }
         response.json()
     }
