@@ -15,6 +15,7 @@
 //! - [`replay`]: reads a directory of raw API bodies for offline diagnosis.
 //! - [`report`]: renders diagnoses as text or JSON lines.
 //! - [`drilldown`]: `diagnose CONTACT_ID` against the live (or simulated) APIs.
+//! - [`sharding`]: which shard owns which tenant (in the state file) and the hand-over between shards.
 //! - [`allocator`]: run-time settings of the process allocator (mimalloc).
 //!
 //! Pipeline of one poll cycle (and of `diagnose --replay`, minus the store):
@@ -41,6 +42,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod server;
+pub mod sharding;
 pub mod simulator;
 pub mod sources;
 pub mod store;

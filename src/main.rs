@@ -42,6 +42,28 @@ enum Command {
     Demo(DemoArgs),
     /// Run the simulated CXone and Cognigy APIs alone, with ground truth at /_sim/truth.
     Simulate(SimulateArgs),
+    /// Move one tenant's state to the state file of the shard that owns it under a new shard
+    /// count (every daemon stopped; README, Scale-out).
+    ShardHandover(ShardHandoverArgs),
+}
+
+#[derive(Args, Debug)]
+struct ShardHandoverArgs {
+    /// The state file of the shard that polled the tenant until now.
+    #[arg(long)]
+    from: PathBuf,
+    /// The state file of the shard that owns the tenant under the new shard count.
+    #[arg(long)]
+    to: PathBuf,
+    /// The tenant to move.
+    #[arg(long)]
+    tenant: String,
+    /// The new owner's shard (must be the tenant's hash modulo --total-shards).
+    #[arg(long)]
+    shard: u32,
+    /// The new shard count.
+    #[arg(long = "total-shards")]
+    total_shards: u32,
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +261,10 @@ struct ServeArgs {
         default_value_t = 1
     )]
     total_shards: u32,
+    /// Poll this shard's tenants even where the state file says another shard owns them (after
+    /// a hand-over was checked by hand; README, Scale-out).
+    #[arg(long = "shard.takeover", env = "HANDOVER_SHARD_TAKEOVER")]
+    shard_takeover: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -294,6 +320,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Simulate(args)) => simulate(args),
+        Some(Command::ShardHandover(args)) => shard_handover(args),
         None => serve(cli.serve),
     }
 }
@@ -394,6 +421,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     let options = ServeOptions {
         telemetry_path: args.telemetry_path,
         web_config,
+        placement: handover_exporter::sharding::Placement {
+            shard: args.shard,
+            total: args.total_shards,
+            takeover: args.shard_takeover,
+        },
         ..ServeOptions::default()
     };
     let address = daemon::listen_address(&args.listen_address);
@@ -419,6 +451,38 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> E
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn shard_handover(args: ShardHandoverArgs) -> ExitCode {
+    match handover_exporter::sharding::hand_over(
+        &args.from,
+        &args.to,
+        &args.tenant,
+        args.shard,
+        args.total_shards,
+    ) {
+        Ok(report) => {
+            let rows: Vec<String> = report
+                .rows
+                .iter()
+                .map(|(table, n)| format!("{table} {n}"))
+                .collect();
+            println!(
+                "tenant {} handed over from {} to {} (shard {} of {}): {}",
+                args.tenant,
+                args.from.display(),
+                args.to.display(),
+                args.shard,
+                args.total_shards,
+                rows.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
