@@ -1319,4 +1319,55 @@ mod tests {
             "contact: HTTP 400 from u (icStatusDescription: Invalid contactId)"
         );
     }
+
+    /// Under contention the shared host budget is split evenly between tenants: with ten tenants
+    /// waiting at once (one of them with eight requests in flight, as `max_concurrency` allows),
+    /// every tenant is granted the same number of requests, within one. The budget is raised to
+    /// 200 requests per second (the default is 1000 per 5 minutes) so the test takes 2 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn host_budget_is_split_evenly_between_tenants() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let budget = Arc::new(HostBudget::new(
+            Source::Cognigy,
+            "http://sim",
+            200,
+            Duration::from_secs(1),
+        ));
+        let tenants = 10;
+        let slots: Vec<usize> = (0..tenants)
+            .map(|i| budget.slot(&format!("tenant-{i}")))
+            .collect();
+        let granted: Arc<Vec<AtomicU32>> = Arc::new((0..tenants).map(|_| AtomicU32::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (i, slot) in slots.iter().copied().enumerate() {
+            let in_flight = if i == 0 { 8 } else { 1 };
+            for _ in 0..in_flight {
+                let (budget, granted, stop) = (budget.clone(), granted.clone(), stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        budget.acquire(slot).await;
+                        granted[i].fetch_add(1, Ordering::SeqCst);
+                    }
+                }));
+            }
+        }
+        while granted.iter().map(|g| g.load(Ordering::SeqCst)).sum::<u32>() < 400 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        let counts: Vec<u32> = granted.iter().map(|g| g.load(Ordering::SeqCst)).collect();
+        let (least, most) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        assert!(least >= 35, "a tenant was starved: {counts:?}");
+        assert!(most - least <= 1, "uneven split: {counts:?}");
+    }
 }
