@@ -153,9 +153,7 @@ pub fn claim_tenants(
     for tenant in tenants {
         let previous = owner(store, tenant)?;
         let state = match previous {
-            Some(other) if other.shard != mine.shard && !placement.takeover => {
-                TenantState::Refused
-            }
+            Some(other) if other.shard != mine.shard && !placement.takeover => TenantState::Refused,
             _ => TenantState::Polling,
         };
         if state == TenantState::Polling && previous != Some(mine) {
@@ -190,7 +188,9 @@ pub enum HandOverError {
         total: u32,
         expected: u32,
     },
-    #[error("--shard {shard} must be below --total-shards {total} (and --total-shards at least 1)")]
+    #[error(
+        "--shard {shard} must be below --total-shards {total} (and --total-shards at least 1)"
+    )]
     BadShard { shard: u32, total: u32 },
     #[error("--from and --to are the same state file {0}")]
     SameFile(String),
@@ -342,7 +342,10 @@ mod tests {
             owner(&store, "globex").expect("owner"),
             Some(Owner { shard: 2, total: 3 })
         );
-        let grown = Placement { total: 4, ..placement };
+        let grown = Placement {
+            total: 4,
+            ..placement
+        };
         let claims = claim_tenants(&store, &grown, &names[..1]).expect("claims");
         assert_eq!(claims[0].state, TenantState::Polling);
         assert_eq!(
