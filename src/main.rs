@@ -265,6 +265,14 @@ struct ServeArgs {
     /// a hand-over was checked by hand; README, Scale-out).
     #[arg(long = "shard.takeover", env = "HANDOVER_SHARD_TAKEOVER")]
     shard_takeover: bool,
+    /// Take --shard from the host name's trailing `-N` (a StatefulSet pod's ordinal, e.g.
+    /// handover-exporter-2), for clusters without the pod-index label.
+    #[arg(
+        long = "shard.from-hostname",
+        env = "HANDOVER_SHARD_FROM_HOSTNAME",
+        conflicts_with = "shard"
+    )]
+    shard_from_hostname: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -378,6 +386,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut args = args;
+    if args.shard_from_hostname {
+        // HOSTNAME is set by Kubernetes (the pod name); else ask the kernel.
+        let hostname = std::env::var("HOSTNAME").ok().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()
+        });
+        match handover_exporter::sharding::shard_from_hostname(&hostname) {
+            Ok(shard) => args.shard = shard,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let config = match daemon::select_shard(config, args.shard, args.total_shards) {
         Ok(config) => config,
         Err(e) => {

@@ -243,84 +243,144 @@ pub fn hand_over(
     }
     let source = Store::open(from)?;
     let target = Store::open(to)?;
-    let new_owner = Owner { shard, total };
     let conn = target.connection();
     conn.execute("ATTACH DATABASE ?1 AS handed", [from.display().to_string()])
         .map_err(sql("attach the old state file"))?;
-    let copied = (|| -> Result<HandOverReport, HandOverError> {
-        let mut rows = Vec::new();
-        let mut any = 0;
-        for table in TENANT_TABLES {
-            let existing: usize = conn
-                .query_row(
-                    &format!("SELECT COUNT(*) FROM main.{table} WHERE tenant = ?1"),
-                    [tenant],
-                    |r| r.get(0),
-                )
-                .map_err(sql("hand-over target check"))?;
-            if existing > 0 {
-                return Err(HandOverError::TargetHasState {
-                    path: to.display().to_string(),
-                    tenant: tenant.to_owned(),
-                    table,
-                    rows: existing,
-                });
-            }
-        }
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(sql("hand-over transaction"))?;
-        let result = (|| -> Result<(), HandOverError> {
-            for table in TENANT_TABLES {
-                let n = conn
-                    .execute(
-                        &format!(
-                            "INSERT INTO main.{table} SELECT * FROM handed.{table} WHERE tenant = ?1"
-                        ),
-                        [tenant],
-                    )
-                    .map_err(sql("hand-over copy"))?;
-                any += n;
-                rows.push((*table, n));
-            }
-            if any == 0 {
-                return Err(HandOverError::NothingToHandOver {
-                    path: from.display().to_string(),
-                    tenant: tenant.to_owned(),
-                });
-            }
-            conn.execute_batch(OWNERSHIP_SCHEMA)
-                .map_err(sql("ownership table"))?;
-            conn.execute(
-                "INSERT INTO main.tenant_shards (tenant, shard, total_shards, since)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant) DO UPDATE SET shard = excluded.shard,
-                     total_shards = excluded.total_shards, since = excluded.since",
-                params![tenant, shard, total, now_text()],
-            )
-            .map_err(sql("ownership write"))?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => conn
-                .execute_batch("COMMIT")
-                .map_err(sql("hand-over commit"))?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
-        Ok(HandOverReport { rows })
-    })();
+    let copied = copy_tenant(conn, from, to, tenant, Owner { shard, total });
     let _ = conn.execute_batch("DETACH DATABASE handed");
     let report = copied?;
     // Only once the new owner's file holds the state: the old file now says it is owned elsewhere.
-    record_owner(&source, tenant, new_owner)?;
+    record_owner(&source, tenant, Owner { shard, total })?;
     Ok(report)
+}
+
+/// Copies `tenant`'s rows from the attached `handed` database into `main` in one transaction,
+/// with the ownership row for `owner`; refuses when `main` already holds state of the tenant.
+fn copy_tenant(
+    conn: &rusqlite::Connection,
+    from: &Path,
+    to: &Path,
+    tenant: &str,
+    owner: Owner,
+) -> Result<HandOverReport, HandOverError> {
+    for table in TENANT_TABLES {
+        let existing: usize = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM main.{table} WHERE tenant = ?1"),
+                [tenant],
+                |r| r.get(0),
+            )
+            .map_err(sql("hand-over target check"))?;
+        if existing > 0 {
+            return Err(HandOverError::TargetHasState {
+                path: to.display().to_string(),
+                tenant: tenant.to_owned(),
+                table,
+                rows: existing,
+            });
+        }
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(sql("hand-over transaction"))?;
+    match copy_rows(conn, from, tenant, owner) {
+        Ok(report) => {
+            conn.execute_batch("COMMIT")
+                .map_err(sql("hand-over commit"))?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The statements of [`copy_tenant`]'s transaction.
+fn copy_rows(
+    conn: &rusqlite::Connection,
+    from: &Path,
+    tenant: &str,
+    owner: Owner,
+) -> Result<HandOverReport, HandOverError> {
+    let mut rows = Vec::new();
+    let mut any = 0;
+    for table in TENANT_TABLES {
+        let n = conn
+            .execute(
+                &format!("INSERT INTO main.{table} SELECT * FROM handed.{table} WHERE tenant = ?1"),
+                [tenant],
+            )
+            .map_err(sql("hand-over copy"))?;
+        any += n;
+        rows.push((*table, n));
+    }
+    if any == 0 {
+        return Err(HandOverError::NothingToHandOver {
+            path: from.display().to_string(),
+            tenant: tenant.to_owned(),
+        });
+    }
+    conn.execute_batch(OWNERSHIP_SCHEMA)
+        .map_err(sql("ownership table"))?;
+    conn.execute(
+        "INSERT INTO main.tenant_shards (tenant, shard, total_shards, since)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant) DO UPDATE SET shard = excluded.shard,
+             total_shards = excluded.total_shards, since = excluded.since",
+        params![tenant, owner.shard, owner.total, now_text()],
+    )
+    .map_err(sql("ownership write"))?;
+    Ok(HandOverReport { rows })
+}
+
+/// A host name that does not end in a shard ordinal (`--shard.from-hostname`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "--shard.from-hostname: host name {0:?} does not end in -N (a StatefulSet pod's ordinal, \
+     e.g. handover-exporter-2)"
+)]
+pub struct HostnameShardError(pub String);
+
+/// The shard of a StatefulSet pod from its host name, the pod name `<set>-<ordinal>`.
+pub fn shard_from_hostname(hostname: &str) -> Result<u32, HostnameShardError> {
+    let hostname = hostname.trim();
+    // A pod's host name is its name; a FQDN would only add `.<service>...` after it.
+    let name = hostname.split('.').next().unwrap_or(hostname);
+    name.rsplit_once('-')
+        .filter(|(set, _)| !set.is_empty())
+        .and_then(|(_, ordinal)| {
+            (!ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| ordinal.parse().ok())
+                .flatten()
+        })
+        .ok_or_else(|| HostnameShardError(hostname.to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A StatefulSet pod's host name gives its ordinal; anything else is refused naming it.
+    #[test]
+    fn shard_from_hostname_takes_the_pod_ordinal() {
+        assert_eq!(shard_from_hostname("handover-exporter-0"), Ok(0));
+        assert_eq!(shard_from_hostname("handover-exporter-12\n"), Ok(12));
+        assert_eq!(
+            shard_from_hostname("handover-exporter-2.handover-exporter.ns.svc"),
+            Ok(2)
+        );
+        for bad in ["laptop", "handover-exporter-", "-3", "web-7f9c8", ""] {
+            assert_eq!(
+                shard_from_hostname(bad),
+                Err(HostnameShardError(bad.to_owned()))
+            );
+        }
+        assert_eq!(
+            shard_from_hostname("laptop").unwrap_err().to_string(),
+            "--shard.from-hostname: host name \"laptop\" does not end in -N (a StatefulSet \
+             pod's ordinal, e.g. handover-exporter-2)"
+        );
+    }
 
     /// A new tenant is claimed, an owned one kept across a changed shard count, one owned by
     /// another ordinal refused, and taken over only when told.

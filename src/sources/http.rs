@@ -1329,8 +1329,9 @@ mod tests {
     }
 
     /// Under contention the shared host budget is split evenly between tenants: with ten tenants
-    /// waiting at once (one of them with eight requests in flight, as `max_concurrency` allows),
-    /// every tenant is granted the same number of requests, within one. The budget is raised to
+    /// waiting at once (one of them with eight requests in flight, as `max_concurrency` allows,
+    /// the others with two), every tenant is granted the same number of requests, within two
+    /// (a loaded machine may be late to queue a tenant's next request). The budget is raised to
     /// 200 requests per second (the default is 1000 per 5 minutes) so the test takes 2 s.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn host_budget_is_split_evenly_between_tenants() {
@@ -1350,7 +1351,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for (i, slot) in slots.iter().copied().enumerate() {
-            let in_flight = if i == 0 { 8 } else { 1 };
+            let in_flight = if i == 0 { 8 } else { 2 };
             for _ in 0..in_flight {
                 let (budget, granted, stop) = (budget.clone(), granted.clone(), stop.clone());
                 tasks.push(tokio::spawn(async move {
@@ -1382,6 +1383,6 @@ mod tests {
             counts.iter().max().copied().unwrap_or(0),
         );
         assert!(least >= 35, "a tenant was starved: {counts:?}");
-        assert!(most - least <= 1, "uneven split: {counts:?}");
+        assert!(most - least <= 2, "uneven split: {counts:?}");
     }
 }
