@@ -42,12 +42,34 @@ enum Command {
     Check(CheckArgs),
     /// Write the raw API bodies of one contact (or a window) as a replay directory.
     Capture(CaptureArgs),
+    /// Move one tenant's state to the state file of the shard that owns it under a new shard
+    /// count (every daemon stopped; README, Scale-out).
+    ShardHandover(ShardHandoverArgs),
     /// Run the simulator and the daemon together on loopback (no credentials needed).
     #[cfg(feature = "simulator")]
     Demo(handover_simulator::cli::DemoArgs),
     /// Run the simulated CXone and Cognigy APIs alone, with ground truth at /_sim/truth.
     #[cfg(feature = "simulator")]
     Simulate(handover_simulator::cli::SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+struct ShardHandoverArgs {
+    /// The state file of the shard that polled the tenant until now.
+    #[arg(long)]
+    from: PathBuf,
+    /// The state file of the shard that owns the tenant under the new shard count.
+    #[arg(long)]
+    to: PathBuf,
+    /// The tenant to move.
+    #[arg(long)]
+    tenant: String,
+    /// The new owner's shard (must be the tenant's hash modulo --total-shards).
+    #[arg(long)]
+    shard: u32,
+    /// The new shard count.
+    #[arg(long = "total-shards")]
+    total_shards: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -89,6 +111,18 @@ struct ServeArgs {
         default_value_t = 1
     )]
     total_shards: u32,
+    /// Poll this shard's tenants even where the state file says another shard owns them (after
+    /// a hand-over was checked by hand; README, Scale-out).
+    #[arg(long = "shard.takeover", env = "HANDOVER_SHARD_TAKEOVER")]
+    shard_takeover: bool,
+    /// Take --shard from the host name's trailing `-N` (a StatefulSet pod's ordinal, e.g.
+    /// handover-exporter-2), for clusters without the pod-index label.
+    #[arg(
+        long = "shard.from-hostname",
+        env = "HANDOVER_SHARD_FROM_HOSTNAME",
+        conflicts_with = "shard"
+    )]
+    shard_from_hostname: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -181,6 +215,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => check(args),
         Some(Command::Capture(args)) => capture(args),
+        Some(Command::ShardHandover(args)) => shard_handover(args),
         #[cfg(feature = "simulator")]
         Some(Command::Demo(args)) => handover_simulator::cli::demo(args),
         #[cfg(feature = "simulator")]
@@ -309,8 +344,16 @@ fn capture(args: CaptureArgs) -> anyhow::Result<u8> {
     )))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+fn serve(mut args: ServeArgs) -> anyhow::Result<u8> {
     let config = handover_exporter::config::load(&args.config_file).map_err(message)?;
+    if args.shard_from_hostname {
+        // HOSTNAME is set by Kubernetes (the pod name); else ask the kernel.
+        let hostname = std::env::var("HOSTNAME").ok().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()
+        });
+        args.shard =
+            handover_exporter::sharding::shard_from_hostname(&hostname).map_err(message)?;
+    }
     let config = daemon::select_shard(config, args.shard, args.total_shards).map_err(message)?;
     let web_config = match &args.web_config_file {
         Some(path) => Some(Arc::new(
@@ -339,6 +382,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let options = ServeOptions {
         telemetry_path: args.telemetry_path,
         web_config,
+        placement: handover_exporter::sharding::Placement {
+            shard: args.shard,
+            total: args.total_shards,
+            takeover: args.shard_takeover,
+        },
         ..ServeOptions::default()
     };
     daemon::block_on(async move {
@@ -346,5 +394,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         tracing::info!(address = %listener.local_addr()?, "listening");
         daemon::run(config, listener, options, daemon::shutdown_signal()).await
     })?;
+    Ok(0)
+}
+
+fn shard_handover(args: ShardHandoverArgs) -> anyhow::Result<u8> {
+    let report = handover_exporter::sharding::hand_over(
+        &args.from,
+        &args.to,
+        &args.tenant,
+        args.shard,
+        args.total_shards,
+    )
+    .map_err(message)?;
+    let rows: Vec<String> = report
+        .rows
+        .iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
+    println!(
+        "tenant {} handed over from {} to {} (shard {} of {}): {}",
+        args.tenant,
+        args.from.display(),
+        args.to.display(),
+        args.shard,
+        args.total_shards,
+        rows.join(", ")
+    );
     Ok(0)
 }

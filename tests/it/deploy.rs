@@ -554,10 +554,12 @@ fn statefulset_never_runs_two_copies_of_a_shard() {
     );
 }
 
-/// Each shard configuration in the ConfigMap is a valid configuration (secrets from the mounted
-/// Secret's files, state on the volume), there is one per replica, and no tenant is on two shards.
+/// The StatefulSet runs M shards of one configuration: each pod passes `--shard` from its ordinal
+/// (the pod-index label) and `--total-shards` equal to the replicas; the ConfigMap's
+/// configuration is valid (secrets from the mounted Secret's files, state on the per-shard
+/// volume), every tenant falls on exactly one shard and no shard is left without tenants.
 #[test]
-fn kubernetes_shard_configs_are_valid_and_disjoint() {
+fn kubernetes_shards_take_their_ordinal_and_split_the_tenants() {
     let map: Yaml = serde_norway::from_str(&read(CONFIGMAP)).expect("configmap is YAML");
     let set: Yaml = serde_norway::from_str(&read(STATEFULSET)).expect("statefulset is YAML");
     let secret: Yaml =
@@ -568,6 +570,35 @@ fn kubernetes_shard_configs_are_valid_and_disjoint() {
     let replicas = yaml_at(&set, &["spec", "replicas"])
         .as_u64()
         .expect("replicas is a number");
+    let container = &yaml_at(&set, &["spec", "template", "spec", "containers"])[0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(args.contains(&"--shard=$(SHARD_INDEX)"), "{args:?}");
+    assert!(args.contains(&"--total-shards=$(TOTAL_SHARDS)"), "{args:?}");
+    assert!(
+        args.contains(&"--config.file=/etc/handover-exporter/handover-exporter.toml"),
+        "{args:?}"
+    );
+    let env = container["env"].as_sequence().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in the container's env"))
+    };
+    assert_eq!(
+        var("SHARD_INDEX")["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']"),
+        "the shard must be the pod's ordinal"
+    );
+    assert_eq!(
+        var("TOTAL_SHARDS")["value"].as_str(),
+        Some(replicas.to_string().as_str()),
+        "TOTAL_SHARDS must equal the StatefulSet's replicas"
+    );
 
     // The pod mounts the Secret at /run/secrets/handover-exporter; stand in a directory of the
     // Secret's keys so that the configuration's *_file paths resolve.
@@ -581,35 +612,45 @@ fn kubernetes_shard_configs_are_valid_and_disjoint() {
         std::fs::write(secrets_dir.path().join(key), "test-secret").expect("write secret");
     }
     let secrets_path = secrets_dir.path().display().to_string();
-
-    let mut tenants_seen = HashSet::new();
-    for shard in 0..replicas {
-        let key = format!("shard-{shard}.toml");
-        let text = data
-            .get(key.as_str())
-            .and_then(Yaml::as_str)
-            .unwrap_or_else(|| panic!("no {key} in the ConfigMap for replica {shard}"))
-            .replace("/run/secrets/handover-exporter", &secrets_path);
-        let config = handover_exporter::config::parse(&text, &key, &|_| None)
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert!(
-            config.state_path.starts_with("/var/lib/handover-exporter/"),
-            "{key}: state_path {} is not on the state volume",
-            config.state_path
-        );
-        for tenant in &config.tenants {
-            assert!(
-                tenants_seen.insert(tenant.name.clone()),
-                "tenant {} is on two shards: its counters would double",
-                tenant.name
-            );
-        }
-    }
-    assert_eq!(
-        data.len() as u64,
-        replicas,
-        "shard configurations and StatefulSet replicas differ"
+    assert_eq!(data.len(), 1, "one configuration for every shard");
+    let key = "handover-exporter.toml";
+    let text = data
+        .get(key)
+        .and_then(Yaml::as_str)
+        .unwrap_or_else(|| panic!("no {key} in the ConfigMap"))
+        .replace("/run/secrets/handover-exporter", &secrets_path);
+    let config = handover_exporter::config::parse(&text, key, &|_| None)
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    assert!(
+        config.state_path.starts_with("/var/lib/handover-exporter/"),
+        "{key}: state_path {} is not on the state volume",
+        config.state_path
     );
+    let total = replicas as u32;
+    let mut served = Vec::new();
+    for shard in 0..total {
+        let selected = handover_exporter::daemon::select_shard(config.clone(), shard, total)
+            .expect("a shard below the total");
+        assert!(
+            !selected.tenants.is_empty(),
+            "shard {shard} of {total} has no tenant: lower replicas or add tenants"
+        );
+        served.extend(selected.tenants.into_iter().map(|t| t.name));
+    }
+    served.sort();
+    let mut names: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+    names.sort();
+    assert_eq!(served, names, "every tenant on exactly one shard");
+    // Behind one egress address the shards share Cognigy's per-IP quota: each takes its share.
+    for tenant in &config.tenants {
+        assert!(
+            u64::from(tenant.cognigy.http.quota_requests) * replicas <= 1000,
+            "tenant {}: quota_requests {} on each of {replicas} shards exceeds the 1000 requests \
+             per 5 minutes of one address",
+            tenant.name,
+            tenant.cognigy.http.quota_requests
+        );
+    }
 }
 
 /// The example Prometheus configuration passes `promtool check config`, including its rule file.

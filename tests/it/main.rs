@@ -24,6 +24,7 @@ mod readme;
 mod replay;
 mod rules;
 mod setup_guide;
+mod shards;
 mod simulator;
 mod truth;
 mod wire;

@@ -17,6 +17,7 @@ use crate::metrics::{CycleFailure, CycleOutcome, Metrics};
 use crate::pipeline::{Poller, Timing};
 use crate::readiness::Readiness;
 use crate::server::{AppState, ServerLimits, WebConfig};
+use crate::sharding::{Placement, TenantState};
 use crate::sources::http::Budgets;
 use crate::store::Store;
 use std::future::Future;
@@ -35,6 +36,9 @@ pub struct ServeOptions {
     pub web_config: Option<Arc<WebConfig>>,
     /// Timeouts and caps of the HTTP server.
     pub limits: ServerLimits,
+    /// This process's shard (the config's tenants are already this shard's selection), checked
+    /// against the owners the state file records ([`crate::sharding`]).
+    pub placement: Placement,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +47,7 @@ impl Default for ServeOptions {
             telemetry_path: "/metrics".into(),
             web_config: None,
             limits: ServerLimits::default(),
+            placement: Placement::default(),
         }
     }
 }
@@ -59,10 +64,47 @@ pub async fn run(
     let address = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let mut config = config;
     let store = Store::open(&config.state_path)
         .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
+    // Tenants the state file says another shard owns are not polled (their state lives there).
+    let placement = options.placement;
+    let selected: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+    let claims = crate::sharding::claim_tenants(&store, &placement, &selected)
+        .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
+    for claim in &claims {
+        match (claim.state, claim.previous) {
+            (TenantState::Refused, Some(owner)) => tracing::error!(
+                tenant = %claim.tenant,
+                kind = "owned_by_other_shard",
+                shard = placement.shard,
+                total_shards = placement.total,
+                owner_shard = owner.shard,
+                owner_total_shards = owner.total,
+                "not polling this tenant: the state file says another shard owns it; hand its \
+                 state over (shard-handover) or start with --shard.takeover"
+            ),
+            (TenantState::Polling, Some(owner)) if owner.shard != placement.shard => {
+                tracing::warn!(
+                    tenant = %claim.tenant,
+                    shard = placement.shard,
+                    owner_shard = owner.shard,
+                    "took over a tenant the state file said another shard owned (--shard.takeover)"
+                )
+            }
+            _ => {}
+        }
+    }
+    config.tenants.retain(|t| {
+        claims
+            .iter()
+            .any(|c| c.tenant == t.name && c.state == TenantState::Polling)
+    });
     let tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&tenants, REVISION));
+    for claim in &claims {
+        metrics.set_shard_tenant(&claim.tenant, placement.shard, placement.total, claim.state);
+    }
     // Only configured tenants: a tenant removed from the config (or served by another shard)
     // must not keep exporting series from the state file.
     let totals: Vec<_> = store
@@ -109,7 +151,13 @@ pub async fn run(
     let mut server = tokio::spawn(crate::server::serve(listener, state, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     }));
-    tracing::info!(tenants = tenants.len(), "handover-exporter started");
+    tracing::info!(
+        tenants = tenants.len(),
+        refused = selected.len() - tenants.len(),
+        shard = placement.shard,
+        total_shards = placement.total,
+        "handover-exporter started"
+    );
 
     let shutdown = std::pin::pin!(shutdown);
     let server_ended = tokio::select! {

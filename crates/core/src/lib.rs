@@ -16,6 +16,8 @@
 //! - [`pipeline`]: one poll cycle of one tenant, the only joint: cursors, read page by page,
 //!   ingest, decide.
 //! - [`daemon`]: one poll loop per tenant plus the web server; start-up, shutdown, exit codes.
+//! - [`sharding`]: which shard polls which tenant (a stable hash), ownership in the state file,
+//!   and the hand-over of a tenant's state when the shard count changes.
 //! - [`readiness`]: when each tenant's sources last polled successfully (the pipeline writes it,
 //!   the server's `/readyz` reads it).
 //! - [`metrics`]: every metric family in one struct, OpenMetrics text.
@@ -60,6 +62,7 @@ pub mod readiness;
 pub mod replay;
 pub mod report;
 pub mod server;
+pub mod sharding;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

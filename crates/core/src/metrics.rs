@@ -136,6 +136,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("handover_api_quota_requests", "gauge", "source,host"),
     ("handover_api_quota_used_ratio", "gauge", "source,host"),
     ("handover_build_info", "info", "version,revision"),
+    (
+        "handover_shard_tenant",
+        "gauge",
+        "tenant,shard,total_shards,state",
+    ),
 ];
 
 /// Seconds from the bot's escalation to queue entry: sub-second to minutes.
@@ -234,6 +239,16 @@ struct QuotaLabels {
     host: String,
 }
 
+/// One tenant of this shard's selection; `shard` and `total_shards` are the process's flags and
+/// `tenant` a configured name, so the values are bounded by the configuration.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardTenantLabels {
+    tenant: String,
+    shard: String,
+    total_shards: String,
+    state: crate::sharding::TenantState,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -289,6 +304,7 @@ pub struct Metrics {
     api_retries: Family<RetryLabels, Counter>,
     quota_requests: Family<QuotaLabels, Gauge>,
     quota_used: Family<QuotaLabels, Gauge<f64, AtomicU64>>,
+    shard_tenants: Family<ShardTenantLabels, Gauge>,
     /// The budgets whose use `encode` reads into `quota_used`.
     budgets: std::sync::Mutex<Vec<std::sync::Arc<HostBudget>>>,
 }
@@ -332,6 +348,7 @@ impl Metrics {
             api_retries: Family::default(),
             quota_requests: Family::default(),
             quota_used: Family::default(),
+            shard_tenants: Family::default(),
             budgets: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -444,6 +461,12 @@ impl Metrics {
             "api_quota_used_ratio",
             "Share of the API host's request budget used over the last window",
             self.quota_used.clone(),
+        );
+        registry.register(
+            "shard_tenant",
+            "1 for each tenant of this shard's selection: state polling, or refused when the state \
+             file says another shard owns it",
+            self.shard_tenants.clone(),
         );
         registry.register(
             "build",
@@ -708,6 +731,24 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition of every family (ends with `# EOF`).
+    /// Says that `tenant` is in the selection of shard `shard` of `total`, in `state`.
+    pub fn set_shard_tenant(
+        &self,
+        tenant: &str,
+        shard: u32,
+        total: u32,
+        state: crate::sharding::TenantState,
+    ) {
+        self.shard_tenants
+            .get_or_create(&ShardTenantLabels {
+                tenant: tenant.to_owned(),
+                shard: shard.to_string(),
+                total_shards: total.to_string(),
+                state,
+            })
+            .set(1);
+    }
+
     /// Exports the budget of one API host (once per budget; later calls for it change nothing).
     pub fn watch_budget(&self, budget: std::sync::Arc<HostBudget>) {
         let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
@@ -1056,6 +1097,7 @@ mod tests {
             1000,
             Duration::from_secs(300),
         )));
+        m.set_shard_tenant("acme", 0, 1, crate::sharding::TenantState::Polling);
         let text = m.encode();
         let mut exposed: Vec<(String, String)> = text
             .lines()

@@ -491,6 +491,11 @@ impl Store {
         Ok(Store { conn, _lock: lock })
     }
 
+    /// The connection, for the tenant ownership rows of `sharding` (its own table).
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The connection, for tests that need to break the store on purpose.
     #[doc(hidden)]
     pub fn conn_for_tests(&self) -> &Connection {
