@@ -186,70 +186,6 @@ enum Collection {
     Unsimulated,
 }
 
-/// Serves `/odata/{version}/{Collection}[/$count]`.
-pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
-    let ODataTarget {
-        version,
-        name,
-        collection,
-        count_only,
-        underscore_id,
-    } = match odata_target(state, req) {
-        Ok(target) => target,
-        Err(refused) => return refused.answer(),
-    };
-    let query = match ODataQuery::parse(req, collection, name, underscore_id) {
-        Ok(query) => query,
-        Err(refused) => return refused.answer(),
-    };
-    let count_wanted = count_only || count_asked(req);
-    let top_and_skip = top_and_skip(req);
-    let world = state.world_at(req.now);
-    // Ordered by the natural time alone, ascending, with no count asked for and a bounded page:
-    // the scan can stop at the first call that starts after the page's last record, since no
-    // record of that call or a later one is earlier than its call's start (checked by the world).
-    let page_end = match &top_and_skip {
-        Ok((Some(top), skip))
-            if !count_wanted && query.in_natural_order() && world.records_follow_call_starts() =>
-        {
-            Some(skip.saturating_add(*top))
-        }
-        _ => None,
-    };
-    let records = query.matching_records(&world, req.now, page_end);
-
-    // (Every matching record when a count is wanted: a stopped scan is never counted.)
-    let total = records.len();
-    if count_only {
-        return count_response(total);
-    }
-    let (top, skip) = match top_and_skip {
-        Ok(v) => v,
-        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
-    };
-    let sorted = query.sorted(&records, skip.saturating_add(top.unwrap_or(usize::MAX)));
-    let mut page: Vec<Map<String, Value>> = sorted
-        .iter()
-        .skip(skip)
-        .take(top.unwrap_or(usize::MAX))
-        .map(|(_, i)| with_id(records[*i].0, underscore_id))
-        .collect();
-    drop(sorted);
-    drop(records);
-    drop(world);
-
-    if page.is_empty() && query.is_keyset() && state.faults().keyset_end_500 {
-        return odata_error(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.");
-    }
-    if let Some(select) = req.param("$select") {
-        let fields: Vec<&str> = select.split(',').map(str::trim).collect();
-        for r in &mut page {
-            r.retain(|k, _| fields.contains(&k.as_str()));
-        }
-    }
-    odata_page_response(state, req, version, name, page, total)
-}
-
 /// The collection an OData request reads, from its path, once the request may read it.
 struct ODataTarget<'a> {
     version: &'a str,
@@ -583,6 +519,70 @@ fn count_response(total: usize) -> (Response, PageKind) {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     (resp, PageKind::Other)
+}
+
+/// Serves `/odata/{version}/{Collection}[/$count]`.
+pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
+    let ODataTarget {
+        version,
+        name,
+        collection,
+        count_only,
+        underscore_id,
+    } = match odata_target(state, req) {
+        Ok(target) => target,
+        Err(refused) => return refused.answer(),
+    };
+    let query = match ODataQuery::parse(req, collection, name, underscore_id) {
+        Ok(query) => query,
+        Err(refused) => return refused.answer(),
+    };
+    let count_wanted = count_only || count_asked(req);
+    let top_and_skip = top_and_skip(req);
+    let world = state.world_at(req.now);
+    // Ordered by the natural time alone, ascending, with no count asked for and a bounded page:
+    // the scan can stop at the first call that starts after the page's last record, since no
+    // record of that call or a later one is earlier than its call's start (checked by the world).
+    let page_end = match &top_and_skip {
+        Ok((Some(top), skip))
+            if !count_wanted && query.in_natural_order() && world.records_follow_call_starts() =>
+        {
+            Some(skip.saturating_add(*top))
+        }
+        _ => None,
+    };
+    let records = query.matching_records(&world, req.now, page_end);
+
+    // (Every matching record when a count is wanted: a stopped scan is never counted.)
+    let total = records.len();
+    if count_only {
+        return count_response(total);
+    }
+    let (top, skip) = match top_and_skip {
+        Ok(v) => v,
+        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let sorted = query.sorted(&records, skip.saturating_add(top.unwrap_or(usize::MAX)));
+    let mut page: Vec<Map<String, Value>> = sorted
+        .iter()
+        .skip(skip)
+        .take(top.unwrap_or(usize::MAX))
+        .map(|(_, i)| with_id(records[*i].0, underscore_id))
+        .collect();
+    drop(sorted);
+    drop(records);
+    drop(world);
+
+    if page.is_empty() && query.is_keyset() && state.faults().keyset_end_500 {
+        return odata_error(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.");
+    }
+    if let Some(select) = req.param("$select") {
+        let fields: Vec<&str> = select.split(',').map(str::trim).collect();
+        for r in &mut page {
+            r.retain(|k, _| fields.contains(&k.as_str()));
+        }
+    }
+    odata_page_response(state, req, version, name, page, total)
 }
 
 /// The OData envelope of a page: its context, its records and, when asked, the count.
