@@ -13,7 +13,7 @@
 //! nothing.
 
 use super::selection::keep_first_sorted;
-use super::world::{Call, LogRecord, ODataRecord};
+use super::world::{Call, LogRecord, ODataRecord, World};
 use super::{json_response, ApiRequest, PageKind, SimState};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -135,6 +135,47 @@ fn rest_error(status: StatusCode, detail: &str, code: u32, instance: &str) -> (R
     (json_response(status, &body), PageKind::Other)
 }
 
+/// A request the OData API refuses: the status and message of its error.
+struct ODataRefusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl ODataRefusal {
+    fn new(status: StatusCode, message: &str) -> ODataRefusal {
+        ODataRefusal {
+            status,
+            message: message.to_owned(),
+        }
+    }
+
+    fn answer(self) -> (Response, PageKind) {
+        odata_error(self.status, &self.message)
+    }
+}
+
+/// A request the logs API refuses: the status, detail and code of its error.
+struct RestRefusal {
+    status: StatusCode,
+    detail: String,
+    code: u32,
+}
+
+impl RestRefusal {
+    fn new(status: StatusCode, detail: &str, code: u32) -> RestRefusal {
+        RestRefusal {
+            status,
+            detail: detail.to_owned(),
+            code,
+        }
+    }
+
+    /// The error answer, naming the request's path as its `instance`.
+    fn answer(self, instance: &str) -> (Response, PageKind) {
+        rest_error(self.status, &self.detail, self.code, instance)
+    }
+}
+
 /// Which collection a request reads, and the field its keyset runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Collection {
@@ -145,10 +186,28 @@ enum Collection {
     Unsimulated,
 }
 
-/// Serves `/odata/{version}/{Collection}[/$count]`.
-pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
+/// The collection an OData request reads, from its path, once the request may read it.
+struct ODataTarget<'a> {
+    version: &'a str,
+    name: &'a str,
+    collection: Collection,
+    /// `/$count`: the number of matching records as plain text.
+    count_only: bool,
+    /// Whether records carry `_id` (v2.3, or v2.4 under the fault) instead of `id`.
+    underscore_id: bool,
+}
+
+/// The request's collection, or the refusal of its method, path, version, key or query options,
+/// in that order.
+fn odata_target<'a>(
+    state: &SimState,
+    req: &'a ApiRequest,
+) -> Result<ODataTarget<'a>, ODataRefusal> {
     if req.method != Method::GET {
-        return odata_error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is supported");
+        return Err(ODataRefusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET is supported",
+        ));
     }
     let segments: Vec<&str> = req
         .path
@@ -159,42 +218,71 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     let (version, name, count_only) = match segments.as_slice() {
         ["odata", v, c] => (*v, *c, false),
         ["odata", v, c, "$count"] => (*v, *c, true),
-        _ => return odata_error(StatusCode::NOT_FOUND, "Resource not found"),
+        _ => {
+            return Err(ODataRefusal::new(
+                StatusCode::NOT_FOUND,
+                "Resource not found",
+            ))
+        }
     };
     let underscore_id = match version {
         "v2.4" => state.faults().odata_underscore_id,
         "v2.3" => true,
-        _ => return odata_error(StatusCode::NOT_FOUND, "Unknown OData version"),
-    };
-    let collection = match name {
-        "Sessions" => Collection::Sessions,
-        "Conversations" => Collection::Conversations,
-        "Analytics" => Collection::Analytics,
-        "Steps"
-        | "ExecutedSteps"
-        | "LiveAgentEscalations"
-        | "Goals"
-        | "GoalSteps"
-        | "GoalStepMetrics"
-        | "GoalEvents" => Collection::Unsimulated,
         _ => {
-            return odata_error(
+            return Err(ODataRefusal::new(
                 StatusCode::NOT_FOUND,
-                &format!("Resource not found for the segment '{name}'"),
-            )
+                "Unknown OData version",
+            ))
         }
+    };
+    let Some(collection) = Collection::named(name) else {
+        return Err(ODataRefusal::new(
+            StatusCode::NOT_FOUND,
+            &format!("Resource not found for the segment '{name}'"),
+        ));
     };
     let key = req.param("apikey").or_else(|| req.header("apikey"));
     if key != Some(state.credentials.api_key.as_str()) {
-        return odata_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        return Err(ODataRefusal::new(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
+    refuse_unsupported_options(req)?;
+    Ok(ODataTarget {
+        version,
+        name,
+        collection,
+        count_only,
+        underscore_id,
+    })
+}
+
+impl Collection {
+    /// The collection a path segment names (`None`: no such OData collection).
+    fn named(name: &str) -> Option<Collection> {
+        match name {
+            "Sessions" => Some(Collection::Sessions),
+            "Conversations" => Some(Collection::Conversations),
+            "Analytics" => Some(Collection::Analytics),
+            "Steps"
+            | "ExecutedSteps"
+            | "LiveAgentEscalations"
+            | "Goals"
+            | "GoalSteps"
+            | "GoalStepMetrics"
+            | "GoalEvents" => Some(Collection::Unsimulated),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses a system query option the API does not support.
+fn refuse_unsupported_options(req: &ApiRequest) -> Result<(), ODataRefusal> {
     // Only literal `$` options are system query options; an encoded `%24top` is rejected (T3).
     for (k, _) in &req.query {
         if k.len() >= 3 && k[..3].eq_ignore_ascii_case("%24") {
-            return odata_error(
+            return Err(ODataRefusal::new(
                 StatusCode::BAD_REQUEST,
                 &format!("The query parameter '{k}' is not supported. Query options must start with a literal '$'."),
-            );
+            ));
         }
         if k.starts_with('$')
             && !matches!(
@@ -202,74 +290,23 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
                 "$filter" | "$orderby" | "$top" | "$skip" | "$select" | "$count"
             )
         {
-            return odata_error(
+            return Err(ODataRefusal::new(
                 StatusCode::BAD_REQUEST,
                 &format!("The query parameter '{k}' is not supported."),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
-    let time_field = if collection == Collection::Sessions {
-        "startedAt"
-    } else {
-        "timestamp"
-    };
+/// Whether `$count=true` asks for `@odata.count`.
+fn count_asked(req: &ApiRequest) -> bool {
+    req.param("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+}
 
-    let filter = match req.param("$filter").map(parse_filter).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
-    };
-    if collection != Collection::Unsimulated {
-        for clause in &filter {
-            if !known_field(collection, &clause.field) {
-                return odata_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "Could not find a property named '{}' on type 'Cognigy.{name}'.",
-                        clause.field
-                    ),
-                );
-            }
-        }
-    }
-
-    // Ordering: `$orderby` or the collection's natural time order.
-    let order = req.param("$orderby").unwrap_or(time_field).to_owned();
-    let mut keys: Vec<(String, bool)> = Vec::new();
-    for part in order.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut words = part.split_whitespace();
-        let field = words.next().unwrap_or(time_field).to_owned();
-        let desc = match words.next().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("asc") => false,
-            Some("desc") => true,
-            Some(other) => {
-                return odata_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("Invalid $orderby direction '{other}'"),
-                )
-            }
-        };
-        keys.push((field, desc));
-    }
-
-    // Filter borrowed records, put in order only those up to the end of the page and copy only the
-    // page served: a request costs one cheap scan of the world (or of one session's calls), not a
-    // full sort or a deep copy, so the simulator stays far cheaper than its clients.
-    let id_field = if underscore_id { "_id" } else { "id" };
-    // The id is a field of its own in the world; it is copied into a value only when asked for.
-    let needs_id =
-        filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
-    let world = state.world_at(req.now);
-    // `sessionId eq '<id>'` can only match records of the calls the world indexes under that id.
-    let calls: Box<dyn Iterator<Item = &Call>> =
-        match filter.iter().find_map(Clause::exact_session_id) {
-            Some(session_id) => Box::new(world.calls_with_session(session_id)),
-            None => Box::new(world.calls.iter()),
-        };
-    let count_wanted = count_only
-        || req
-            .param("$count")
-            .is_some_and(|c| c.eq_ignore_ascii_case("true"));
+/// `$top` (if any) and `$skip` (0 if none), or the message naming the one that is not a number.
+fn top_and_skip(req: &ApiRequest) -> Result<(Option<usize>, usize), String> {
     let parse_usize = |k: &str| -> Result<Option<usize>, String> {
         req.param(k)
             .map(|v| {
@@ -279,99 +316,253 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             })
             .transpose()
     };
-    let top_and_skip = match (parse_usize("$top"), parse_usize("$skip")) {
+    match (parse_usize("$top"), parse_usize("$skip")) {
         (Ok(t), Ok(s)) => Ok((t, s.unwrap_or(0))),
         (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// What an OData request selects and in which order, parsed once per request.
+struct ODataQuery {
+    collection: Collection,
+    filter: Vec<Clause>,
+    /// `$orderby` keys (or the natural time), each with whether it is descending.
+    keys: Vec<(String, bool)>,
+    /// The collection's natural time field.
+    time_field: &'static str,
+    /// `id`, or `_id` where records carry that.
+    id_field: &'static str,
+    /// Whether a clause or key reads the id, which is then copied into a value per record.
+    needs_id: bool,
+}
+
+impl ODataQuery {
+    /// `$filter` (its fields known to the collection) and `$orderby`, or the refusal naming
+    /// what is wrong.
+    fn parse(
+        req: &ApiRequest,
+        collection: Collection,
+        name: &str,
+        underscore_id: bool,
+    ) -> Result<ODataQuery, ODataRefusal> {
+        let time_field = if collection == Collection::Sessions {
+            "startedAt"
+        } else {
+            "timestamp"
+        };
+        let filter = match req.param("$filter").map(parse_filter).transpose() {
+            Ok(f) => f.unwrap_or_default(),
+            Err(e) => return Err(ODataRefusal::new(StatusCode::BAD_REQUEST, &e)),
+        };
+        if collection != Collection::Unsimulated {
+            if let Some(clause) = filter.iter().find(|c| !known_field(collection, &c.field)) {
+                return Err(ODataRefusal::new(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "Could not find a property named '{}' on type 'Cognigy.{name}'.",
+                        clause.field
+                    ),
+                ));
+            }
+        }
+        let keys = parse_orderby(req, time_field)?;
+        let id_field = if underscore_id { "_id" } else { "id" };
+        // The id is a field of its own in the world; it is copied into a value only when asked for.
+        let needs_id =
+            filter.iter().any(|c| c.field == id_field) || keys.iter().any(|(f, _)| f == id_field);
+        Ok(ODataQuery {
+            collection,
+            filter,
+            keys,
+            time_field,
+            id_field,
+            needs_id,
+        })
+    }
+
+    /// Ordered by the natural time alone, ascending.
+    fn in_natural_order(&self) -> bool {
+        matches!(self.keys.as_slice(), [(f, false)] if f == self.time_field && f != self.id_field)
+    }
+
+    /// Whether the filter reads a keyset (`gt`/`ge` on the natural time or the id).
+    fn is_keyset(&self) -> bool {
+        self.filter.iter().any(|c| {
+            matches!(c.op.as_str(), "gt" | "ge")
+                && (c.field == self.time_field || c.field == "id" || c.field == "_id")
+        })
+    }
+
+    /// The visible records of the collection that match the filter, in world order, each with
+    /// its id as a value when the query reads it. Filter borrowed records, put in order only
+    /// those up to the end of the page and copy only the page served: a request costs one cheap
+    /// scan of the world (or of one session's calls), not a full sort or a deep copy, so the
+    /// simulator stays far cheaper than its clients. With `page_end`, the scan stops at the first
+    /// call that starts after the latest of the first `page_end` matching records.
+    fn matching_records<'w>(
+        &self,
+        world: &'w World,
+        now: DateTime<Utc>,
+        page_end: Option<usize>,
+    ) -> Vec<(&'w ODataRecord, Value)> {
+        // `sessionId eq '<id>'` can only match records of the calls the world indexes under that id.
+        let calls: Box<dyn Iterator<Item = &Call>> =
+            match self.filter.iter().find_map(Clause::exact_session_id) {
+                Some(session_id) => Box::new(world.calls_with_session(session_id)),
+                None => Box::new(world.calls.iter()),
+            };
+        let mut records: Vec<(&ODataRecord, Value)> = Vec::new();
+        // The natural times of the first `page_end` matching records so far (its top: the latest).
+        let mut page_times: BinaryHeap<DateTime<Utc>> = BinaryHeap::new();
+        for call in calls {
+            if let Some(end) = page_end {
+                if page_times.len() >= end
+                    && page_times.peek().is_some_and(|t| call.started_at > *t)
+                {
+                    break;
+                }
+            }
+            let Some(session) = call.session.as_ref().filter(|s| s.visible_at <= now) else {
+                continue;
+            };
+            let of_collection: &[ODataRecord] = match self.collection {
+                Collection::Sessions => std::slice::from_ref(&session.session),
+                Collection::Conversations => &session.conversations,
+                Collection::Analytics => &session.analytics,
+                Collection::Unsimulated => &[],
+            };
+            for r in of_collection {
+                let id = if self.needs_id {
+                    Value::String(r.id.clone())
+                } else {
+                    Value::Null
+                };
+                if !self
+                    .filter
+                    .iter()
+                    .all(|c| c.matches_record(r, &id, self.id_field, self.time_field))
+                {
+                    continue;
+                }
+                if let (Some(end), Some(t)) = (page_end, r.natural_time) {
+                    page_times.push(t);
+                    if page_times.len() > end {
+                        page_times.pop();
+                    }
+                }
+                records.push((r, id));
+            }
+        }
+        records
+    }
+
+    /// The first `end` of `records` in the query's order, as (sort keys, position in `records`).
+    /// Each sort key is read (a timestamp parsed, or the natural time taken as built) once per
+    /// record, not once per comparison; the record's world position is the last key, so equal
+    /// keys keep world order in either direction, as a stable sort leaves them.
+    fn sorted<'r>(
+        &self,
+        records: &'r [(&ODataRecord, Value)],
+        end: usize,
+    ) -> Vec<(Vec<SortKey<'r>>, usize)> {
+        let mut sorted: Vec<(Vec<SortKey>, usize)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (r, id))| {
+                let k = self
+                    .keys
+                    .iter()
+                    .map(|(f, _)| SortKey::of_record(r, id, self.id_field, self.time_field, f))
+                    .collect();
+                (k, i)
+            })
+            .collect();
+        keep_first_sorted(&mut sorted, end, |(a, i), (b, j)| {
+            for (n, (_, desc)) in self.keys.iter().enumerate() {
+                let o = a[n].compare(&b[n]);
+                if o != Ordering::Equal {
+                    return if *desc { o.reverse() } else { o };
+                }
+            }
+            i.cmp(j)
+        });
+        sorted
+    }
+}
+
+/// `$orderby`'s keys, or the collection's natural time order; a direction other than `asc` or
+/// `desc` is refused.
+fn parse_orderby(req: &ApiRequest, time_field: &str) -> Result<Vec<(String, bool)>, ODataRefusal> {
+    let order = req.param("$orderby").unwrap_or(time_field).to_owned();
+    let mut keys: Vec<(String, bool)> = Vec::new();
+    for part in order.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut words = part.split_whitespace();
+        let field = words.next().unwrap_or(time_field).to_owned();
+        let desc = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ODataRefusal::new(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid $orderby direction '{other}'"),
+                ))
+            }
+        };
+        keys.push((field, desc));
+    }
+    Ok(keys)
+}
+
+/// The answer to `/$count`: the number as plain text.
+fn count_response(total: usize) -> (Response, PageKind) {
+    let mut resp = (StatusCode::OK, total.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    (resp, PageKind::Other)
+}
+
+/// Serves `/odata/{version}/{Collection}[/$count]`.
+pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
+    let ODataTarget {
+        version,
+        name,
+        collection,
+        count_only,
+        underscore_id,
+    } = match odata_target(state, req) {
+        Ok(target) => target,
+        Err(refused) => return refused.answer(),
     };
+    let query = match ODataQuery::parse(req, collection, name, underscore_id) {
+        Ok(query) => query,
+        Err(refused) => return refused.answer(),
+    };
+    let count_wanted = count_only || count_asked(req);
+    let top_and_skip = top_and_skip(req);
+    let world = state.world_at(req.now);
     // Ordered by the natural time alone, ascending, with no count asked for and a bounded page:
     // the scan can stop at the first call that starts after the page's last record, since no
     // record of that call or a later one is earlier than its call's start (checked by the world).
     let page_end = match &top_and_skip {
         Ok((Some(top), skip))
-            if !count_wanted
-                && matches!(keys.as_slice(), [(f, false)] if f == time_field && f != id_field)
-                && world.records_follow_call_starts() =>
+            if !count_wanted && query.in_natural_order() && world.records_follow_call_starts() =>
         {
             Some(skip.saturating_add(*top))
         }
         _ => None,
     };
-    let mut records: Vec<(&ODataRecord, Value)> = Vec::new();
-    // The natural times of the first `page_end` matching records so far (its top: the latest).
-    let mut page_times: BinaryHeap<DateTime<Utc>> = BinaryHeap::new();
-    for call in calls {
-        if let Some(end) = page_end {
-            if page_times.len() >= end && page_times.peek().is_some_and(|t| call.started_at > *t) {
-                break;
-            }
-        }
-        let Some(session) = call.session.as_ref().filter(|s| s.visible_at <= req.now) else {
-            continue;
-        };
-        let of_collection: &[ODataRecord] = match collection {
-            Collection::Sessions => std::slice::from_ref(&session.session),
-            Collection::Conversations => &session.conversations,
-            Collection::Analytics => &session.analytics,
-            Collection::Unsimulated => &[],
-        };
-        for r in of_collection {
-            let id = if needs_id {
-                Value::String(r.id.clone())
-            } else {
-                Value::Null
-            };
-            if !filter
-                .iter()
-                .all(|c| c.matches_record(r, &id, id_field, time_field))
-            {
-                continue;
-            }
-            if let (Some(end), Some(t)) = (page_end, r.natural_time) {
-                page_times.push(t);
-                if page_times.len() > end {
-                    page_times.pop();
-                }
-            }
-            records.push((r, id));
-        }
-    }
+    let records = query.matching_records(&world, req.now, page_end);
 
     // (Every matching record when a count is wanted: a stopped scan is never counted.)
     let total = records.len();
     if count_only {
-        let mut resp = (StatusCode::OK, total.to_string()).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return (resp, PageKind::Other);
+        return count_response(total);
     }
     let (top, skip) = match top_and_skip {
         Ok(v) => v,
         Err(e) => return odata_error(StatusCode::BAD_REQUEST, &e),
     };
-    // Each sort key is read (a timestamp parsed, or the natural time taken as built) once per
-    // record, not once per comparison; the record's world position is the last key, so equal
-    // keys keep world order in either direction, as a stable sort leaves them.
-    let mut sorted: Vec<(Vec<SortKey>, usize)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (r, id))| {
-            let k = keys
-                .iter()
-                .map(|(f, _)| SortKey::of_record(r, id, id_field, time_field, f))
-                .collect();
-            (k, i)
-        })
-        .collect();
-    let end = skip.saturating_add(top.unwrap_or(usize::MAX));
-    keep_first_sorted(&mut sorted, end, |(a, i), (b, j)| {
-        for (n, (_, desc)) in keys.iter().enumerate() {
-            let o = a[n].compare(&b[n]);
-            if o != Ordering::Equal {
-                return if *desc { o.reverse() } else { o };
-            }
-        }
-        i.cmp(j)
-    });
+    let sorted = query.sorted(&records, skip.saturating_add(top.unwrap_or(usize::MAX)));
     let mut page: Vec<Map<String, Value>> = sorted
         .iter()
         .skip(skip)
@@ -392,11 +583,7 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
     drop(records);
     drop(world);
 
-    let keyset = filter.iter().any(|c| {
-        matches!(c.op.as_str(), "gt" | "ge")
-            && (c.field == time_field || c.field == "id" || c.field == "_id")
-    });
-    if page.is_empty() && keyset && state.faults().keyset_end_500 {
+    if page.is_empty() && query.is_keyset() && state.faults().keyset_end_500 {
         return odata_error(StatusCode::INTERNAL_SERVER_ERROR, "An error has occurred.");
     }
     if let Some(select) = req.param("$select") {
@@ -405,14 +592,23 @@ pub fn handle_odata(state: &SimState, req: &ApiRequest) -> (Response, PageKind) 
             r.retain(|k, _| fields.contains(&k.as_str()));
         }
     }
+    odata_page_response(state, req, version, name, page, total)
+}
+
+/// The OData envelope of a page: its context, its records and, when asked, the count.
+fn odata_page_response(
+    state: &SimState,
+    req: &ApiRequest,
+    version: &str,
+    name: &str,
+    page: Vec<Map<String, Value>>,
+    total: usize,
+) -> (Response, PageKind) {
     let mut body = json!({
         "@odata.context": format!("{}/odata/{version}/$metadata#{name}", state.base_url),
         "value": page
     });
-    if req
-        .param("$count")
-        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
-    {
+    if count_asked(req) {
         body["@odata.count"] = json!(total);
     }
     let mut resp = json_response(StatusCode::OK, &body);
@@ -781,177 +977,20 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 
 /// Serves `/new/v2.0|v2.1/projects/{projectId}/logs`.
 pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
-    let segments: Vec<&str> = req
-        .path
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .split('/')
-        .collect();
     let instance = req.path.trim_start_matches("/new");
-    let project = match segments.as_slice() {
-        ["new", "v2.0" | "v2.1", "projects", project, "logs"] => *project,
-        _ => return rest_error(StatusCode::NOT_FOUND, "Route not found", 1002, instance),
-    };
-    if req.method != Method::GET {
-        return rest_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed",
-            405,
-            instance,
-        );
-    }
-    let key = req.header("x-api-key").or_else(|| req.param("api_key"));
-    if key != Some(state.credentials.api_key.as_str()) {
-        return rest_error(StatusCode::UNAUTHORIZED, "Unauthorized", 401, instance);
-    }
-    if project != state.credentials.project_id {
-        return rest_error(
-            StatusCode::NOT_FOUND,
-            &format!("Project {project} not found"),
-            1002,
-            instance,
-        );
-    }
-    let limit = match req.param("limit").map(|l| l.trim().parse::<usize>()) {
-        None => 25,
-        Some(Ok(n)) if n >= 1 => n.min(MAX_LOG_LIMIT),
-        Some(_) => {
-            return rest_error(
-                StatusCode::BAD_REQUEST,
-                "limit must be an integer between 1 and 100",
-                1005,
-                instance,
-            )
-        }
-    };
-    let descending = match req
-        .param("sort")
-        .map(|s| s.replace(' ', "").to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("timestamp:desc") | Some("-timestamp") => true,
-        Some("timestamp:asc") | Some("timestamp") => false,
-        Some(other) => {
-            return rest_error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid sort '{other}'"),
-                1005,
-                instance,
-            )
-        }
-    };
-    let levels = req.params("type");
-    if state.faults().logs_filter_refused
-        && (req.param("filter").is_some() || req.param("startDate").is_some())
-    {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "filter and startDate are not supported",
-            1005,
-            instance,
-        );
-    }
-    let text_filter = req.param("filter").map(str::to_ascii_lowercase);
-    let retained = req.now - Duration::hours(LOG_RETENTION_HOURS);
-    // `startDate`: entries stamped at or after it (an ISO-8601 date-time).
-    let since = match req
-        .param("startDate")
-        .map(|d| DateTime::parse_from_rfc3339(d.trim()))
-    {
-        None => retained,
-        Some(Ok(d)) => retained.max(d.with_timezone(&Utc)),
-        Some(Err(_)) => {
-            return rest_error(
-                StatusCode::BAD_REQUEST,
-                "startDate must be an ISO-8601 date-time",
-                1005,
-                instance,
-            )
-        }
+    let query = match logs_route(state, req).and_then(|()| LogsQuery::parse(state, req)) {
+        Ok(query) => query,
+        Err(refused) => return refused.answer(instance),
     };
     // Borrowed from the world (held for the request): only the page served is copied, and only
     // the entries up to the end of the page are put in order.
     let world = state.world_at(req.now);
-    let all_logs = || world.calls.iter().flat_map(|c| c.logs.iter());
-    // Each entry with its world position, the last key of the order: equal (timestamp, id) keys
-    // keep world order ascending and reversed descending, as a stable sort then a reversal did.
-    let mut entries: Vec<(usize, &LogRecord)> = all_logs()
-        .filter(|l| l.timestamp <= req.now && l.timestamp >= since)
-        .filter(|l| levels.is_empty() || levels.contains(&l.level))
-        .filter(|l| {
-            text_filter.as_deref().map_or(true, |f| {
-                let msg = l
-                    .json
-                    .get("msg")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                let trace = l
-                    .json
-                    .get("traceId")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                msg.contains(f) || l.level.contains(f) || trace.contains(f)
-            })
-        })
-        .enumerate()
-        .collect();
-    let serving_order = |a: &(usize, &LogRecord), b: &(usize, &LogRecord)| {
-        let o = (a.1.timestamp, &a.1.id, a.0).cmp(&(b.1.timestamp, &b.1.id, b.0));
-        if descending {
-            o.reverse()
-        } else {
-            o
-        }
-    };
+    let entries = query.visible_entries(&world, req.now);
     let total = entries.len();
-    // A cursor names any kept entry, visible on this request or not (the first in world order).
-    let cursor_key = |cursor: &str| {
-        all_logs()
-            .find(|l| l.id == cursor)
-            .map(|l| (l.timestamp, l.id.clone()))
+    let (page, has_before, has_after) = match query.page(&world, req, entries) {
+        Ok(page) => page,
+        Err(refused) => return refused.answer(instance),
     };
-    let after = |e: &LogRecord, k: &(DateTime<Utc>, String)| {
-        let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
-        if descending {
-            o == Ordering::Less
-        } else {
-            o == Ordering::Greater
-        }
-    };
-    let (page, has_before, has_after): (Vec<&LogRecord>, bool, bool) =
-        if let Some(cursor) = req.param("next") {
-            let Some(k) = cursor_key(cursor) else {
-                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
-            };
-            entries.retain(|e| after(e.1, &k));
-            let more = entries.len() > limit;
-            keep_first_sorted(&mut entries, limit, serving_order);
-            (entries.iter().map(|e| e.1).collect(), true, more)
-        } else if let Some(cursor) = req.param("previous") {
-            let Some(k) = cursor_key(cursor) else {
-                return rest_error(StatusCode::BAD_REQUEST, "Invalid cursor", 1005, instance);
-            };
-            entries.retain(|e| !after(e.1, &k) && (e.1.timestamp, &e.1.id) != (k.0, &k.1));
-            let start = entries.len().saturating_sub(limit);
-            // The last `limit` before the cursor: the first ones of the reversed order, turned back.
-            keep_first_sorted(&mut entries, limit, |a, b| serving_order(b, a));
-            entries.reverse();
-            (entries.iter().map(|e| e.1).collect(), start > 0, true)
-        } else {
-            let skip = req
-                .param("skip")
-                .and_then(|s| s.parse::<usize>().ok())
-                .unwrap_or(0);
-            let more = entries.len() > skip.saturating_add(limit);
-            keep_first_sorted(&mut entries, skip.saturating_add(limit), serving_order);
-            (
-                entries.iter().skip(skip).take(limit).map(|e| e.1).collect(),
-                skip > 0,
-                more,
-            )
-        };
     let next_cursor = if has_after {
         page.last().map(|e| e.id.clone())
     } else {
@@ -963,7 +1002,255 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         None
     };
     let items: Vec<Value> = page.iter().map(|e| e.json.clone()).collect();
+    logs_page_response(
+        state,
+        req,
+        query.limit,
+        items,
+        total,
+        next_cursor,
+        previous_cursor,
+    )
+}
 
+/// Refuses a request for an unknown route, with another method than GET, without the API key
+/// or for another project, in that order.
+fn logs_route(state: &SimState, req: &ApiRequest) -> Result<(), RestRefusal> {
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let project = match segments.as_slice() {
+        ["new", "v2.0" | "v2.1", "projects", project, "logs"] => *project,
+        _ => {
+            return Err(RestRefusal::new(
+                StatusCode::NOT_FOUND,
+                "Route not found",
+                1002,
+            ))
+        }
+    };
+    if req.method != Method::GET {
+        return Err(RestRefusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            405,
+        ));
+    }
+    let key = req.header("x-api-key").or_else(|| req.param("api_key"));
+    if key != Some(state.credentials.api_key.as_str()) {
+        return Err(RestRefusal::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            401,
+        ));
+    }
+    if project != state.credentials.project_id {
+        return Err(RestRefusal::new(
+            StatusCode::NOT_FOUND,
+            &format!("Project {project} not found"),
+            1002,
+        ));
+    }
+    Ok(())
+}
+
+/// What a logs request selects: page size, order, levels, text and start.
+struct LogsQuery<'a> {
+    limit: usize,
+    descending: bool,
+    /// The `type` values asked for (empty: every level).
+    levels: Vec<&'a str>,
+    /// `filter`, lower-cased: a substring of the message, level or trace id.
+    text_filter: Option<String>,
+    /// The earliest timestamp served: `startDate`, never before the retention.
+    since: DateTime<Utc>,
+}
+
+impl<'a> LogsQuery<'a> {
+    /// The query's options, or the refusal of the first that is wrong (`limit`, `sort`, a
+    /// refused `filter`/`startDate` under the fault, `startDate`).
+    fn parse(state: &SimState, req: &'a ApiRequest) -> Result<LogsQuery<'a>, RestRefusal> {
+        let limit = match req.param("limit").map(|l| l.trim().parse::<usize>()) {
+            None => 25,
+            Some(Ok(n)) if n >= 1 => n.min(MAX_LOG_LIMIT),
+            Some(_) => {
+                return Err(RestRefusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "limit must be an integer between 1 and 100",
+                    1005,
+                ))
+            }
+        };
+        let descending = match req
+            .param("sort")
+            .map(|s| s.replace(' ', "").to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("timestamp:desc") | Some("-timestamp") => true,
+            Some("timestamp:asc") | Some("timestamp") => false,
+            Some(other) => {
+                return Err(RestRefusal::new(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid sort '{other}'"),
+                    1005,
+                ))
+            }
+        };
+        let levels = req.params("type");
+        if state.faults().logs_filter_refused
+            && (req.param("filter").is_some() || req.param("startDate").is_some())
+        {
+            return Err(RestRefusal::new(
+                StatusCode::BAD_REQUEST,
+                "filter and startDate are not supported",
+                1005,
+            ));
+        }
+        let text_filter = req.param("filter").map(str::to_ascii_lowercase);
+        let retained = req.now - Duration::hours(LOG_RETENTION_HOURS);
+        // `startDate`: entries stamped at or after it (an ISO-8601 date-time).
+        let since = match req
+            .param("startDate")
+            .map(|d| DateTime::parse_from_rfc3339(d.trim()))
+        {
+            None => retained,
+            Some(Ok(d)) => retained.max(d.with_timezone(&Utc)),
+            Some(Err(_)) => {
+                return Err(RestRefusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "startDate must be an ISO-8601 date-time",
+                    1005,
+                ))
+            }
+        };
+        Ok(LogsQuery {
+            limit,
+            descending,
+            levels,
+            text_filter,
+            since,
+        })
+    }
+
+    /// Each entry visible at `now` that the query selects, with its world position, the last
+    /// key of the order: equal (timestamp, id) keys keep world order ascending and reversed
+    /// descending, as a stable sort then a reversal did.
+    fn visible_entries<'w>(
+        &self,
+        world: &'w World,
+        now: DateTime<Utc>,
+    ) -> Vec<(usize, &'w LogRecord)> {
+        all_logs(world)
+            .filter(|l| l.timestamp <= now && l.timestamp >= self.since)
+            .filter(|l| self.levels.is_empty() || self.levels.contains(&l.level))
+            .filter(|l| {
+                self.text_filter.as_deref().map_or(true, |f| {
+                    let msg = l
+                        .json
+                        .get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let trace = l
+                        .json
+                        .get("traceId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    msg.contains(f) || l.level.contains(f) || trace.contains(f)
+                })
+            })
+            .enumerate()
+            .collect()
+    }
+
+    /// The page of `entries` the request's cursor (`next`, `previous`) or `skip` selects, with
+    /// whether entries come before and after it; refused for a cursor naming no kept entry.
+    fn page<'w>(
+        &self,
+        world: &'w World,
+        req: &ApiRequest,
+        mut entries: Vec<(usize, &'w LogRecord)>,
+    ) -> Result<(Vec<&'w LogRecord>, bool, bool), RestRefusal> {
+        let limit = self.limit;
+        let serving_order = |a: &(usize, &LogRecord), b: &(usize, &LogRecord)| {
+            let o = (a.1.timestamp, &a.1.id, a.0).cmp(&(b.1.timestamp, &b.1.id, b.0));
+            if self.descending {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        if let Some(cursor) = req.param("next") {
+            let k = cursor_key(world, cursor).ok_or_else(invalid_cursor)?;
+            entries.retain(|e| self.after(e.1, &k));
+            let more = entries.len() > limit;
+            keep_first_sorted(&mut entries, limit, serving_order);
+            Ok((entries.iter().map(|e| e.1).collect(), true, more))
+        } else if let Some(cursor) = req.param("previous") {
+            let k = cursor_key(world, cursor).ok_or_else(invalid_cursor)?;
+            entries.retain(|e| !self.after(e.1, &k) && (e.1.timestamp, &e.1.id) != (k.0, &k.1));
+            let start = entries.len().saturating_sub(limit);
+            // The last `limit` before the cursor: the first ones of the reversed order, turned back.
+            keep_first_sorted(&mut entries, limit, |a, b| serving_order(b, a));
+            entries.reverse();
+            Ok((entries.iter().map(|e| e.1).collect(), start > 0, true))
+        } else {
+            let skip = req
+                .param("skip")
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(0);
+            let more = entries.len() > skip.saturating_add(limit);
+            keep_first_sorted(&mut entries, skip.saturating_add(limit), serving_order);
+            Ok((
+                entries.iter().skip(skip).take(limit).map(|e| e.1).collect(),
+                skip > 0,
+                more,
+            ))
+        }
+    }
+
+    /// Whether `e` comes after the cursor's `(timestamp, id)` in the serving order.
+    fn after(&self, e: &LogRecord, k: &(DateTime<Utc>, String)) -> bool {
+        let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
+        if self.descending {
+            o == Ordering::Less
+        } else {
+            o == Ordering::Greater
+        }
+    }
+}
+
+fn invalid_cursor() -> RestRefusal {
+    RestRefusal::new(StatusCode::BAD_REQUEST, "Invalid cursor", 1005)
+}
+
+/// Every kept log entry, in world order.
+fn all_logs(world: &World) -> impl Iterator<Item = &LogRecord> {
+    world.calls.iter().flat_map(|c| c.logs.iter())
+}
+
+/// The `(timestamp, id)` of the entry a cursor names: any kept entry, visible on this request
+/// or not (the first in world order).
+fn cursor_key(world: &World, cursor: &str) -> Option<(DateTime<Utc>, String)> {
+    all_logs(world)
+        .find(|l| l.id == cursor)
+        .map(|l| (l.timestamp, l.id.clone()))
+}
+
+/// A logs page as HAL (asked for, or no Accept header) or as plain JSON, with its cursors.
+fn logs_page_response(
+    state: &SimState,
+    req: &ApiRequest,
+    limit: usize,
+    items: Vec<Value>,
+    total: usize,
+    next_cursor: Option<String>,
+    previous_cursor: Option<String>,
+) -> (Response, PageKind) {
     let accept = req.header("accept").unwrap_or("").to_ascii_lowercase();
     // A real poller that sent no Accept header got HAL (api/cognigy.md §1.3).
     let hal = accept.contains("application/hal+json") || accept.is_empty();

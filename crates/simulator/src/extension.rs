@@ -191,31 +191,52 @@ const SENTINEL: &str = "100000000000";
 
 /// The log lines of one node run of `version`, in order, as `(level, text)`.
 pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'static str, String)> {
-    use ExtensionVersion::*;
+    if let Some(error) = validation_error(version, run) {
+        return vec![error];
+    }
     let mut lines: Vec<(&'static str, String)> = Vec::with_capacity(12);
+    opening_lines(version, run, &mut lines);
+    let (main, spawned) = (run.contact_id, run.spawned_contact_id);
+    let has_ids = !main.is_empty() && !spawned.is_empty();
+    let sentinel = main == SENTINEL || spawned == SENTINEL;
+    let voice_branch = has_ids && !(sentinel && version.checks_sentinel());
+    if !voice_branch {
+        if let Some(done) = done_text(version) {
+            lines.push(("info", done.to_owned()));
+        }
+        return lines;
+    }
+    voice_branch_lines(version, run, sentinel, &mut lines);
+    lines
+}
+
+/// Validation, logged from v7 on (v8 also checks the ids): the one line written then.
+fn validation_error(
+    version: ExtensionVersion,
+    run: &NodeRun<'_>,
+) -> Option<(&'static str, String)> {
+    use ExtensionVersion::*;
+    let text = if matches!(version, V7 | V8) && !matches!(run.action, "Escalate" | "End") {
+        "handoverToCXone: Validation: Missing or invalid Action parameter"
+    } else if version == V8 && run.contact_id.trim().is_empty() {
+        "handoverToCXone: Validation: Contact ID is required"
+    } else if version == V8 && run.spawned_contact_id.trim().is_empty() {
+        "handoverToCXone: Validation: Spawned Contact ID is required"
+    } else {
+        return None;
+    };
+    Some(("error", text.to_owned()))
+}
+
+/// The lines every run that passed validation starts with: the ids, the channel, the options.
+fn opening_lines(
+    version: ExtensionVersion,
+    run: &NodeRun<'_>,
+    lines: &mut Vec<(&'static str, String)>,
+) {
+    use ExtensionVersion::*;
     let mut info = |text: String| lines.push(("info", text));
     let (main, spawned, action) = (run.contact_id, run.spawned_contact_id, run.action);
-
-    // Validation, logged from v7 on (v8 also checks the ids); nothing else is written then.
-    if matches!(version, V7 | V8) && !matches!(action, "Escalate" | "End") {
-        return vec![(
-            "error",
-            "handoverToCXone: Validation: Missing or invalid Action parameter".to_owned(),
-        )];
-    }
-    if version == V8 && main.trim().is_empty() {
-        return vec![(
-            "error",
-            "handoverToCXone: Validation: Contact ID is required".to_owned(),
-        )];
-    }
-    if version == V8 && spawned.trim().is_empty() {
-        return vec![(
-            "error",
-            "handoverToCXone: Validation: Spawned Contact ID is required".to_owned(),
-        )];
-    }
-
     let environment = if version.api_client() {
         format!("Environment URL: {ENVIRONMENT}")
     } else {
@@ -224,8 +245,7 @@ pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'st
     info(format!(
         "handoverToCXone: Contact ID: {main}; Spawned Contact ID: {spawned}; Action: {action}; {environment}"
     ));
-    let early_token_url = matches!(version, V1 | V2 | V3);
-    if early_token_url {
+    if early_token_url(version) {
         info(format!("handoverToCXone: got token URL: {TOKEN_URL}"));
     }
     info("handoverToCXone: Interaction channel: voiceGateway2".to_owned());
@@ -233,33 +253,48 @@ pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'st
     if version != V1 && version != V2 {
         info("handoverToCXone: prepared optional parameters: []".to_owned());
     }
+}
 
-    let has_ids = !main.is_empty() && !spawned.is_empty();
-    let sentinel = main == SENTINEL || spawned == SENTINEL;
-    let voice_branch = has_ids && !(sentinel && version.checks_sentinel());
+/// Versions up to v3 get the token URL before the channel lines, not in the voice branch.
+fn early_token_url(version: ExtensionVersion) -> bool {
+    matches!(
+        version,
+        ExtensionVersion::V1 | ExtensionVersion::V2 | ExtensionVersion::V3
+    )
+}
+
+/// The `Done.` line closing a run that did not fail (from v4 on).
+fn done_text(version: ExtensionVersion) -> Option<&'static str> {
+    use ExtensionVersion::*;
+    match version {
+        V1 | V2 | V3 => None,
+        V8 => Some("handoverToCXone: Done. No output data sent to Voice / Interactions Panel channel."),
+        _ => Some(
+            "handoverToCXone: Done. No output data sent to Voice / Cognigy Webchat / Cognigy Testchat channel.",
+        ),
+    }
+}
+
+/// The voice branch: token, API endpoint, signal, and how the signal ended.
+fn voice_branch_lines(
+    version: ExtensionVersion,
+    run: &NodeRun<'_>,
+    sentinel: bool,
+    lines: &mut Vec<(&'static str, String)>,
+) {
+    use ExtensionVersion::*;
+    let (main, spawned, action) = (run.contact_id, run.spawned_contact_id, run.action);
     let target = if spawned.is_empty() { main } else { spawned };
     let named = if version.names_main_id() {
         main
     } else {
         target
     };
-    let done = match version {
-        V1 | V2 | V3 => None,
-        V8 => Some("handoverToCXone: Done. No output data sent to Voice / Interactions Panel channel."),
-        _ => Some(
-            "handoverToCXone: Done. No output data sent to Voice / Cognigy Webchat / Cognigy Testchat channel.",
-        ),
-    };
-    if !voice_branch {
-        if let Some(done) = done {
-            info(done.to_owned());
-        }
-        return lines;
-    }
-
-    // The voice branch: token, API endpoint, signal.
-    if !early_token_url && !version.api_client() {
-        info(format!("handoverToCXone: got token URL: {TOKEN_URL}"));
+    if !early_token_url(version) && !version.api_client() {
+        lines.push((
+            "info",
+            format!("handoverToCXone: got token URL: {TOKEN_URL}"),
+        ));
     }
     let (token_prefix, signal_prefix) = match version {
         V1 => (
@@ -281,7 +316,7 @@ pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'st
         lines.push(error_line(format!(
             "{token_prefix}: Error getting bearer token: {status}: {text}"
         )));
-        return lines;
+        return;
     }
     let mut info = |text: String| lines.push(("info", text));
     match version {
@@ -325,7 +360,7 @@ pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'st
             info(format!(
                 "handoverToCXone: sent signal to CXone for contactId: {named}; action: {action}; status: 202"
             ));
-            if let Some(done) = done {
+            if let Some(done) = done_text(version) {
                 info(done.to_owned());
             }
         }
@@ -336,7 +371,6 @@ pub fn node_run_lines(version: ExtensionVersion, run: &NodeRun<'_>) -> Vec<(&'st
         // Handled before the signal (the token comes first).
         RunResult::TokenStatus(..) => {}
     }
-    lines
 }
 
 #[cfg(test)]

@@ -943,77 +943,220 @@ fn log_record(
     }
 }
 
+/// One call of the world: its ids, and for a bot call the session, the handover node's run, its
+/// log lines, its CXone contacts and its truth. The parts draw from `rng` in this order, which
+/// is what makes a seed's world: a part that draws more, less or earlier changes every call
+/// after it.
 fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &WorldSpec) -> Call {
-    let master = 710_000_000_000 + index as i64 * 4;
-    let spawned = master + 1;
-    let leg = master + 2;
-    let number = format!(
-        "+1{:03}{:07}",
-        200 + (index / 10_000_000) % 800,
-        index % 10_000_000
-    );
-    // Some CXone tenants send the ANI without the plus; correlation normalises both sides.
-    let from_address = if rng.random_bool(0.3) {
-        number.trim_start_matches('+').to_owned()
-    } else {
-        number.clone()
-    };
+    let ids = CallIds::draw(index, rng);
     let Some(reason) = pick_reason(index, spec.scenario, rng) else {
-        return non_bot_call(index, master, t0, &from_address, rng);
+        return non_bot_call(index, ids.master, t0, &ids.from_address, rng);
     };
-    let version = spec.extension_version;
-    let fixed = (spec.scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len())
-        .then(|| LOG_LINE_CALLS[index].1.clone());
-    let path = match fixed {
-        // The flow tied the session by its custom field but gave the node no usable spawned
-        // id: only the node's own lines show the missing id.
-        Some(LogVariant::SentinelIds | LogVariant::EmptyIds) => MatchPath::CustomField,
-        _ => pick_path(reason, index, rng),
+    let plan = CallPlan::draw(index, reason, spec, rng);
+    let (mut b, opening) = open_session(&ids, &plan, t0, rng);
+    let esc = bot_turns(
+        &mut b,
+        &plan,
+        &opening,
+        spec.rules.bot_turn_timeout_ms as i64,
+    );
+    let node = handover_node_run(&mut b, &ids, &plan, &opening, esc);
+    let log_session = if logs_carry_session_id(&plan, b.rng) {
+        b.session_id.clone()
+    } else {
+        String::new()
     };
-    let lag = spec.cognigy_lag;
-    let timeout_ms = spec.rules.bot_turn_timeout_ms as i64;
-    let deadline_s = spec.rules.handover_deadline_seconds as i64;
+    let mut logs = flow_log_lines(&b, &ids, &log_session);
+    logs.extend(node_log_lines(
+        &ids,
+        &plan,
+        &node,
+        esc,
+        logs.len(),
+        &log_session,
+        &opening.trace,
+    ));
+    transfer_outcome(&mut b, reason, &ids.number, esc);
+    let session_end = session_end(reason, esc);
+    let queueing = queueing(reason, b.rng);
+    let times = ContactTimes::draw(
+        reason,
+        t0,
+        esc,
+        session_end,
+        spec.rules.handover_deadline_seconds as i64,
+        b.rng,
+    );
+    let contacts = cxone_contacts(&ids, reason, queueing.as_ref(), &times, b.rng);
+    let session = if reason == Reason::NoBotSession {
+        logs.clear();
+        None
+    } else {
+        Some(session_records(
+            &mut b,
+            &ids,
+            &opening,
+            session_end,
+            spec.cognigy_lag,
+            node.escalations,
+        ))
+    };
+    let ended_at = contacts.iter().map(ended).max().unwrap_or(times.master_end);
+    let visible_at = contacts
+        .iter()
+        .map(|c| c.last_update_time)
+        .max()
+        .unwrap_or(times.master_end);
+    Call {
+        index,
+        master_contact_id: ids.master,
+        started_at: t0,
+        ended_at,
+        visible_at,
+        contacts,
+        session,
+        logs,
+        truth: Some(CallTruth {
+            reason,
+            matched: plan.path,
+        }),
+    }
+}
 
+/// Who calls and under which CXone ids: four contact ids per call index, the caller's number.
+struct CallIds {
+    index: usize,
+    master: i64,
+    spawned: i64,
+    leg: i64,
+    number: String,
+    /// The number as CXone's `fromAddress` writes it (with or without the plus).
+    from_address: String,
+}
+
+impl CallIds {
+    fn draw(index: usize, rng: &mut StdRng) -> CallIds {
+        let master = 710_000_000_000 + index as i64 * 4;
+        let number = format!(
+            "+1{:03}{:07}",
+            200 + (index / 10_000_000) % 800,
+            index % 10_000_000
+        );
+        // Some CXone tenants send the ANI without the plus; correlation normalises both sides.
+        let from_address = if rng.random_bool(0.3) {
+            number.trim_start_matches('+').to_owned()
+        } else {
+            number.clone()
+        };
+        CallIds {
+            index,
+            master,
+            spawned: master + 1,
+            leg: master + 2,
+            number,
+            from_address,
+        }
+    }
+}
+
+/// What a bot call is built to show: its reason, how it matches, the extension version writing
+/// its node's lines, and the node run the `log_lines` scenario fixes (if any).
+struct CallPlan {
+    reason: Reason,
+    path: MatchPath,
+    version: ExtensionVersion,
+    fixed: Option<LogVariant>,
+}
+
+impl CallPlan {
+    fn draw(index: usize, reason: Reason, spec: &WorldSpec, rng: &mut StdRng) -> CallPlan {
+        let fixed = (spec.scenario == Scenario::LogLines && index < LOG_LINE_CALLS.len())
+            .then(|| LOG_LINE_CALLS[index].1.clone());
+        let path = match fixed {
+            // The flow tied the session by its custom field but gave the node no usable spawned
+            // id: only the node's own lines show the missing id.
+            Some(LogVariant::SentinelIds | LogVariant::EmptyIds) => MatchPath::CustomField,
+            _ => pick_path(reason, index, rng),
+        };
+        CallPlan {
+            reason,
+            path,
+            version: spec.extension_version,
+            fixed,
+        }
+    }
+}
+
+/// What the session's opening fixed for the parts after it.
+struct SessionOpening {
+    started_at: DateTime<Utc>,
+    /// The trace id of the handover node's lines.
+    trace: String,
+    /// The `X-InContact-MasterId` / `X-InContact-ContactId` values of the INVITE, if any.
+    header_ids: Option<(String, String)>,
+    /// The contact id the flow writes to the Analytics `custom1` field, if it does.
+    custom_id: Option<String>,
+}
+
+/// The session's ids, its SIP INVITE (with the contact ids the match path gives it) and the
+/// bot's greeting.
+fn open_session<'a>(
+    ids: &CallIds,
+    plan: &CallPlan,
+    t0: DateTime<Utc>,
+    rng: &'a mut StdRng,
+) -> (SessionBuilder<'a>, SessionOpening) {
     let session_start = t0 + ms(rng.random_range(1500..9000));
     let session_id = uuid(rng);
     let url_token = hex_id(rng, 64);
     let trace = format!("endpoint-{}", uuid(rng));
     let mut b = SessionBuilder {
-        index,
-        session_id: session_id.clone(),
-        user_id: number.clone(),
+        index: ids.index,
+        session_id,
+        user_id: ids.number.clone(),
         url_token,
         conversations: Vec::new(),
         analytics: Vec::new(),
         rng,
     };
-
-    // The first record carries the SIP INVITE (api/cognigy.md §3.4).
-    let mut headers = Map::new();
-    headers.insert(
-        "From".into(),
-        json!(format!("<sip:{number}@cxone.example>")),
-    );
-    headers.insert("To".into(), json!("<sip:+18005550100@vg.example.net>"));
-    headers.insert(
-        "X-CXone".into(),
-        json!(json!({"businessUnit": BUSINESS_UNIT_ID, "flowChannel": "VOICE"}).to_string()),
-    );
-    let custom_id: Option<String> = match path {
-        MatchPath::CustomField => Some(master.to_string()),
+    let custom_id: Option<String> = match plan.path {
+        MatchPath::CustomField => Some(ids.master.to_string()),
         _ => None,
     };
-    let header_ids = match (path, reason) {
+    let header_ids = sip_header_ids(ids, plan, b.rng);
+    // The first record carries the SIP INVITE (api/cognigy.md §3.4).
+    let invite = sip_invite(&ids.number, header_ids.as_ref());
+    b.conversation(session_start, "input", "user", "", Some(invite));
+    b.conversation(
+        session_start + ms(400),
+        "output",
+        "bot",
+        "Welcome to Claims. How can I help?",
+        None,
+    );
+    let opening = SessionOpening {
+        started_at: session_start,
+        trace,
+        header_ids,
+        custom_id,
+    };
+    (b, opening)
+}
+
+/// The contact ids the INVITE's `X-InContact-*` headers carry, by match path and reason.
+fn sip_header_ids(ids: &CallIds, plan: &CallPlan, rng: &mut StdRng) -> Option<(String, String)> {
+    let (master, spawned) = (ids.master, ids.spawned);
+    match (plan.path, plan.reason) {
         (MatchPath::SipHeader, _) => Some((master.to_string(), spawned.to_string())),
         // A well-built flow has both; the custom field wins correlation.
-        (MatchPath::CustomField, _) if b.rng.random_bool(0.5) => {
+        (MatchPath::CustomField, _) if rng.random_bool(0.5) => {
             Some((master.to_string(), spawned.to_string()))
         }
         (MatchPath::CallerTime, Reason::NoContactId) => {
-            let sentinel = match &fixed {
+            let sentinel = match &plan.fixed {
                 Some(LogVariant::SentinelIds) => true,
                 Some(_) => false,
-                None => b.rng.random_bool(0.5),
+                None => rng.random_bool(0.5),
             };
             if sentinel {
                 Some((
@@ -1025,24 +1168,40 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             }
         }
         _ => None,
-    };
-    if let Some((m, s)) = &header_ids {
+    }
+}
+
+/// The `inputData` of the session's first record: the SIP INVITE's headers.
+fn sip_invite(number: &str, header_ids: Option<&(String, String)>) -> Value {
+    let mut headers = Map::new();
+    headers.insert(
+        "From".into(),
+        json!(format!("<sip:{number}@cxone.example>")),
+    );
+    headers.insert("To".into(), json!("<sip:+18005550100@vg.example.net>"));
+    headers.insert(
+        "X-CXone".into(),
+        json!(json!({"businessUnit": BUSINESS_UNIT_ID, "flowChannel": "VOICE"}).to_string()),
+    );
+    if let Some((m, s)) = header_ids {
         headers.insert("X-InContact-MasterId".into(), json!(m));
         headers.insert("X-InContact-ContactId".into(), json!(s));
     }
-    let invite = json!({ "payload": { "sip": { "headers": Value::Object(headers) } } });
-    b.conversation(session_start, "input", "user", "", Some(invite));
-    b.conversation(
-        session_start + ms(400),
-        "output",
-        "bot",
-        "Welcome to Claims. How can I help?",
-        None,
-    );
+    json!({ "payload": { "sip": { "headers": Value::Object(headers) } } })
+}
 
+/// The caller's turns with the bot (one of them slow for `bot_turn_slow`, the last asking for an
+/// agent when the call escalates), each with its Analytics record; returns when the node runs.
+fn bot_turns(
+    b: &mut SessionBuilder<'_>,
+    plan: &CallPlan,
+    opening: &SessionOpening,
+    timeout_ms: i64,
+) -> DateTime<Utc> {
+    let reason = plan.reason;
     let turns = b.rng.random_range(1..4);
     let slow_turn = (reason == Reason::BotTurnSlow).then(|| b.rng.random_range(0..turns));
-    let mut t = session_start + ms(b.rng.random_range(3000..8000));
+    let mut t = opening.started_at + ms(b.rng.random_range(3000..8000));
     let escalating = !matches!(
         reason,
         Reason::BotCompleted | Reason::BotTurnSlow | Reason::InvalidAction
@@ -1060,7 +1219,7 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             b.rng.random_range(150..(timeout_ms / 3).max(151))
         };
         b.conversation(t, "input", "user", text, None);
-        b.analytics(t, text, exec, custom_id.as_deref());
+        b.analytics(t, text, exec, opening.custom_id.as_deref());
         let reply = if last && escalating {
             "One moment, I am connecting you."
         } else {
@@ -1069,34 +1228,35 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         b.conversation(t + ms(exec), "output", "bot", reply, None);
         t = t + ms(exec) + ms(b.rng.random_range(4000..12000));
     }
-    let esc = t;
+    t
+}
 
-    // The handover node's run (docs/log-lines.md): the ids the flow passes it are the SIP
-    // headers it got; without them (caller/time only), nothing usable.
+/// The handover node's run as the call's reason needs it.
+struct HandoverNode {
+    /// The contact ids the flow passes the node.
+    contact_id: String,
+    spawned_contact_id: String,
+    /// `(action, result)` of the run; `None`: the node did not run or wrote nothing.
+    run: Option<(&'static str, RunResult)>,
+    /// The session's `handoverEscalations` counter.
+    escalations: i32,
+}
+
+/// The handover node's run (docs/log-lines.md): the ids the flow passes it, its action and how
+/// it ends, whether the session counts the escalation, and (for the versions that report a
+/// missing action so) the bot's error output.
+fn handover_node_run(
+    b: &mut SessionBuilder<'_>,
+    ids: &CallIds,
+    plan: &CallPlan,
+    opening: &SessionOpening,
+    esc: DateTime<Utc>,
+) -> HandoverNode {
     use Reason::*;
-    let master_text = master.to_string();
-    let spawned_text = spawned.to_string();
-    let (node_main, node_spawned): (&str, &str) = match &header_ids {
-        _ if fixed == Some(LogVariant::SentinelIds) => (&master_text, SENTINEL_CONTACT_ID),
-        _ if fixed == Some(LogVariant::EmptyIds) => (&master_text, ""),
-        _ if path != MatchPath::CallerTime => (&master_text, &spawned_text),
-        Some((m, s)) => (m, s),
-        // Versions before v4 signal the sentinel like an id (and CXone refuses it): a flow
-        // without context is given empty ids there, so an `End` run stays silent.
-        None if version.signals_sentinel() => ("", ""),
-        None if b.rng.random_bool(0.5) => (SENTINEL_CONTACT_ID, SENTINEL_CONTACT_ID),
-        None => ("", ""),
-    };
+    let (contact_id, spawned_contact_id) = node_contact_ids(ids, plan, opening, b.rng);
+    let (version, fixed) = (plan.version, &plan.fixed);
     let mut escalations = 0;
-    let mut session_end = esc + ms(1000);
-    let pick = |rng: &mut StdRng, options: &[RunResult]| -> RunResult {
-        match &fixed {
-            Some(LogVariant::Result(result)) => result.clone(),
-            _ => options[rng.random_range(0..options.len())].clone(),
-        }
-    };
-    // (action, result) of the node's run; `None`: the node did not run or wrote nothing.
-    let run: Option<(&str, RunResult)> = match reason {
+    let run: Option<(&'static str, RunResult)> = match plan.reason {
         BotCompleted | BotTurnSlow => {
             (fixed.is_some() || b.rng.random_bool(0.7)).then_some(("End", RunResult::Signaled))
         }
@@ -1119,74 +1279,107 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         NoContactId => {
             // The escalation is in the session's counter too, except where the node's ids line
             // alone must show it (the `log_lines` scenario's sentinel call).
-            if fixed != Some(LogVariant::SentinelIds) {
+            if *fixed != Some(LogVariant::SentinelIds) {
                 escalations = 1;
             }
             Some(("Escalate", RunResult::Signaled))
         }
-        SignalTimeout => {
-            session_end = esc + ms(12_000);
-            Some((
-                "Escalate",
-                pick(
-                    b.rng,
-                    &[
-                        RunResult::SignalStatus(504, "Gateway Timeout"),
-                        RunResult::SignalStatus(408, "Request Timeout"),
-                    ],
-                ),
-            ))
-        }
-        SignalUnavailable => Some((
+        SignalTimeout | SignalUnavailable | SignalRejected => Some((
             "Escalate",
-            pick(
-                b.rng,
-                &[
-                    RunResult::SignalStatus(503, "Service Unavailable"),
-                    RunResult::SignalStatus(429, "Too Many Requests"),
-                    RunResult::SignalStatus(500, "Internal Server Error"),
-                    RunResult::FetchFailed,
-                ],
-            ),
-        )),
-        SignalRejected => Some((
-            "Escalate",
-            pick(
-                b.rng,
-                &[
-                    RunResult::SignalStatus(404, "Not Found"),
-                    RunResult::SignalStatus(400, "Bad Request"),
-                    RunResult::TokenStatus(401, "Unauthorized"),
-                ],
-            ),
+            pick_run_result(fixed, b.rng, signal_failures(plan.reason)),
         )),
         TransferRejected | TransferNoAnswer | NoBotSession => None,
         _ => {
             // `handoverEscalations` is set only by the newest version's optional toggle (or
             // the flow's own analytics node): often the node's lines are the only evidence.
-            if fixed != Some(LogVariant::OnlyInLog) && b.rng.random_bool(0.5) {
+            if *fixed != Some(LogVariant::OnlyInLog) && b.rng.random_bool(0.5) {
                 escalations = 1;
             }
             Some(("Escalate", RunResult::Signaled))
         }
     };
-    // Whether the lines carry `meta.sessionId` (UNVERIFIED in the real log API): a run with no
-    // id in its text has only that to reach its call by.
-    let run_has_no_ids = (reason == InvalidAction
-        && version.invalid_action_report() == InvalidActionReport::Log)
-        || (reason == NoContactId && version == ExtensionVersion::V8);
-    let with_session_id = match &fixed {
+    HandoverNode {
+        contact_id,
+        spawned_contact_id,
+        run,
+        escalations,
+    }
+}
+
+/// The ids the flow passes the node: the SIP headers it got; without them (caller/time only),
+/// nothing usable.
+fn node_contact_ids(
+    ids: &CallIds,
+    plan: &CallPlan,
+    opening: &SessionOpening,
+    rng: &mut StdRng,
+) -> (String, String) {
+    let master_text = ids.master.to_string();
+    let spawned_text = ids.spawned.to_string();
+    let fixed = &plan.fixed;
+    let (main, spawned): (&str, &str) = match &opening.header_ids {
+        _ if *fixed == Some(LogVariant::SentinelIds) => (&master_text, SENTINEL_CONTACT_ID),
+        _ if *fixed == Some(LogVariant::EmptyIds) => (&master_text, ""),
+        _ if plan.path != MatchPath::CallerTime => (&master_text, &spawned_text),
+        Some((m, s)) => (m, s),
+        // Versions before v4 signal the sentinel like an id (and CXone refuses it): a flow
+        // without context is given empty ids there, so an `End` run stays silent.
+        None if plan.version.signals_sentinel() => ("", ""),
+        None if rng.random_bool(0.5) => (SENTINEL_CONTACT_ID, SENTINEL_CONTACT_ID),
+        None => ("", ""),
+    };
+    (main.to_owned(), spawned.to_owned())
+}
+
+/// The ways the node's signal fails for a signal reason.
+fn signal_failures(reason: Reason) -> &'static [RunResult] {
+    match reason {
+        Reason::SignalTimeout => &[
+            RunResult::SignalStatus(504, "Gateway Timeout"),
+            RunResult::SignalStatus(408, "Request Timeout"),
+        ],
+        Reason::SignalUnavailable => &[
+            RunResult::SignalStatus(503, "Service Unavailable"),
+            RunResult::SignalStatus(429, "Too Many Requests"),
+            RunResult::SignalStatus(500, "Internal Server Error"),
+            RunResult::FetchFailed,
+        ],
+        _ => &[
+            RunResult::SignalStatus(404, "Not Found"),
+            RunResult::SignalStatus(400, "Bad Request"),
+            RunResult::TokenStatus(401, "Unauthorized"),
+        ],
+    }
+}
+
+/// The run's result: the one the scenario fixes, else one of `options` at random.
+fn pick_run_result(
+    fixed: &Option<LogVariant>,
+    rng: &mut StdRng,
+    options: &[RunResult],
+) -> RunResult {
+    match fixed {
+        Some(LogVariant::Result(result)) => result.clone(),
+        _ => options[rng.random_range(0..options.len())].clone(),
+    }
+}
+
+/// Whether the call's log lines carry `meta.sessionId` (UNVERIFIED in the real log API): a run
+/// with no id in its text has only that to reach its call by.
+fn logs_carry_session_id(plan: &CallPlan, rng: &mut StdRng) -> bool {
+    let run_has_no_ids = (plan.reason == Reason::InvalidAction
+        && plan.version.invalid_action_report() == InvalidActionReport::Log)
+        || (plan.reason == Reason::NoContactId && plan.version == ExtensionVersion::V8);
+    match &plan.fixed {
         Some(LogVariant::OnlyInLog | LogVariant::SentinelIds) => false,
         _ if run_has_no_ids => true,
-        _ => b.rng.random_bool(0.5),
-    };
-    let log_session = if with_session_id {
-        session_id.as_str()
-    } else {
-        ""
-    };
+        _ => rng.random_bool(0.5),
+    }
+}
+
+/// Info lines of the flow's other nodes, one trace per user turn: log volume, never evidence.
+fn flow_log_lines(b: &SessionBuilder<'_>, ids: &CallIds, log_session: &str) -> Vec<LogRecord> {
     let mut logs: Vec<LogRecord> = Vec::new();
-    // Info lines of the flow's other nodes, one trace per turn: log volume, never evidence.
     for (k, c) in b
         .conversations
         .iter()
@@ -1203,44 +1396,66 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
         .enumerate()
         {
             logs.push(log_record(
-                index,
+                ids.index,
                 2 * k + j,
                 at + ms(50 * (j as i64 + 1)),
                 "info",
                 msg.to_owned(),
                 log_session,
-                &number,
+                &ids.number,
                 &turn_trace,
             ));
         }
     }
-    if let Some((action, result)) = run {
-        let lines = node_run_lines(
-            version,
-            &NodeRun {
-                action,
-                contact_id: node_main,
-                spawned_contact_id: node_spawned,
-                result,
-            },
-        );
-        let first = logs.len();
-        for (k, (level, msg)) in lines.into_iter().enumerate() {
-            // The node's lines follow each other within a few milliseconds.
-            logs.push(log_record(
-                index,
+    logs
+}
+
+/// The handover node's own lines for its run (none when it did not run), numbered on from
+/// `first` and a few milliseconds apart.
+fn node_log_lines(
+    ids: &CallIds,
+    plan: &CallPlan,
+    node: &HandoverNode,
+    esc: DateTime<Utc>,
+    first: usize,
+    session_id: &str,
+    trace: &str,
+) -> Vec<LogRecord> {
+    let Some((action, result)) = &node.run else {
+        return Vec::new();
+    };
+    let lines = node_run_lines(
+        plan.version,
+        &NodeRun {
+            action,
+            contact_id: &node.contact_id,
+            spawned_contact_id: &node.spawned_contact_id,
+            result: result.clone(),
+        },
+    );
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(k, (level, msg))| {
+            log_record(
+                ids.index,
                 first + k,
                 esc + ms(200 + 20 * k as i64),
                 level,
                 msg,
-                log_session,
-                &number,
-                &trace,
-            ));
-        }
-    }
+                session_id,
+                &ids.number,
+                trace,
+            )
+        })
+        .collect()
+}
+
+/// How a transfer after the node's signal fails, as the Voice Gateway event the session gets:
+/// a refused REFER or dial for `transfer_rejected`, nobody answering for `transfer_no_answer`.
+fn transfer_outcome(b: &mut SessionBuilder<'_>, reason: Reason, number: &str, esc: DateTime<Utc>) {
     match reason {
-        TransferRejected => {
+        Reason::TransferRejected => {
             let refer = b.rng.random_bool(0.5);
             let event = if refer {
                 json!({
@@ -1268,9 +1483,8 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
                 })
             };
             b.conversation(esc + ms(1500), "input", "user", "", Some(event));
-            session_end = esc + ms(3000);
         }
-        TransferNoAnswer => {
+        Reason::TransferNoAnswer => {
             let event = json!({
                 "event": "NO_ANSWER",
                 "payload": {
@@ -1280,57 +1494,67 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
                 }
             });
             b.conversation(esc + ms(60_000), "input", "user", "", Some(event));
-            session_end = esc + ms(61_000);
         }
         _ => {}
     }
-    if matches!(reason, BotCompleted | BotTurnSlow | InvalidAction) {
-        session_end = esc + ms(800);
-    }
-    let esc_log = esc + ms(300);
+}
 
-    // CXone side.
-    let queueing = match reason {
-        AgentAnswered => Some(Queueing {
-            skill_id: 4001 + b.rng.random_range(0..2),
+/// When the session ends, after the node ran at `esc`: soon when the bot ended the call, after
+/// the signal's timeout, or after the failed transfer's event.
+fn session_end(reason: Reason, esc: DateTime<Utc>) -> DateTime<Utc> {
+    use Reason::*;
+    match reason {
+        SignalTimeout => esc + ms(12_000),
+        TransferRejected => esc + ms(3000),
+        TransferNoAnswer => esc + ms(61_000),
+        BotCompleted | BotTurnSlow | InvalidAction => esc + ms(800),
+        _ => esc + ms(1000),
+    }
+}
+
+/// How the call waits in a CXone queue after the handover, for the reasons that reach one.
+fn queueing(reason: Reason, rng: &mut StdRng) -> Option<Queueing> {
+    match reason {
+        Reason::AgentAnswered => Some(Queueing {
+            skill_id: 4001 + rng.random_range(0..2),
             skill_name: "Claims_Voice",
-            wait_seconds: b.rng.random_range(3..120),
-            agent_id: 1_000 + b.rng.random_range(0..500),
-            agent_seconds: b.rng.random_range(60..600),
+            wait_seconds: rng.random_range(3..120),
+            agent_id: 1_000 + rng.random_range(0..500),
+            agent_seconds: rng.random_range(60..600),
             abandoned: false,
             end_reason: "Agent Disconnected",
         }),
-        Queued => Some(Queueing {
-            skill_id: 4001 + b.rng.random_range(0..2),
+        Reason::Queued => Some(Queueing {
+            skill_id: 4001 + rng.random_range(0..2),
             skill_name: "Claims_Voice",
-            wait_seconds: b.rng.random_range(30..300),
+            wait_seconds: rng.random_range(30..300),
             agent_id: 0,
             agent_seconds: 0,
             abandoned: false,
             end_reason: "Transferred to Voicemail",
         }),
-        InQueue => Some(Queueing {
-            skill_id: 4001 + b.rng.random_range(0..2),
+        Reason::InQueue => Some(Queueing {
+            skill_id: 4001 + rng.random_range(0..2),
             skill_name: "Claims_Voice",
-            wait_seconds: b.rng.random_range(5..200),
+            wait_seconds: rng.random_range(5..200),
             agent_id: 0,
             agent_seconds: 0,
             abandoned: true,
             end_reason: "Contact Hung Up",
         }),
-        UnknownSkill => {
-            let answered = b.rng.random_bool(0.5);
+        Reason::UnknownSkill => {
+            let answered = rng.random_bool(0.5);
             Some(Queueing {
                 skill_id: UNKNOWN_SKILL,
                 skill_name: "General_Voice",
-                wait_seconds: b.rng.random_range(5..200),
+                wait_seconds: rng.random_range(5..200),
                 agent_id: if answered {
-                    1_000 + b.rng.random_range(0..500)
+                    1_000 + rng.random_range(0..500)
                 } else {
                     0
                 },
                 agent_seconds: if answered {
-                    b.rng.random_range(60..600)
+                    rng.random_range(60..600)
                 } else {
                     0
                 },
@@ -1343,111 +1567,79 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
             })
         }
         _ => None,
-    };
-    let spawned_start = t0 + ms(500);
-    let spawned_end = session_end;
-    let mut master_end = match reason {
-        BeforeQueue => {
-            esc_log
-                + ms(b
-                    .rng
-                    .random_range(2000..(deadline_s * 1000 - 2000).max(2001)))
-        }
-        NotQueued => {
-            esc_log
-                + ms(b
-                    .rng
-                    .random_range((deadline_s * 1000 + 5000)..(deadline_s * 1000 + 180_000)))
-        }
-        BotCompleted | BotTurnSlow | InvalidAction => {
-            session_end + ms(b.rng.random_range(500..2000))
-        }
-        NoBotSession => t0 + ms(b.rng.random_range(20_000..90_000)),
-        _ => session_end + ms(b.rng.random_range(3000..60_000)),
-    };
-    if master_end < spawned_end + ms(500) {
-        master_end = spawned_end + ms(500);
     }
-    let master_poc = (BOT_ENTRY_POC, "Customer Line");
+}
+
+/// When the call's CXone contacts start and end.
+struct ContactTimes {
+    /// The master contact's start.
+    t0: DateTime<Utc>,
+    /// When the escalation shows on the CXone side.
+    esc_log: DateTime<Utc>,
+    spawned_start: DateTime<Utc>,
+    spawned_end: DateTime<Utc>,
+    /// The master contact's end when it is not queued.
+    master_end: DateTime<Utc>,
+}
+
+impl ContactTimes {
+    /// The master's end after the handover deadline (`not_queued`), before it (`before_queue`),
+    /// soon after the bot ended the call, or a while after the session; never before the
+    /// spawned contact ends.
+    fn draw(
+        reason: Reason,
+        t0: DateTime<Utc>,
+        esc: DateTime<Utc>,
+        session_end: DateTime<Utc>,
+        deadline_s: i64,
+        rng: &mut StdRng,
+    ) -> ContactTimes {
+        use Reason::*;
+        let esc_log = esc + ms(300);
+        let spawned_end = session_end;
+        let mut master_end = match reason {
+            BeforeQueue => {
+                esc_log + ms(rng.random_range(2000..(deadline_s * 1000 - 2000).max(2001)))
+            }
+            NotQueued => {
+                esc_log
+                    + ms(rng.random_range((deadline_s * 1000 + 5000)..(deadline_s * 1000 + 180_000)))
+            }
+            BotCompleted | BotTurnSlow | InvalidAction => {
+                session_end + ms(rng.random_range(500..2000))
+            }
+            NoBotSession => t0 + ms(rng.random_range(20_000..90_000)),
+            _ => session_end + ms(rng.random_range(3000..60_000)),
+        };
+        if master_end < spawned_end + ms(500) {
+            master_end = spawned_end + ms(500);
+        }
+        ContactTimes {
+            t0,
+            esc_log,
+            spawned_start: t0 + ms(500),
+            spawned_end,
+            master_end,
+        }
+    }
+}
+
+/// The call's CXone contacts: the master (queued itself, transferred to a queued leg, or ending
+/// without a queue) and the bot's spawned backchannel contact.
+fn cxone_contacts(
+    ids: &CallIds,
+    reason: Reason,
+    queueing: Option<&Queueing>,
+    times: &ContactTimes,
+    rng: &mut StdRng,
+) -> Vec<ContactRecord> {
+    let (master, t0) = (ids.master, times.t0);
     let mut contacts = Vec::new();
-    let mut push = |id: i64,
-                    start: DateTime<Utc>,
-                    end: DateTime<Utc>,
-                    json: Map<String, Value>,
-                    skill: i64,
-                    rng: &mut StdRng| {
-        let last_update = end + ms(rng.random_range(500..5000));
-        let mut json = json;
-        json.insert("lastUpdateTime".into(), json!(iso(last_update)));
-        json.insert("dateContactWarehoused".into(), json!(iso(last_update)));
-        contacts.push(ContactRecord {
-            contact_id: id,
-            started_at: start,
-            last_update_time: last_update,
-            skill_id: skill,
-            json,
-        });
-    };
-    match &queueing {
-        Some(q) if b.rng.random_bool(0.5) => {
-            // Queued on the master contact itself.
-            let queue_at = esc_log + ms(b.rng.random_range(1000..4000));
-            let pre_queue = (queue_at - t0).num_seconds().max(1);
-            let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
-            let end = end.max(spawned_end + ms(500));
-            let json = contact_json(
-                master,
-                master,
-                t0,
-                end,
-                end,
-                &from_address,
-                master_poc,
-                (q.skill_id, q.skill_name),
-                pre_queue,
-                Some(q),
-                q.end_reason,
-            );
-            push(master, t0, end, json, q.skill_id, b.rng);
-        }
-        Some(q) => {
-            // Queued on a post-handover leg; the master ends when it transfers.
-            let leg_start = esc_log + ms(b.rng.random_range(800..3000));
-            let end_master = leg_start.max(spawned_end + ms(500));
-            let json = contact_json(
-                master,
-                master,
-                t0,
-                end_master,
-                end_master,
-                &from_address,
-                master_poc,
-                (ENTRY_SKILL, "IVA_Entry"),
-                0,
-                None,
-                "Transferred",
-            );
-            push(master, t0, end_master, json, ENTRY_SKILL, b.rng);
-            let pre_queue = b.rng.random_range(1..4);
-            let leg_end =
-                leg_start + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
-            let json = contact_json(
-                leg,
-                master,
-                leg_start,
-                leg_end,
-                leg_end,
-                &from_address,
-                (0, ""),
-                (q.skill_id, q.skill_name),
-                pre_queue,
-                Some(q),
-                q.end_reason,
-            );
-            push(leg, leg_start, leg_end, json, q.skill_id, b.rng);
-        }
+    match queueing {
+        Some(q) if rng.random_bool(0.5) => queued_on_master(&mut contacts, ids, q, times, rng),
+        Some(q) => queued_on_leg(&mut contacts, ids, q, times, rng),
         None => {
-            let end_reason = if matches!(reason, BotCompleted) {
+            let end_reason = if matches!(reason, Reason::BotCompleted) {
                 "Contact Released"
             } else {
                 "Contact Hung Up"
@@ -1456,98 +1648,191 @@ fn generate_call(index: usize, t0: DateTime<Utc>, rng: &mut StdRng, spec: &World
                 master,
                 master,
                 t0,
-                master_end,
-                master_end,
-                &from_address,
-                master_poc,
+                times.master_end,
+                times.master_end,
+                &ids.from_address,
+                MASTER_POC,
                 (ENTRY_SKILL, "IVA_Entry"),
                 0,
                 None,
                 end_reason,
             );
-            push(master, t0, master_end, json, ENTRY_SKILL, b.rng);
+            push_contact(
+                &mut contacts,
+                master,
+                t0,
+                times.master_end,
+                json,
+                ENTRY_SKILL,
+                rng,
+            );
         }
     }
     let json = contact_json(
-        spawned,
+        ids.spawned,
         master,
-        spawned_start,
-        spawned_end,
-        spawned_end,
-        &from_address,
+        times.spawned_start,
+        times.spawned_end,
+        times.spawned_end,
+        &ids.from_address,
         (0, ""),
         (BACKCHANNEL_SKILL, "Cognigy_Backchannel"),
         0,
         None,
         "Contact Released",
     );
-    push(
-        spawned,
-        spawned_start,
-        spawned_end,
+    push_contact(
+        &mut contacts,
+        ids.spawned,
+        times.spawned_start,
+        times.spawned_end,
         json,
         BACKCHANNEL_SKILL,
-        b.rng,
+        rng,
     );
+    contacts
+}
 
-    let session = if reason == NoBotSession {
-        logs.clear();
-        None
-    } else {
-        let steps = 2 + b.conversations.len();
-        let session_json = object(json!({
-            "goals": "",
-            "stepPath": "1a2b3c4d-0000-4000-8000-000000000001,1a2b3c4d-0000-4000-8000-000000000002",
-            "stepsCount": steps,
-            "handoverEscalations": escalations,
-            "startedAt": iso(session_start),
-            "userId": number,
-            "sessionId": session_id,
-            "localeReferenceId": "7eff993c-b801-4556-b111-1c319e8577cf",
-            "localeName": "English",
-            "endpointReferenceId": "6601a2b3c4d5e6f708192a40",
-            "endpointName": "VG Inbound",
-            "projectName": "Claims Voicebot",
-            "projectId": PROJECT_ID,
-            "organisationId": "5f8833dae72b850ad2ed4d53",
-            "snapshotId": null,
-            "snapshotName": null,
-            "endpointUrlToken": b.url_token,
-            "rating": null,
-            "ratingComment": null
-        }));
-        Some(SessionRecords {
-            session_id: session_id.clone(),
-            ended_at: session_end,
-            visible_at: session_end + lag,
-            session: ODataRecord::new(
-                object_id(session_start, index, 0),
-                session_json,
-                "startedAt",
-            ),
-            conversations: std::mem::take(&mut b.conversations),
-            analytics: std::mem::take(&mut b.analytics),
-        })
-    };
-    let ended_at = contacts.iter().map(ended).max().unwrap_or(master_end);
-    let visible_at = contacts
-        .iter()
-        .map(|c| c.last_update_time)
-        .max()
-        .unwrap_or(master_end);
-    Call {
-        index,
-        master_contact_id: master,
-        started_at: t0,
-        ended_at,
-        visible_at,
-        contacts,
-        session,
-        logs,
-        truth: Some(CallTruth {
-            reason,
-            matched: path,
-        }),
+/// The point of contact the bot's calls come in on.
+const MASTER_POC: (i64, &str) = (BOT_ENTRY_POC, "Customer Line");
+
+/// Queued on the master contact itself.
+fn queued_on_master(
+    contacts: &mut Vec<ContactRecord>,
+    ids: &CallIds,
+    q: &Queueing,
+    times: &ContactTimes,
+    rng: &mut StdRng,
+) {
+    let (master, t0) = (ids.master, times.t0);
+    let queue_at = times.esc_log + ms(rng.random_range(1000..4000));
+    let pre_queue = (queue_at - t0).num_seconds().max(1);
+    let end = t0 + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+    let end = end.max(times.spawned_end + ms(500));
+    let json = contact_json(
+        master,
+        master,
+        t0,
+        end,
+        end,
+        &ids.from_address,
+        MASTER_POC,
+        (q.skill_id, q.skill_name),
+        pre_queue,
+        Some(q),
+        q.end_reason,
+    );
+    push_contact(contacts, master, t0, end, json, q.skill_id, rng);
+}
+
+/// Queued on a post-handover leg; the master ends when it transfers.
+fn queued_on_leg(
+    contacts: &mut Vec<ContactRecord>,
+    ids: &CallIds,
+    q: &Queueing,
+    times: &ContactTimes,
+    rng: &mut StdRng,
+) {
+    let (master, t0) = (ids.master, times.t0);
+    let leg_start = times.esc_log + ms(rng.random_range(800..3000));
+    let end_master = leg_start.max(times.spawned_end + ms(500));
+    let json = contact_json(
+        master,
+        master,
+        t0,
+        end_master,
+        end_master,
+        &ids.from_address,
+        MASTER_POC,
+        (ENTRY_SKILL, "IVA_Entry"),
+        0,
+        None,
+        "Transferred",
+    );
+    push_contact(contacts, master, t0, end_master, json, ENTRY_SKILL, rng);
+    let pre_queue = rng.random_range(1..4);
+    let leg_end = leg_start + Duration::seconds(pre_queue + q.wait_seconds + q.agent_seconds + 1);
+    let json = contact_json(
+        ids.leg,
+        master,
+        leg_start,
+        leg_end,
+        leg_end,
+        &ids.from_address,
+        (0, ""),
+        (q.skill_id, q.skill_name),
+        pre_queue,
+        Some(q),
+        q.end_reason,
+    );
+    push_contact(contacts, ids.leg, leg_start, leg_end, json, q.skill_id, rng);
+}
+
+/// Adds a contact, warehoused a few seconds after it ended (its `lastUpdateTime`).
+fn push_contact(
+    contacts: &mut Vec<ContactRecord>,
+    id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    mut json: Map<String, Value>,
+    skill: i64,
+    rng: &mut StdRng,
+) {
+    let last_update = end + ms(rng.random_range(500..5000));
+    json.insert("lastUpdateTime".into(), json!(iso(last_update)));
+    json.insert("dateContactWarehoused".into(), json!(iso(last_update)));
+    contacts.push(ContactRecord {
+        contact_id: id,
+        started_at: start,
+        last_update_time: last_update,
+        skill_id: skill,
+        json,
+    });
+}
+
+/// The session's OData records: its Sessions record with the `handoverEscalations` counter, and
+/// the Conversations and Analytics records written so far, visible `lag` after it ends.
+fn session_records(
+    b: &mut SessionBuilder<'_>,
+    ids: &CallIds,
+    opening: &SessionOpening,
+    session_end: DateTime<Utc>,
+    lag: Duration,
+    escalations: i32,
+) -> SessionRecords {
+    let steps = 2 + b.conversations.len();
+    let session_json = object(json!({
+        "goals": "",
+        "stepPath": "1a2b3c4d-0000-4000-8000-000000000001,1a2b3c4d-0000-4000-8000-000000000002",
+        "stepsCount": steps,
+        "handoverEscalations": escalations,
+        "startedAt": iso(opening.started_at),
+        "userId": ids.number,
+        "sessionId": b.session_id,
+        "localeReferenceId": "7eff993c-b801-4556-b111-1c319e8577cf",
+        "localeName": "English",
+        "endpointReferenceId": "6601a2b3c4d5e6f708192a40",
+        "endpointName": "VG Inbound",
+        "projectName": "Claims Voicebot",
+        "projectId": PROJECT_ID,
+        "organisationId": "5f8833dae72b850ad2ed4d53",
+        "snapshotId": null,
+        "snapshotName": null,
+        "endpointUrlToken": b.url_token,
+        "rating": null,
+        "ratingComment": null
+    }));
+    SessionRecords {
+        session_id: b.session_id.clone(),
+        ended_at: session_end,
+        visible_at: session_end + lag,
+        session: ODataRecord::new(
+            object_id(opening.started_at, ids.index, 0),
+            session_json,
+            "startedAt",
+        ),
+        conversations: std::mem::take(&mut b.conversations),
+        analytics: std::mem::take(&mut b.analytics),
     }
 }
 
