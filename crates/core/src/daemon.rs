@@ -69,37 +69,8 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
     // Tenants the state file says another shard owns are not polled (their state lives there).
     let placement = options.placement;
-    let selected: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
-    let claims = crate::sharding::claim_tenants(&store, &placement, &selected)
-        .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
-    for claim in &claims {
-        match (claim.state, claim.previous) {
-            (TenantState::Refused, Some(owner)) => tracing::error!(
-                tenant = %claim.tenant,
-                kind = "owned_by_other_shard",
-                shard = placement.shard,
-                total_shards = placement.total,
-                owner_shard = owner.shard,
-                owner_total_shards = owner.total,
-                "not polling this tenant: the state file says another shard owns it; hand its \
-                 state over (shard-handover) or start with --shard.takeover"
-            ),
-            (TenantState::Polling, Some(owner)) if owner.shard != placement.shard => {
-                tracing::warn!(
-                    tenant = %claim.tenant,
-                    shard = placement.shard,
-                    owner_shard = owner.shard,
-                    "took over a tenant the state file said another shard owned (--shard.takeover)"
-                )
-            }
-            _ => {}
-        }
-    }
-    config.tenants.retain(|t| {
-        claims
-            .iter()
-            .any(|c| c.tenant == t.name && c.state == TenantState::Polling)
-    });
+    let selected = config.tenants.len();
+    let claims = claim_tenants(&mut config, &store, &placement)?;
     let tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&tenants, REVISION));
     for claim in &claims {
@@ -148,17 +119,71 @@ pub async fn run(
         limits: options.limits,
     };
     let mut server_stop = stop_rx.clone();
-    let mut server = tokio::spawn(crate::server::serve(listener, state, async move {
+    let server = tokio::spawn(crate::server::serve(listener, state, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     }));
     tracing::info!(
         tenants = tenants.len(),
-        refused = selected.len() - tenants.len(),
+        refused = selected - tenants.len(),
         shard = placement.shard,
         total_shards = placement.total,
         "handover-exporter started"
     );
 
+    wait_and_stop(shutdown, server, stop_tx, loops, &address).await
+}
+
+/// Claims this shard's tenants in the state file, logs the refused and the taken-over ones,
+/// and keeps in `config` only the tenants this shard polls.
+fn claim_tenants(
+    config: &mut Config,
+    store: &Store,
+    placement: &Placement,
+) -> anyhow::Result<Vec<crate::sharding::Claim>> {
+    let selected: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+    let claims = crate::sharding::claim_tenants(store, placement, &selected)
+        .map_err(|e| anyhow::anyhow!("state_path {}: {e}", config.state_path))?;
+    for claim in &claims {
+        match (claim.state, claim.previous) {
+            (TenantState::Refused, Some(owner)) => tracing::error!(
+                tenant = %claim.tenant,
+                kind = "owned_by_other_shard",
+                shard = placement.shard,
+                total_shards = placement.total,
+                owner_shard = owner.shard,
+                owner_total_shards = owner.total,
+                "not polling this tenant: the state file says another shard owns it; hand its \
+                 state over (shard-handover) or start with --shard.takeover"
+            ),
+            (TenantState::Polling, Some(owner)) if owner.shard != placement.shard => {
+                tracing::warn!(
+                    tenant = %claim.tenant,
+                    shard = placement.shard,
+                    owner_shard = owner.shard,
+                    "took over a tenant the state file said another shard owned (--shard.takeover)"
+                )
+            }
+            _ => {}
+        }
+    }
+    config.tenants.retain(|t| {
+        claims
+            .iter()
+            .any(|c| c.tenant == t.name && c.state == TenantState::Polling)
+    });
+    Ok(claims)
+}
+
+/// Runs until `shutdown` or until the HTTP server ends, then stops the poll loops: `Ok` on a
+/// requested shutdown, an error (exit 2, so a supervisor restarts the daemon) when the server
+/// ended by itself.
+async fn wait_and_stop(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: watch::Sender<bool>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    address: &str,
+) -> anyhow::Result<()> {
     let shutdown = std::pin::pin!(shutdown);
     let server_ended = tokio::select! {
         () = shutdown => None,

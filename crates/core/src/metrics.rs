@@ -353,7 +353,8 @@ impl Metrics {
         }
     }
 
-    /// Registers every family (with its help text) and the build info in `registry`.
+    /// Registers every family (with its help text) and the build info in `registry`: first
+    /// the families about contacts and Cognigy records, then [`Metrics::register_sources`].
     fn register(&self, registry: &mut Registry, revision: &str) {
         registry.register(
             "contacts",
@@ -406,6 +407,11 @@ impl Metrics {
             "Cognigy OData records first read later than late_window_seconds after their own time",
             self.late_records.clone(),
         );
+        self.register_sources(registry, revision);
+    }
+
+    /// Registers the families about polling, the APIs, shards and the build.
+    fn register_sources(&self, registry: &mut Registry, revision: &str) {
         registry.register(
             "up",
             "Whether the last poll of the source succeeded (1) or not (0)",

@@ -19,11 +19,12 @@
 
 use crate::config::{Config, TenantConfig};
 use crate::engine::correlation::Inputs;
+use crate::sources::cognigy::wire::{Analytics, Conversation, Session};
 use crate::sources::cognigy::CognigyClient;
 use crate::sources::cxone::wire::CompletedContact;
 use crate::sources::cxone::CxoneClient;
 use crate::sources::http::{CodeClass, Endpoint, RequestObserver, RetryCause, Source, SourceError};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -248,52 +249,7 @@ pub async fn check(config: &Config, tenant: &TenantConfig, options: CheckOptions
     let since = started - options.lookback;
     let hours = options.lookback.num_minutes() as f64 / 60.0;
 
-    // CXone: one read exercises discovery, the token and the Reporting API in turn.
-    let contacts: Vec<CompletedContact> = match CxoneClient::new(&tenant.cxone, observer.clone()) {
-        Err(e) => {
-            steps.fail(
-                "cxone.discovery",
-                format!("the CXone client cannot be set up: {}", describe(&e)),
-                "check tenant.cxone.issuer and api_endpoint (full https:// URLs)".into(),
-            );
-            Vec::new()
-        }
-        Ok(cxone) => match cxone
-            .completed_contacts(since, tenant.cxone.max_pages)
-            .await
-        {
-            Ok(batch) => {
-                steps.pass(
-                    "cxone.discovery",
-                    format!(
-                        "{}/.well-known/openid-configuration names the token endpoint",
-                        tenant.cxone.issuer.trim_end_matches('/')
-                    ),
-                );
-                steps.pass(
-                    "cxone.token",
-                    "the access key and the application client got a token".into(),
-                );
-                steps.pass(
-                    "cxone.reporting",
-                    format!(
-                        "contacts/completed answered ({} page(s){})",
-                        batch.pages,
-                        if batch.truncated {
-                            ", stopped at max_pages"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-                batch.contacts
-            }
-            Err(e) => {
-                cxone::cxone_failure(&mut steps, tenant, &e);
-                Vec::new()
-            }
-        },
-    };
+    let contacts = read_cxone(&mut steps, tenant, observer.clone(), since).await;
     let cxone_ok = steps
         .steps
         .get("cxone.reporting")
@@ -314,60 +270,9 @@ pub async fn check(config: &Config, tenant: &TenantConfig, options: CheckOptions
             return steps.into_report(&tenant.name);
         }
     };
-    let window = Duration::seconds(tenant.rules.correlation_window_seconds as i64);
-    let pages = tenant.cognigy.max_pages;
     let sessions_read_at = Utc::now();
-    let (sessions, conversations, analytics) = tokio::join!(
-        cognigy.sessions_since(since - window, pages),
-        cognigy.conversations_since(since - window, pages),
-        cognigy.analytics_since(since - window, pages),
-    );
-    let (sessions, conversations, analytics) = match (sessions, conversations, analytics) {
-        (Ok(s), Ok(c), Ok(a)) => {
-            steps.pass(
-                "cognigy.odata",
-                format!(
-                    "Sessions, Conversations and Analytics answered ({} + {} + {} page(s){})",
-                    s.pages,
-                    c.pages,
-                    a.pages,
-                    if s.truncated || c.truncated || a.truncated {
-                        ", stopped at max_pages"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-            (s.records, c.records, a.records)
-        }
-        (s, c, a) => {
-            let error = [s.err(), c.err(), a.err()].into_iter().flatten().next();
-            let detail = error.as_ref().map(describe).unwrap_or_default();
-            let hint = match error.as_ref().and_then(SourceError::status) {
-                Some(401 | 403) => {
-                    "the API key is refused: create one under My Profile > API Keys \
-                                    in Cognigy.AI (a user with access to the project's OData \
-                                    analytics) and set api_key_file or api_key_env"
-                        .to_owned()
-                }
-                Some(404) => "check odata_base_url: it ends in the OData version, e.g. \
-                              https://odata-app.cognigy.ai/v2.4"
-                    .to_owned(),
-                _ => "check odata_base_url and that this host can reach it".to_owned(),
-            };
-            steps.fail("cognigy.odata", detail, hint);
-            steps.skip_rest(
-                &[
-                    "cognigy.odata_select",
-                    "cognigy.sessions",
-                    "correlation.contact_id",
-                    "correlation.bot_contacts",
-                ],
-                "Cognigy OData did not answer",
-            );
-            (Vec::new(), Vec::new(), Vec::new())
-        }
-    };
+    let (sessions, conversations, analytics) =
+        read_odata(&mut steps, tenant, &cognigy, since).await;
     let odata_ok = steps
         .steps
         .get("cognigy.odata")
@@ -434,6 +339,124 @@ pub async fn check(config: &Config, tenant: &TenantConfig, options: CheckOptions
         );
     }
     steps.into_report(&tenant.name)
+}
+
+/// The CXone steps one read exercises: discovery, the token and the Reporting API in turn;
+/// the completed contacts read (none when a step failed).
+async fn read_cxone(
+    steps: &mut Steps,
+    tenant: &TenantConfig,
+    observer: Arc<dyn RequestObserver>,
+    since: DateTime<Utc>,
+) -> Vec<CompletedContact> {
+    match CxoneClient::new(&tenant.cxone, observer) {
+        Err(e) => {
+            steps.fail(
+                "cxone.discovery",
+                format!("the CXone client cannot be set up: {}", describe(&e)),
+                "check tenant.cxone.issuer and api_endpoint (full https:// URLs)".into(),
+            );
+            Vec::new()
+        }
+        Ok(cxone) => match cxone
+            .completed_contacts(since, tenant.cxone.max_pages)
+            .await
+        {
+            Ok(batch) => {
+                steps.pass(
+                    "cxone.discovery",
+                    format!(
+                        "{}/.well-known/openid-configuration names the token endpoint",
+                        tenant.cxone.issuer.trim_end_matches('/')
+                    ),
+                );
+                steps.pass(
+                    "cxone.token",
+                    "the access key and the application client got a token".into(),
+                );
+                steps.pass(
+                    "cxone.reporting",
+                    format!(
+                        "contacts/completed answered ({} page(s){})",
+                        batch.pages,
+                        if batch.truncated {
+                            ", stopped at max_pages"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                batch.contacts
+            }
+            Err(e) => {
+                cxone::cxone_failure(steps, tenant, &e);
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// The three collections the correlation reads, from a correlation window before `since`; the
+/// `cognigy.odata` step (and, when it fails, the steps that need OData skipped).
+async fn read_odata(
+    steps: &mut Steps,
+    tenant: &TenantConfig,
+    cognigy: &CognigyClient,
+    since: DateTime<Utc>,
+) -> (Vec<Session>, Vec<Conversation>, Vec<Analytics>) {
+    let window = Duration::seconds(tenant.rules.correlation_window_seconds as i64);
+    let pages = tenant.cognigy.max_pages;
+    let (sessions, conversations, analytics) = tokio::join!(
+        cognigy.sessions_since(since - window, pages),
+        cognigy.conversations_since(since - window, pages),
+        cognigy.analytics_since(since - window, pages),
+    );
+    match (sessions, conversations, analytics) {
+        (Ok(s), Ok(c), Ok(a)) => {
+            steps.pass(
+                "cognigy.odata",
+                format!(
+                    "Sessions, Conversations and Analytics answered ({} + {} + {} page(s){})",
+                    s.pages,
+                    c.pages,
+                    a.pages,
+                    if s.truncated || c.truncated || a.truncated {
+                        ", stopped at max_pages"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            (s.records, c.records, a.records)
+        }
+        (s, c, a) => {
+            let error = [s.err(), c.err(), a.err()].into_iter().flatten().next();
+            let detail = error.as_ref().map(describe).unwrap_or_default();
+            let hint = match error.as_ref().and_then(SourceError::status) {
+                Some(401 | 403) => {
+                    "the API key is refused: create one under My Profile > API Keys \
+                                    in Cognigy.AI (a user with access to the project's OData \
+                                    analytics) and set api_key_file or api_key_env"
+                        .to_owned()
+                }
+                Some(404) => "check odata_base_url: it ends in the OData version, e.g. \
+                              https://odata-app.cognigy.ai/v2.4"
+                    .to_owned(),
+                _ => "check odata_base_url and that this host can reach it".to_owned(),
+            };
+            steps.fail("cognigy.odata", detail, hint);
+            steps.skip_rest(
+                &[
+                    "cognigy.odata_select",
+                    "cognigy.sessions",
+                    "correlation.contact_id",
+                    "correlation.bot_contacts",
+                ],
+                "Cognigy OData did not answer",
+            );
+            (Vec::new(), Vec::new(), Vec::new())
+        }
+    }
 }
 
 /// Renders the report as text: one line per step, a hint line under each warn and fail.
