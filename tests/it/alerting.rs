@@ -221,6 +221,7 @@ fn dashboard_exprs() -> Vec<String> {
 /// parses in that Prometheus, and every dashboard panel's query returns data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_alert_reaches_the_receiver_and_panels_have_data() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     if !externals_available(&[
         External::Program("prometheus"),
         External::Program("prometheus-alertmanager"),
@@ -288,6 +289,7 @@ async fn failure_alert_reaches_the_receiver_and_panels_have_data() {
 /// and keeps polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_traffic_sends_no_alert() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     if !externals_available(&[
         External::Program("prometheus"),
         External::Program("prometheus-alertmanager"),

@@ -171,6 +171,7 @@ async fn replayed(cwd: &Path, dir: &Path, contact: i64) -> Value {
 /// `diagnose CONTACT_ID` line, and the directory holds no credential or unmasked caller number.
 #[tokio::test]
 async fn capture_replays_to_the_live_diagnosis_for_every_reason() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let tenant = start(world(), overrides()).await;
     let numbers = caller_numbers(&tenant).await;
     let mut by_reason: BTreeMap<String, i64> = BTreeMap::new();
@@ -234,6 +235,7 @@ async fn capture_replays_to_the_live_diagnosis_for_every_reason() {
 /// and holds no credential or unmasked caller number.
 #[tokio::test]
 async fn window_capture_replays_to_the_truth() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let tenant = start(world(), overrides()).await;
     let numbers = caller_numbers(&tenant).await;
     let truth = truth(&tenant).await;
@@ -273,6 +275,7 @@ async fn window_capture_replays_to_the_truth() {
 /// error naming it; both exit 2.
 #[tokio::test]
 async fn capture_refuses_a_used_directory_and_an_unknown_contact() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let tenant = start(world(), overrides()).await;
     let cwd = tenant.dir.path();
     let config = tenant.config.display().to_string();

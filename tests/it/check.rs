@@ -59,6 +59,7 @@ fn assert_step(report: &Value, name: &str, statuses: &[&str], hint: &str) {
 /// Every step passes on a healthy streaming world (records a minute after the call), exit 0.
 #[tokio::test]
 async fn healthy_world_passes_every_step() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 14,
         scenario: Scenario::Healthy,
@@ -86,6 +87,7 @@ async fn healthy_world_passes_every_step() {
 /// steps that need CXone are skipped; exit 1.
 #[tokio::test]
 async fn wrong_cxone_credentials_fail_the_token_step() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let overrides = Overrides {
         access_key_secret: Some("not-the-secret".into()),
         ..Overrides::default()
@@ -106,6 +108,7 @@ async fn wrong_cxone_credentials_fail_the_token_step() {
 /// A wrong Cognigy API key fails the OData and logs steps with a hint about the API key.
 #[tokio::test]
 async fn wrong_cognigy_api_key_fails_odata_and_logs() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let overrides = Overrides {
         api_key: Some("wrong-api-key".into()),
         ..Overrides::default()
@@ -123,6 +126,7 @@ async fn wrong_cognigy_api_key_fails_odata_and_logs() {
 /// flow change as the hint.
 #[tokio::test]
 async fn custom_field_never_set_warns_with_the_flow_change() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         faults: Faults {
             custom_field_unset: true,
@@ -146,6 +150,7 @@ async fn custom_field_never_set_warns_with_the_flow_change() {
 /// A logs API that refuses `filter` warns on the filter step (the lines are still read).
 #[tokio::test]
 async fn refused_logs_filter_warns() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         faults: Faults {
             logs_filter_refused: true,
@@ -165,6 +170,7 @@ async fn refused_logs_filter_warns() {
 /// extension step names the version and points at the log-pattern configuration.
 #[tokio::test]
 async fn extension_lines_the_patterns_miss_are_reported() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         extension_version: ExtensionVersion::V1,
         ..finite(Scenario::Mixed)
@@ -195,6 +201,7 @@ signal_error = "handoverToCXone: Error signaling CXone with: '(?P<action>.*?)' f
 /// record-delay step warns and says how far to raise `late_window_seconds`.
 #[tokio::test]
 async fn records_later_than_the_window_warn() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 14,
         scenario: Scenario::Healthy,
@@ -223,6 +230,7 @@ async fn records_later_than_the_window_warn() {
 /// The text report has one line per step, a hint line under each warning, and the result line.
 #[tokio::test]
 async fn text_report_has_a_line_per_step_and_hints() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         faults: Faults {
             logs_filter_refused: true,
@@ -250,6 +258,7 @@ async fn text_report_has_a_line_per_step_and_hints() {
 /// A configuration error (unknown tenant) is exit 2 with the tenants named.
 #[tokio::test]
 async fn unknown_tenant_is_exit_2() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let tenant = start(finite(Scenario::Healthy), Overrides::default()).await;
     let config = tenant.config.display().to_string();
     let output = run_cli(

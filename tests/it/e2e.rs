@@ -281,6 +281,7 @@ async fn wait_for_progress(daemon: &Daemon, at_least: u64) -> u64 {
 /// failure/reason, and the drill-down API returns the evidence of a failed contact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_equal_truth_and_drilldown_has_evidence() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = world(300, 1000, 50).await;
     let truth = truth(&w).await;
     let expected = truth_counts(&truth);
@@ -357,6 +358,7 @@ async fn counters_equal_truth_and_drilldown_has_evidence() {
 /// truth exactly (no contact lost, none counted twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_neither_lose_nor_double_count() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     // Small pages on every source make the backlog take many cycles, so the kills land
     // mid-run and every cursor (CXone skip pages, OData keysets, resumed log passes) is
     // exercised across restarts. (A call writes a dozen log lines, the node run's and its
@@ -408,6 +410,7 @@ impl Daemon {
 /// daemon still ends with counters equal to the truth, and counts the failed requests and retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_do_not_change_the_totals() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = world(200, 50, 2).await;
     let expected = truth_counts(&truth(&w).await);
     w.sim.state.set_faults(Faults {
@@ -459,6 +462,7 @@ async fn faults_do_not_change_the_totals() {
 /// the data (the contacts wait as pending).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_source_is_isolated() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = world(50, 1000, 50).await;
     let closed = format!("http://127.0.0.1:{}", free_port());
     let text = std::fs::read_to_string(&w.config).unwrap();
@@ -510,6 +514,7 @@ async fn failing_source_is_isolated() {
 /// SIGTERM shuts the daemon down cleanly: it stops polling, finishes serving, and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_cleanly() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = world(20, 1000, 50).await;
     let mut daemon = Daemon::start(&w.config);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -543,6 +548,7 @@ async fn sigterm_shuts_down_cleanly() {
 /// about half of the lines without `meta.sessionId`) equal the truth exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_extension_version_gives_the_truth() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     for version in ExtensionVersion::ALL {
         let options = SimulatorOptions {
             seed: 20261129,
@@ -606,6 +612,7 @@ fn counter(metrics: &str, family: &str, part: &str) -> f64 {
 /// the backlog is read) and the final totals equal the truth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_api_short_deadline_progresses_every_cycle() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = slow_world(200).await;
     let expected = truth_counts(&truth(&w).await);
     let daemon = Daemon::start(&w.config);
@@ -659,6 +666,7 @@ fn cursors_written(w: &World) -> String {
 /// nothing and double-counts nothing: the final totals equal the truth exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_slow_cycle_loses_and_doubles_nothing() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let w = slow_world(200).await;
     let expected = truth_counts(&truth(&w).await);
     for round in 0..3 {
@@ -732,6 +740,7 @@ impl FaultRow {
 /// (default 60, small for CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_at_the_default_limits() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let calls: usize = std::env::var("FAULT_MATRIX_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -102,6 +102,7 @@ async fn json(http: &reqwest::Client, url: &str) -> Value {
 /// in time order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shows_failures_filters_and_a_contact_timeline() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     if !externals_available(&[External::Program("chromium")]) {
         return;
     }
@@ -202,6 +203,7 @@ async fn browser_shows_failures_filters_and_a_contact_timeline() {
 /// the daemon serves a state file holding such a diagnosis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_in_a_log_line_shows_as_text() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     if !externals_available(&[External::Program("chromium")]) {
         return;
     }

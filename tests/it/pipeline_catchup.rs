@@ -118,6 +118,7 @@ impl Rig {
 /// each exactly once, and every Cognigy session of the world stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capped_catch_up_matches_the_truth_and_stores_cognigy_reads() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 5,
         calls: Some(300),
@@ -167,6 +168,7 @@ async fn capped_catch_up_matches_the_truth_and_stores_cognigy_reads() {
 /// source has been unavailable for `max_pending_seconds`, never because it is old.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failure_during_catch_up_gives_up_nothing() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 5,
         calls: Some(600),
@@ -203,6 +205,7 @@ async fn transient_failure_during_catch_up_gives_up_nothing() {
 /// and every bot contact is diagnosed as the truth says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_cut_cycles_keep_their_pages_and_converge() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 9,
         calls: Some(120),
@@ -272,6 +275,7 @@ fn max_in_window(arrivals: &[std::time::Instant], window: Duration) -> usize {
 /// stays fast; the default is 1000 per 5 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_share_one_host_budget_fairly() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     use handover_exporter::sources::http::Budgets;
     use std::sync::atomic::{AtomicU32, Ordering};
     let options = SimulatorOptions {
@@ -405,6 +409,7 @@ async fn two_tenants_share_one_host_budget_fairly() {
 /// so the test takes minutes, not hours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_written_late_are_swept_up_and_measured() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 13,
         calls: None,
@@ -478,6 +483,7 @@ async fn records_written_late_are_swept_up_and_measured() {
 /// equal the truth; and a server that refuses `filter` is read unfiltered, to the same totals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_filtered_server_side_with_fallback() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = |refused: bool| SimulatorOptions {
         seed: 17,
         calls: Some(120),

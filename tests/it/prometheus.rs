@@ -25,6 +25,7 @@ const JOB: &str = "handover-exporter";
 /// strict Python OpenMetrics parser with snake_case label values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_ingests_every_family_and_failure_exemplars() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     if !externals_available(&[
         External::Program("prometheus"),
         External::PythonModule("prometheus_client.openmetrics.parser"),

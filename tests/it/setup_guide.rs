@@ -65,6 +65,7 @@ fn write_secrets(dir: &std::path::Path, creds: &simulator::SimCredentials) {
 /// exist.
 #[tokio::test]
 async fn worked_config_passes_config_check() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let dir = tempfile::tempdir().expect("tempdir");
     write_secrets(dir.path(), &simulator::SimCredentials::default());
     std::fs::write(dir.path().join("handover-exporter.toml"), worked_config()).expect("write");
@@ -87,6 +88,7 @@ async fn worked_config_passes_config_check() {
 /// prints what the guide says it prints.
 #[tokio::test]
 async fn every_command_of_the_guide_runs() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let options = SimulatorOptions {
         seed: 14,
         scenario: Scenario::Mixed,
@@ -176,6 +178,7 @@ async fn every_command_of_the_guide_runs() {
 /// one the binary accepts, and it links the setup guide.
 #[tokio::test]
 async fn readme_documents_check_and_capture() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let readme = include_str!("../../README.md");
     assert!(readme.contains("[docs/setup.md](docs/setup.md)"));
     for command in ["check", "capture"] {

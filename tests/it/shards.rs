@@ -243,6 +243,7 @@ async fn spawn_simulator(seed: u64, calls: usize) -> (SimHandle, SimulatorOption
 /// README says to set shards behind one address; the world is 12 calls, the poll interval 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_serve_thirty_tenants_once_within_one_host_budget() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     const SHARDS: u32 = 3;
     const HOST_BUDGET: u32 = 90;
     const WINDOW: u64 = 10;
@@ -437,6 +438,7 @@ async fn wait_for_tenant(
 /// `state="refused"` on /metrics, no counters of it) until started with `--shard.takeover`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_owned_by_another_shard_is_refused_until_taken_over() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let (sim, options) = spawn_simulator(1617, 10).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // One tenant that moves to shard 1 of 2 and one that stays on shard 0.

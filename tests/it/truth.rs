@@ -168,6 +168,7 @@ fn closed_port() -> u16 {
 /// (outcome, failure, reason), none missing, none extra, through the library and the binary.
 #[test]
 fn replay_of_a_dump_reproduces_the_truth_exactly() {
+    let _one_at_a_time = crate::support::one_at_a_time_blocking();
     let dir = tempfile::tempdir().unwrap();
     let truth = simulator::dump(&finite(101, 200), dir.path()).expect("dump");
     let want = truth_verdicts(&truth);
@@ -212,6 +213,7 @@ fn replay_of_a_dump_reproduces_the_truth_exactly() {
 /// `diagnose --replay --format json` reproduces exactly, for another seed and size.
 #[test]
 fn simulate_dump_binary_and_replay_binary_agree_with_truth_json() {
+    let _one_at_a_time = crate::support::one_at_a_time_blocking();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("world");
     let out_arg = out.display().to_string();
@@ -288,6 +290,7 @@ fn ended_at(c: &simulator::truth::TruthContact) -> DateTime<Utc> {
 /// session is pending instead while the configured Cognigy lag has not passed since it ended).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_drilldown_matches_truth_for_every_reason() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(303, 200)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
@@ -359,6 +362,7 @@ async fn live_drilldown_matches_truth_for_every_reason() {
 /// diagnoses its master contact, with the same verdict as asking for the master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_drilldown_of_a_group_member_diagnoses_its_master() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(404, 60)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
@@ -405,6 +409,7 @@ async fn live_drilldown_of_a_group_member_diagnoses_its_master() {
 /// Cognigy session is reported pending (waiting for `cognigy_lag`, due at end plus lag), exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_contact_without_session_is_pending_until_the_lag_passed() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(303, 200)).await;
     let truth = sim.state.truth(Utc::now());
     let lost = truth
@@ -440,6 +445,7 @@ async fn live_contact_without_session_is_pending_until_the_lag_passed() {
 /// bot contact, in text and JSON, with exit 0; the simulator's truth does not list it either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_non_bot_contact_is_reported_as_not_a_bot_contact() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(808, 80)).await;
     let now = Utc::now();
     let truth = sim.state.truth(now);
@@ -471,6 +477,7 @@ async fn live_non_bot_contact_is_reported_as_not_a_bot_contact() {
 /// and exit 0 for a call an agent answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_live_diagnose_matches_truth_with_exit_codes() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(505, 120)).await;
     let truth = sim.state.truth(Utc::now());
     let dir = tempfile::tempdir().unwrap();
@@ -532,6 +539,7 @@ async fn binary_live_diagnose_matches_truth_with_exit_codes() {
 /// An unknown contact id exits 2 with a message naming the id (library error and binary).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_contact_exits_2_naming_the_id() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let sim = start_simulator(finite(606, 20)).await;
     let tenant = simulated_tenant("sim", &sim.base_url, &SimCredentials::default(), rules());
     let err = drilldown::diagnose_contact(&tenant, 987_654_321, Utc::now())
@@ -559,6 +567,7 @@ async fn unknown_contact_exits_2_naming_the_id() {
 /// read first), and the library error says which API and what it was reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_api_exits_2_naming_the_source() {
+    let _one_at_a_time = crate::support::one_at_a_time().await;
     let base = format!("http://127.0.0.1:{}", closed_port());
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &base, &["sim"], 0);
@@ -597,6 +606,7 @@ async fn unreachable_api_exits_2_naming_the_source() {
 /// exit 2 with a message naming the file or the tenants.
 #[test]
 fn configuration_problems_exit_2_naming_what_is_wrong() {
+    let _one_at_a_time = crate::support::one_at_a_time_blocking();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml").display().to_string();
     let (code, _, stderr) = binary(&["diagnose", "1", "--config.file", &missing]);

@@ -197,3 +197,20 @@ pub async fn start_simulator(
         .await
         .expect("simulator starts")
 }
+
+/// The lock [`one_at_a_time`] holds.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held for the whole test by the tests that run whole systems against the clock (a real
+/// Prometheus and Alertmanager evaluating `for:` durations, Chromium, the daemon or several
+/// shard processes against the simulator): one test binary runs its tests in parallel, and two
+/// of these competing for a 2-core machine push alerts and cycles past their deadlines. The
+/// light tests still run beside them.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
+}
+
+/// [`one_at_a_time`] for a test that is not async.
+pub fn one_at_a_time_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.blocking_lock()
+}
