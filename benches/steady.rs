@@ -22,19 +22,9 @@ mod support;
 
 use handover_exporter::daemon::{self, ServeOptions};
 use handover_simulator::{self as simulator, SimCredentials};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{env_or, mb};
-
-/// The simulator child; killed (by its own pid) when dropped.
-struct SimChild(Child);
-
-impl Drop for SimChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{env_or, mb, SimChild};
 
 /// Requests the simulator has answered, from `/_sim/stats`: (all, `contacts/completed`, Cognigy).
 async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64, u64)> {

@@ -250,3 +250,14 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A simulator running as a child process (`handover-exporter simulate`), so that the bench
+/// process's memory is the daemon's alone; killed (by its own pid) when dropped.
+pub struct SimChild(pub std::process::Child);
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
