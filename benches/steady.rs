@@ -54,6 +54,27 @@ async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64,
     Some((total, completed, cognigy))
 }
 
+/// Cognigy requests the simulator has answered, by path (from `/_sim/stats`).
+async fn sim_cognigy_by_path(
+    client: &reqwest::Client,
+    base: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let Ok(response) = client.get(format!("{base}/_sim/stats")).send().await else {
+        return Default::default();
+    };
+    let stats: serde_json::Value = response.json().await.unwrap_or_default();
+    let map = stats
+        .get("requests")
+        .and_then(|r| r.as_object())
+        .or_else(|| stats.as_object())
+        .cloned()
+        .unwrap_or_default();
+    map.into_iter()
+        .filter(|(k, _)| k.starts_with("/odata/") || k.starts_with("/new/"))
+        .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+        .collect()
+}
+
 /// Every diagnosis the daemon stored (its state file, after it stopped) against the truth:
 /// (truth size, diagnosed as the truth says, wrong, not yet diagnosed, undetermined).
 fn compare_with_truth(
@@ -218,6 +239,7 @@ fn main() -> anyhow::Result<()> {
         let (mut last_req, mut last_cycles, mut last_cognigy) =
             sim_requests(&client, &base).await.unwrap_or((0, 0, 0));
         let first_cognigy = last_cognigy;
+        let first_by_path = sim_cognigy_by_path(&client, &base).await;
         let mut rss_samples = Vec::new();
         let mut cpu_per_cycle = Vec::new();
         while started.elapsed() < Duration::from_secs(seconds) {
@@ -258,6 +280,14 @@ fn main() -> anyhow::Result<()> {
         }
         let measured = started.elapsed().as_secs_f64();
         let cognigy_used = last_cognigy.saturating_sub(first_cognigy);
+        let by_path: Vec<String> = sim_cognigy_by_path(&client, &base)
+            .await
+            .into_iter()
+            .map(|(path, n)| {
+                let before = first_by_path.get(&path).copied().unwrap_or(0);
+                format!("{path} {}", n.saturating_sub(before))
+            })
+            .collect();
         let truth: serde_json::Value = client
             .get(format!("{base}/_sim/truth"))
             .send()
@@ -280,6 +310,7 @@ fn main() -> anyhow::Result<()> {
             100.0 * cognigy_used as f64 / (quota_per_second * measured),
             quota_per_second * measured
         );
+        println!("Cognigy requests by path: {}", by_path.join(", "));
         println!("against the truth: {comparison}");
         println!("finished with {}", support::machine());
         Ok(())

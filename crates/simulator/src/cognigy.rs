@@ -422,9 +422,15 @@ impl ODataQuery {
                     break;
                 }
             }
-            let Some(session) = call.session.as_ref().filter(|s| s.visible_at <= now) else {
+            let Some(session) = call.session.as_ref() else {
                 continue;
             };
+            // Sessions and Analytics appear when the session is saved; each Conversations record
+            // its lag after its own message.
+            let conversations = self.collection == Collection::Conversations;
+            if !conversations && session.visible_at > now {
+                continue;
+            }
             let of_collection: &[ODataRecord] = match self.collection {
                 Collection::Sessions => std::slice::from_ref(&session.session),
                 Collection::Conversations => &session.conversations,
@@ -432,6 +438,13 @@ impl ODataQuery {
                 Collection::Unsimulated => &[],
             };
             for r in of_collection {
+                if conversations
+                    && r.natural_time
+                        .map_or(session.visible_at, |t| t + session.conversation_lag)
+                        > now
+                {
+                    continue;
+                }
                 let id = if self.needs_id {
                     Value::String(r.id.clone())
                 } else {

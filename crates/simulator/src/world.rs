@@ -254,12 +254,17 @@ impl ODataRecord {
     }
 }
 
-/// A Cognigy session with its OData records, visible together once the session ended plus lag.
+/// A Cognigy session with its OData records. Its Sessions and Analytics records are visible
+/// together once the session ended plus lag (or plus the drawn delay): Cognigy saves them at the
+/// end of the session. Each Conversations record is visible `conversation_lag` after its own
+/// timestamp: Cognigy writes it "immediately after a message arrives"
+/// (docs.cognigy.com/ai/agents/analyze/collecting-data).
 #[derive(Debug, Clone)]
 pub struct SessionRecords {
     pub session_id: String,
     pub ended_at: DateTime<Utc>,
     pub visible_at: DateTime<Utc>,
+    pub conversation_lag: Duration,
     pub session: ODataRecord,
     pub conversations: Vec<ODataRecord>,
     pub analytics: Vec<ODataRecord>,
@@ -1791,7 +1796,8 @@ fn push_contact(
 }
 
 /// The session's OData records: its Sessions record with the `handoverEscalations` counter, and
-/// the Conversations and Analytics records written so far, visible `lag` after it ends.
+/// the Conversations and Analytics records written so far, visible `lag` after it ends (each
+/// Conversations record `lag` after its own timestamp).
 fn session_records(
     b: &mut SessionBuilder<'_>,
     ids: &CallIds,
@@ -1826,6 +1832,7 @@ fn session_records(
         session_id: b.session_id.clone(),
         ended_at: session_end,
         visible_at: session_end + lag,
+        conversation_lag: lag,
         session: ODataRecord::new(
             object_id(opening.started_at, ids.index, 0),
             session_json,

@@ -73,7 +73,9 @@ impl CxonePosition {
 
 /// Where a newest-first pass over the project logs continues: entries stamped at or after
 /// `after`, from the server's cursor `resume` (from the newest entry when `None`), for the
-/// `term`-th server-side filter term (a pass reads each configured term in turn).
+/// `term`-th server-side filter term (a pass reads each configured term in turn). `newest` is
+/// the newest entry's timestamp the running pass has read (server time): the next pass starts
+/// from it (see [`Pass::completed_logs`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsPosition {
     pub after: DateTime<Utc>,
@@ -81,6 +83,17 @@ pub struct LogsPosition {
     pub resume: Option<String>,
     #[serde(default)]
     pub term: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<DateTime<Utc>>,
+}
+
+impl LogsPosition {
+    /// The position once entries stamped `stamps` have been read: `newest` moves up to the
+    /// latest of them.
+    pub fn saw(mut self, stamps: impl IntoIterator<Item = DateTime<Utc>>) -> LogsPosition {
+        self.newest = self.newest.into_iter().chain(stamps).max();
+        self
+    }
 }
 
 /// A stream position: where a pass starts, and what time it stands for in the horizon.
@@ -124,6 +137,7 @@ impl Position for LogsPosition {
             after: t,
             resume: None,
             term: 0,
+            newest: None,
         }
     }
     fn read_through(&self) -> Option<DateTime<Utc>> {
@@ -247,6 +261,28 @@ impl<P: Position> Pass<P> {
     }
 }
 
+impl Pass<LogsPosition> {
+    /// The cursor once a logs pass (as [`Pass::after_page`] left it) read down to its lower
+    /// bound, at `now`. The next pass reads down to [`LOGS_WRITE_MARGIN`] before the newest
+    /// entry this one read: both are the server's timestamps, so no clock skew enters, and log
+    /// entries are written as the flow runs, so nothing older than that appears later. A pass
+    /// that read no entry leaves the bound where it was (nothing newer existed). The horizon
+    /// (`complete_at`) is the pass's wall-clock start, as for every stream.
+    pub fn completed_logs(&self, now: DateTime<Utc>) -> Pass<LogsPosition> {
+        let mut next = self.completed(Windows::single(Duration::zero()), now);
+        next.position.after = match self.position.newest {
+            Some(newest) => before(newest, LOGS_WRITE_MARGIN).max(self.position.after),
+            None => self.position.after,
+        };
+        next
+    }
+}
+
+/// How much earlier than the newest entry a logs pass read the next one starts: entries stamped
+/// that much before it may still have been on their way into the log store. Small, because a
+/// logs page holds at most 100 entries and every second re-read is read again each cycle.
+pub const LOGS_WRITE_MARGIN: Duration = Duration::seconds(10);
+
 /// The detail column of a cursor row (JSON); older versions wrote `""`, `"continue"` or
 /// `{"resume", "top"}`, which parse too (with `started` missing: see [`decode`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -265,6 +301,8 @@ struct Detail {
     resume: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     term: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     sweep: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +324,7 @@ pub struct RowParts {
     tied: u64,
     resume: Option<String>,
     term: usize,
+    newest: Option<DateTime<Utc>>,
 }
 
 /// A stream whose cursor can be kept in one store row.
@@ -330,12 +369,14 @@ impl Stored for LogsPosition {
             after,
             resume: parts.resume.filter(|r| !r.is_empty()),
             term: parts.term,
+            newest: parts.newest,
         }
     }
     fn row_parts(&self) -> RowParts {
         RowParts {
             resume: self.resume.clone(),
             term: self.term,
+            newest: self.newest,
             ..RowParts::default()
         }
     }
@@ -348,6 +389,7 @@ pub fn encode<P: Stored>(pass: &Pass<P>) -> (DateTime<Utc>, String) {
         tied,
         resume,
         term,
+        newest,
     } = pass.position.row_parts();
     let detail = Detail {
         started: Some(pass.started),
@@ -357,6 +399,7 @@ pub fn encode<P: Stored>(pass: &Pass<P>) -> (DateTime<Utc>, String) {
         tied,
         resume,
         term,
+        newest,
         sweep: pass.sweep,
         swept_at: pass.swept_at,
     };
@@ -385,6 +428,7 @@ pub fn decode<P: Stored>(
             tied,
             resume,
             term,
+            newest,
             sweep,
             swept_at,
         }) => Pass {
@@ -395,6 +439,7 @@ pub fn decode<P: Stored>(
                     tied,
                     resume,
                     term,
+                    newest,
                 },
             ),
             started,
@@ -569,6 +614,51 @@ mod tests {
         assert!(done.fresh);
     }
 
+    /// A logs pass starts the next one `LOGS_WRITE_MARGIN` before the newest entry it read
+    /// (server time, whatever the local clock says); one that read nothing keeps its bound.
+    #[test]
+    fn logs_pass_restarts_from_newest_entry_read() {
+        let first: Pass<LogsPosition> = Pass::first(at(-60), at(0));
+        // The server's clock runs 3 minutes behind the local one: its newest entry is at -3.
+        let read = first
+            .after_page(LogsPosition::start(at(-60)).saw([at(-5), at(-3)]), at(0))
+            .after_page(
+                LogsPosition {
+                    resume: None,
+                    term: 1,
+                    ..LogsPosition::start(at(-60)).saw([at(-3)])
+                }
+                .saw([at(-4)]),
+                at(0),
+            );
+        assert_eq!(read.position.newest, Some(at(-3)));
+        let next = read.completed_logs(at(1));
+        assert_eq!(
+            next.position,
+            LogsPosition::start(at(-3) - LOGS_WRITE_MARGIN)
+        );
+        assert_eq!(
+            next.complete_at,
+            Some(at(0)),
+            "the horizon is the pass's own start"
+        );
+        assert!(next.fresh);
+        let idle = next
+            .after_page(next.position.clone(), at(2))
+            .completed_logs(at(3));
+        assert_eq!(
+            idle.position.after,
+            at(-3) - LOGS_WRITE_MARGIN,
+            "nothing read: same bound"
+        );
+        assert_eq!(idle.position.newest, None);
+        let empty: Pass<LogsPosition> = Pass::first(at(-60), at(0));
+        let empty = empty
+            .after_page(empty.position.clone(), at(0))
+            .completed_logs(at(1));
+        assert_eq!(empty.position.after, at(-60));
+    }
+
     /// Coverage: the start of the last completed pass, or the running pass's position while it
     /// is below the running pass's start; a newest-first pass covers nothing until it completes.
     #[test]
@@ -587,6 +677,7 @@ mod tests {
                 after: at(-60),
                 resume: Some("c".into()),
                 term: 0,
+                newest: None,
             },
             at(0),
         );
@@ -689,6 +780,7 @@ mod tests {
                 after: at(0),
                 resume: Some("65f0".into()),
                 term: 1,
+                newest: Some(at(1)),
             },
             started: at(2),
             fresh: true,
@@ -742,6 +834,7 @@ mod tests {
                     after: at(0),
                     resume: None,
                     term: 0,
+                    newest: None,
                 },
                 started: at(28),
                 fresh: true,

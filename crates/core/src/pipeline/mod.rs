@@ -103,7 +103,8 @@ impl CycleReport {
     }
 }
 
-/// The OData pass windows of a tenant (see `Poller::odata_windows`).
+/// The pass windows of the OData collections Cognigy writes when a session ends (Sessions,
+/// Analytics; see `Poller::odata_windows`).
 fn odata_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
     let d = |v: std::time::Duration| Duration::milliseconds(v.as_millis() as i64);
     let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
@@ -111,6 +112,19 @@ fn odata_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
         short: timing.overlap,
         long: d(tenant.cognigy.late_window).max(lag + timing.overlap),
         sweep_every: d(tenant.cognigy.late_sweep_interval),
+    }
+}
+
+/// The pass windows of the Conversations collection. Cognigy writes a Conversations record
+/// "immediately after a message arrives" (docs.cognigy.com/ai/agents/analyze/collecting-data,
+/// 2026.1), not when the session ends, so its sweeps reach back only the Cognigy lag plus the
+/// overlap, not the late window: the late window's re-read of Conversations was the largest
+/// share of the steady-state requests.
+fn conversation_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
+    let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
+    cursors::Windows {
+        long: lag + timing.overlap,
+        ..odata_windows(tenant, timing)
     }
 }
 
@@ -123,10 +137,12 @@ pub struct Poller {
     cxone_max_pages: u32,
     cognigy_max_pages: u32,
     timing: Timing,
-    /// How far back OData passes start (records appear after their session ends): `overlap`
-    /// before the previous pass began, and every `late_sweep_interval` a sweep `late_window`
-    /// (at least the Cognigy lag plus the overlap) before the previous sweep began.
+    /// How far back Sessions and Analytics passes start (records appear after their session
+    /// ends): `overlap` before the previous pass began, and every `late_sweep_interval` a sweep
+    /// `late_window` (at least the Cognigy lag plus the overlap) before the previous sweep began.
     odata_windows: cursors::Windows,
+    /// The same for Conversations, whose sweeps reach back the Cognigy lag plus the overlap.
+    conversation_windows: cursors::Windows,
     /// The server-side filter terms of the logs (empty: every line is read).
     logs_filter: Vec<String>,
     store: Arc<Mutex<Store>>,
@@ -183,6 +199,7 @@ impl Poller {
             cxone_max_pages: tenant.cxone.max_pages,
             cognigy_max_pages: tenant.cognigy.max_pages,
             odata_windows: odata_windows(tenant, &timing),
+            conversation_windows: conversation_windows(tenant, &timing),
             logs_filter: tenant.cognigy.logs_filter.clone(),
             timing,
             store,

@@ -7,7 +7,7 @@
 //! an error, which leaves its cursor where the last page put it. A failing stream never stops the
 //! others. This module does not decide anything and does not schedule cycles.
 
-use super::cursors::{CxonePosition, LogsPosition, Pass, Windows};
+use super::cursors::{CxonePosition, LogsPosition, Pass, Windows, LOGS_WRITE_MARGIN};
 use super::ingest::{DelayMeasure, Records};
 use super::{CycleError, Poller};
 use crate::metrics::OdataCollection;
@@ -142,9 +142,10 @@ impl Poller {
     {
         let started = Instant::now();
         let mut read = StreamRead::default();
+        let windows = self.windows_of(collection);
         while read.may_read(&limits) {
             let asked_at = Utc::now();
-            let priority = read_priority(pass.position.after, self.odata_windows.long, asked_at);
+            let priority = read_priority(pass.position.after, windows.long, asked_at);
             let page = with_priority(priority, fetch(pass.position));
             let Some(result) = within(limits.deadline, page).await else {
                 read.stopped_at_deadline();
@@ -160,7 +161,7 @@ impl Poller {
             };
             // A 500 taken as "end of keyset" is believable only near the present: in the middle
             // of a backlog it is an outage, and completing the pass would skip data.
-            let believable_end = before(asked_at, self.odata_windows.long * 2);
+            let believable_end = before(asked_at, windows.long * 2);
             if page.ended_on_500 && pass.position.after < believable_end {
                 tracing::warn!(tenant = %self.tenant, source = "cognigy", collection = name, kind = "keyset_500", "HTTP 500 far behind the present taken as an outage, not the end of data");
                 read.failed = Some("keyset_500");
@@ -168,11 +169,11 @@ impl Poller {
             }
             let mut next = pass.after_page(page.next, asked_at);
             if page.end {
-                next = next.completed(self.odata_windows, Utc::now());
+                next = next.completed(windows, Utc::now());
             }
             read.pages += 1;
             read.records += page.records.len();
-            let measure = DelayMeasure::of(collection, &pass, self.odata_windows.long, asked_at);
+            let measure = DelayMeasure::of(collection, &pass, windows.long, asked_at);
             self.ingest_page(name, wrap(page.records), &next, asked_at, measure)
                 .await?;
             pass = next;
@@ -185,9 +186,9 @@ impl Poller {
     }
 
     /// Reads the project logs, newest first, from `pass`. Logs are written in real time, so a
-    /// pass reaches back only [`LOGS_REREAD`] (or the overlap, if shorter) before the previous
-    /// one began. With filter terms
-    /// configured, a pass reads the lines of each term in turn (the server filters them).
+    /// pass reaches back only a few seconds before the newest entry the previous one read (see
+    /// [`Pass::completed_logs`]). With filter terms configured, a pass reads the lines of each
+    /// term in turn (the server filters them).
     pub(super) async fn read_logs(
         &self,
         mut pass: Pass<LogsPosition>,
@@ -198,7 +199,7 @@ impl Poller {
         while read.may_read(&limits) {
             let asked_at = Utc::now();
             let position = pass.position.clone();
-            let priority = read_priority(position.after, self.logs_reread(), asked_at);
+            let priority = read_priority(position.after, LOGS_WRITE_MARGIN, asked_at);
             let term = self.logs_filter.get(position.term).map(String::as_str);
             let Some(result) = within(
                 limits.deadline,
@@ -257,11 +258,12 @@ impl Poller {
             let next_term = position.term + 1;
             let end = term_done
                 && (next_term >= self.logs_filter.len() || !self.cognigy.logs_filter_on());
+            let position = position.saw(page.entries.iter().map(|e| e.timestamp));
             let position = if term_done && !end {
                 LogsPosition {
-                    after: position.after,
                     resume: None,
                     term: next_term,
+                    ..position
                 }
             } else {
                 LogsPosition {
@@ -271,7 +273,7 @@ impl Poller {
             };
             let mut next = pass.after_page(position, asked_at);
             if end {
-                next = next.completed(Windows::single(self.logs_reread()), Utc::now());
+                next = next.completed_logs(Utc::now());
             }
             read.pages += 1;
             read.records += page.entries.len();
@@ -297,15 +299,13 @@ impl Poller {
     }
 }
 
-/// How far before the previous logs pass began the next one starts: Cognigy writes log entries
-/// in real time, so this only absorbs clock skew and entries written a little late; a longer
-/// re-read would cost several log pages every cycle.
-pub(super) const LOGS_REREAD: Duration = Duration::seconds(60);
-
 impl Poller {
-    /// The logs' re-read window: [`LOGS_REREAD`], or the overlap if that is shorter.
-    fn logs_reread(&self) -> Duration {
-        self.timing.overlap.min(LOGS_REREAD)
+    /// The pass windows of one OData collection.
+    fn windows_of(&self, collection: OdataCollection) -> Windows {
+        match collection {
+            OdataCollection::Conversations => self.conversation_windows,
+            OdataCollection::Sessions | OdataCollection::Analytics => self.odata_windows,
+        }
     }
 }
 
