@@ -117,16 +117,24 @@ fn odata_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
 
 /// The pass windows of the Conversations collection. Cognigy writes a Conversations record
 /// "immediately after a message arrives" (docs.cognigy.com/ai/agents/analyze/collecting-data,
-/// 2026.1), not when the session ends, so its sweeps reach back only the Cognigy lag plus the
-/// overlap, not the late window: the late window's re-read of Conversations was the largest
-/// share of the steady-state requests.
+/// 2026.1), not when the session ends, so its short passes re-read only
+/// [`CONVERSATIONS_REREAD`] (or the overlap, if shorter) and its sweeps reach back the Cognigy
+/// lag plus the overlap, not the late window. Conversations are the largest OData collection
+/// (a record per message): re-reading five minutes of them every cycle, and an hour every sweep,
+/// was most of the steady-state OData requests. A record written later than that is still read
+/// by the sweeps and shows in `handover_cognigy_record_delay_seconds`.
 fn conversation_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
     let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
     cursors::Windows {
+        short: timing.overlap.min(CONVERSATIONS_REREAD),
         long: lag + timing.overlap,
-        ..odata_windows(tenant, timing)
+        sweep_every: odata_windows(tenant, timing).sweep_every,
     }
 }
+
+/// How far before the previous Conversations pass began the next one starts (see
+/// `conversation_windows`).
+const CONVERSATIONS_REREAD: Duration = Duration::seconds(60);
 
 /// Everything one tenant's cycles need.
 pub struct Poller {
@@ -485,5 +493,39 @@ impl Poller {
         if let Ok(mut g) = self.last_prune.lock() {
             *g = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At the defaults, Sessions and Analytics re-read five minutes each pass and sweep the late
+    /// window every 15 minutes, while Conversations (written as each message arrives) re-read
+    /// 60 s and sweep only the Cognigy lag plus the overlap.
+    #[test]
+    fn conversations_re_read_less_than_the_collections_written_at_session_end() {
+        let text = include_str!("../../../../tests/fixtures/config/minimal.toml");
+        let config = crate::config::parse(text, "minimal.toml", &|_| Some("s".into()))
+            .expect("the minimal fixture parses");
+        let timing = Timing::from_config(&config);
+        let tenant = &config.tenants[0];
+        let at_session_end = odata_windows(tenant, &timing);
+        assert_eq!(
+            at_session_end,
+            cursors::Windows {
+                short: Duration::minutes(5),
+                long: Duration::minutes(45),
+                sweep_every: Duration::minutes(15),
+            }
+        );
+        assert_eq!(
+            conversation_windows(tenant, &timing),
+            cursors::Windows {
+                short: Duration::seconds(60),
+                long: Duration::minutes(15 + 5),
+                sweep_every: Duration::minutes(15),
+            }
+        );
     }
 }
