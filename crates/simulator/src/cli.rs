@@ -72,16 +72,18 @@ pub struct SimulateArgs {
         default_value_t = 1.0
     )]
     pub backlog_hours: f64,
-    /// Seconds after a session ends before its Cognigy OData records appear.
+    /// Seconds after a session ends before its Cognigy Sessions and Analytics records appear
+    /// (each Conversations record appears this long after its own message).
     #[arg(
         long = "cognigy-lag-seconds",
         env = "HANDOVER_COGNIGY_LAG_SECONDS",
         default_value_t = 60
     )]
     pub cognigy_lag_seconds: u64,
-    /// How long after a session ends its OData records appear, drawn per session instead of the
-    /// lag: WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated (e.g. `0.8:60,0.2:1800-1900`: one
-    /// session in five only at its 30-minute expiry).
+    /// How long after a session ends its Sessions and Analytics records appear, drawn per
+    /// session instead of the lag: WEIGHT:SECONDS or WEIGHT:MIN-MAX, comma-separated (e.g.
+    /// `0.8:60,0.2:1800-1900`: one session in five only at its 30-minute expiry). Conversations
+    /// records still appear the lag after their message, as Cognigy writes them.
     #[arg(long = "cognigy-delay", env = "HANDOVER_COGNIGY_DELAY")]
     pub cognigy_delay: Option<CognigyDelay>,
     /// Write the world as a replay directory and exit, instead of serving.

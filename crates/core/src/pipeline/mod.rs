@@ -118,16 +118,17 @@ fn odata_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
 /// The pass windows of the Conversations collection. Cognigy writes a Conversations record
 /// "immediately after a message arrives" (docs.cognigy.com/ai/agents/analyze/collecting-data,
 /// 2026.1), not when the session ends, so its short passes re-read only
-/// [`CONVERSATIONS_REREAD`] (or the overlap, if shorter) and its sweeps reach back the Cognigy
-/// lag plus the overlap, not the late window. Conversations are the largest OData collection
-/// (a record per message): re-reading five minutes of them every cycle, and an hour every sweep,
-/// was most of the steady-state OData requests. A record written later than that is still read
-/// by the sweeps and shows in `handover_cognigy_record_delay_seconds`.
+/// [`CONVERSATIONS_REREAD`] (or the overlap, if shorter) and its sweeps reach back the overlap,
+/// not the late window (nor the Cognigy lag, which is how long a *session* may take to appear).
+/// Conversations are the largest OData collection (a record per message): re-reading five
+/// minutes of them every cycle, and an hour every sweep, was most of the steady-state OData
+/// requests. A record written later than the overlap is counted in
+/// `handover_cognigy_late_records_total{collection="conversations"}` (and alerted on) when a
+/// sweep still finds it.
 fn conversation_windows(tenant: &TenantConfig, timing: &Timing) -> cursors::Windows {
-    let lag = Duration::seconds(tenant.rules.cognigy_lag_seconds as i64);
     cursors::Windows {
         short: timing.overlap.min(CONVERSATIONS_REREAD),
-        long: lag + timing.overlap,
+        long: timing.overlap,
         sweep_every: odata_windows(tenant, timing).sweep_every,
     }
 }
@@ -149,7 +150,7 @@ pub struct Poller {
     /// ends): `overlap` before the previous pass began, and every `late_sweep_interval` a sweep
     /// `late_window` (at least the Cognigy lag plus the overlap) before the previous sweep began.
     odata_windows: cursors::Windows,
-    /// The same for Conversations, whose sweeps reach back the Cognigy lag plus the overlap.
+    /// The same for Conversations, whose passes re-read 60 s and sweeps the overlap.
     conversation_windows: cursors::Windows,
     /// The server-side filter terms of the logs (empty: every line is read).
     logs_filter: Vec<String>,
@@ -502,7 +503,7 @@ mod tests {
 
     /// At the defaults, Sessions and Analytics re-read five minutes each pass and sweep the late
     /// window every 15 minutes, while Conversations (written as each message arrives) re-read
-    /// 60 s and sweep only the Cognigy lag plus the overlap.
+    /// 60 s and sweep only the overlap, whatever the Cognigy lag.
     #[test]
     fn conversations_re_read_less_than_the_collections_written_at_session_end() {
         let text = include_str!("../../../../tests/fixtures/config/minimal.toml");
@@ -523,7 +524,7 @@ mod tests {
             conversation_windows(tenant, &timing),
             cursors::Windows {
                 short: Duration::seconds(60),
-                long: Duration::minutes(15 + 5),
+                long: Duration::minutes(5),
                 sweep_every: Duration::minutes(15),
             }
         );
