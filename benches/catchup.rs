@@ -520,7 +520,7 @@ fn default_limits(config: &mut handover_exporter::config::Config) {
     tenant.cxone.max_pages = 50;
     tenant.cognigy.odata_page_size = 1000;
     tenant.cognigy.logs_page_size = 100;
-    tenant.cognigy.max_pages = 50;
+    tenant.cognigy.max_pages = handover_exporter::config::DEFAULT_COGNIGY_MAX_PAGES;
 }
 
 /// The allowed request rates (Cognigy, CXone) per second of the daemon's settings.

@@ -228,7 +228,7 @@ fn example_file_parses_with_values_and_defaults() {
         (cognigy.odata_page_size, cognigy.logs_page_size),
         (1000, 100)
     );
-    assert_eq!(cognigy.max_pages, 50);
+    assert_eq!(cognigy.max_pages, 500);
     assert_eq!(cognigy.date_literal, DateLiteral::Quoted);
     assert!(cognigy.end_of_keyset_500);
     assert!(cognigy.odata_select);

@@ -142,7 +142,7 @@ pub struct CognigyConfig {
     /// Server-side `filter` terms of the logs reads: only entries whose type, message or trace
     /// id contain one of them are read (each term in turn); empty reads every line.
     pub logs_filter: Vec<String>,
-    /// Pages read per collection per cycle at most.
+    /// Pages read per collection per cycle at most (default [`DEFAULT_COGNIGY_MAX_PAGES`]).
     pub max_pages: u32,
     pub date_literal: DateLiteral,
     /// Treat HTTP 500 under a keyset filter as the end of data (api/cognigy.md §2.2, T3).
@@ -288,6 +288,13 @@ pub const DEFAULT_LATE_SWEEP_INTERVAL_SECONDS: u64 = 900;
 /// The default `[tenant.cognigy] logs_filter`: the lines of the CXone handover node, which every
 /// default log pattern matches (api/cognigy.md §3.6: they are prefixed with the node type).
 pub const DEFAULT_LOGS_FILTER: &[&str] = &["handoverToCXone"];
+/// The default `[tenant.cognigy] max_pages`. A logs page holds at most 100 entries and a day of
+/// 100 000 calls writes about 4 300 pages of the handover node's lines; a cap of 50 pages per
+/// stream and cycle let a catch-up spend only about a quarter of what Cognigy's quota (200
+/// requests a minute) allows. This is above what the quota lets one 60 s cycle read, so the
+/// quota and the cycle deadline bound a catch-up, not the cap; the cap still stops a server that
+/// pages without end.
+pub const DEFAULT_COGNIGY_MAX_PAGES: u32 = 500;
 /// The default `[tenant.cxone] api_version`.
 pub const DEFAULT_CXONE_API_VERSION: &str = "v30.0";
 
@@ -937,7 +944,13 @@ fn validate_cognigy(
         )?,
         logs_page_size: between_u32(&key.key("logs_page_size"), raw.logs_page_size, 100, 1, 100)?,
         logs_filter: logs_filter(&key.key("logs_filter"), raw.logs_filter)?,
-        max_pages: between_u32(&key.key("max_pages"), raw.max_pages, 50, 1, 100_000)?,
+        max_pages: between_u32(
+            &key.key("max_pages"),
+            raw.max_pages,
+            DEFAULT_COGNIGY_MAX_PAGES,
+            1,
+            100_000,
+        )?,
         date_literal: match raw.date_literal {
             None | Some(RawDateLiteral::Quoted) => DateLiteral::Quoted,
             Some(RawDateLiteral::Bare) => DateLiteral::Bare,
