@@ -24,55 +24,16 @@ use handover_exporter::daemon::{self, ServeOptions};
 use handover_simulator::{self as simulator, SimCredentials};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{env_or, mb, SimChild};
+use support::{env_or, mb, SimChild, SimStats};
 
-/// Requests the simulator has answered, from `/_sim/stats`: (all, `contacts/completed`, Cognigy).
+/// Requests the simulator has answered: (all, `contacts/completed`, Cognigy).
 async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64, u64)> {
-    let stats: serde_json::Value = client
-        .get(format!("{base}/_sim/stats"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let map = stats
-        .get("requests")
-        .and_then(|r| r.as_object())
-        .or_else(|| stats.as_object())?;
-    let total = map.values().filter_map(|v| v.as_u64()).sum();
-    let completed = map
-        .iter()
-        .filter(|(k, _)| k.ends_with("/contacts/completed"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    let cognigy = map
-        .iter()
-        .filter(|(k, _)| k.starts_with("/odata/") || k.starts_with("/new/"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    Some((total, completed, cognigy))
-}
-
-/// Cognigy requests the simulator has answered, by path (from `/_sim/stats`).
-async fn sim_cognigy_by_path(
-    client: &reqwest::Client,
-    base: &str,
-) -> std::collections::BTreeMap<String, u64> {
-    let Ok(response) = client.get(format!("{base}/_sim/stats")).send().await else {
-        return Default::default();
-    };
-    let stats: serde_json::Value = response.json().await.unwrap_or_default();
-    let map = stats
-        .get("requests")
-        .and_then(|r| r.as_object())
-        .or_else(|| stats.as_object())
-        .cloned()
-        .unwrap_or_default();
-    map.into_iter()
-        .filter(|(k, _)| k.starts_with("/odata/") || k.starts_with("/new/"))
-        .filter_map(|(k, v)| Some((k, v.as_u64()?)))
-        .collect()
+    let stats = SimStats::fetch(client, base).await?;
+    Some((
+        stats.total(),
+        stats.ending_with("/contacts/completed"),
+        stats.cognigy(),
+    ))
 }
 
 /// Every diagnosis the daemon stored (its state file, after it stopped) against the truth:
@@ -239,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         let (mut last_req, mut last_cycles, mut last_cognigy) =
             sim_requests(&client, &base).await.unwrap_or((0, 0, 0));
         let first_cognigy = last_cognigy;
-        let first_by_path = sim_cognigy_by_path(&client, &base).await;
+        let first_stats = SimStats::fetch(&client, &base).await;
         let mut rss_samples = Vec::new();
         let mut cpu_per_cycle = Vec::new();
         while started.elapsed() < Duration::from_secs(seconds) {
@@ -280,12 +241,13 @@ fn main() -> anyhow::Result<()> {
         }
         let measured = started.elapsed().as_secs_f64();
         let cognigy_used = last_cognigy.saturating_sub(first_cognigy);
-        let by_path: Vec<String> = sim_cognigy_by_path(&client, &base)
-            .await
-            .into_iter()
+        let last_stats = SimStats::fetch(&client, &base).await;
+        let by_path: Vec<String> = last_stats
+            .iter()
+            .flat_map(SimStats::cognigy_by_path)
             .map(|(path, n)| {
-                let before = first_by_path.get(&path).copied().unwrap_or(0);
-                format!("{path} {}", n.saturating_sub(before))
+                let before = first_stats.as_ref().and_then(|s| s.0.get(path)).copied();
+                format!("{path} {}", n.saturating_sub(before.unwrap_or(0)))
             })
             .collect();
         let truth: serde_json::Value = client

@@ -27,29 +27,12 @@ use handover_exporter::daemon::{self, ServeOptions};
 use handover_simulator::{self as simulator, SimCredentials};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{env_or, mb, SimChild};
+use support::{env_or, mb, SimChild, SimStats};
 
-/// Requests the simulator has answered, from `/_sim/stats`: (all, Cognigy).
+/// Requests the simulator has answered: (all, Cognigy).
 async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64)> {
-    let stats: serde_json::Value = client
-        .get(format!("{base}/_sim/stats"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let map = stats
-        .get("requests")
-        .and_then(|r| r.as_object())
-        .or_else(|| stats.as_object())?;
-    let total = map.values().filter_map(|v| v.as_u64()).sum();
-    let cognigy = map
-        .iter()
-        .filter(|(k, _)| k.starts_with("/odata/") || k.starts_with("/new/"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    Some((total, cognigy))
+    let stats = SimStats::fetch(client, base).await?;
+    Some((stats.total(), stats.cognigy()))
 }
 
 /// Sums the samples of `family` on an exposition whose line matches `filter`, per tenant.

@@ -261,3 +261,56 @@ impl Drop for SimChild {
         let _ = self.0.wait();
     }
 }
+
+/// The simulator's request counts by path, from `/_sim/stats`.
+pub struct SimStats(pub std::collections::BTreeMap<String, u64>);
+
+impl SimStats {
+    /// The counts now; `None` while the simulator does not answer.
+    pub async fn fetch(client: &reqwest::Client, base: &str) -> Option<SimStats> {
+        let stats: serde_json::Value = client
+            .get(format!("{base}/_sim/stats"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let map = stats
+            .get("requests")
+            .and_then(|r| r.as_object())
+            .or_else(|| stats.as_object())?;
+        Some(SimStats(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect(),
+        ))
+    }
+
+    /// Every request answered.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Requests to paths ending with `suffix`.
+    pub fn ending_with(&self, suffix: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Requests to Cognigy (OData and the REST API), by path.
+    pub fn cognigy_by_path(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with("/odata/") || k.starts_with("/new/"))
+            .map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Requests to Cognigy.
+    pub fn cognigy(&self) -> u64 {
+        self.cognigy_by_path().map(|(_, v)| v).sum()
+    }
+}
