@@ -1161,10 +1161,7 @@ impl<'a> LogsQuery<'a> {
             .filter(|l| self.levels.is_empty() || self.levels.contains(&l.level))
             .filter(|l| {
                 self.text_filter.as_deref().map_or(true, |f| {
-                    let field = |name: &str| l.json.get(name).and_then(Value::as_str).unwrap_or("");
-                    contains_ignoring_case(field("msg"), f)
-                        || l.level.contains(f)
-                        || contains_ignoring_case(field("traceId"), f)
+                    l.search_text.split('\0').any(|field| field.contains(f)) || l.level.contains(f)
                 })
             })
             .enumerate()
@@ -1226,17 +1223,6 @@ impl<'a> LogsQuery<'a> {
             o == Ordering::Greater
         }
     }
-}
-
-/// Whether `text` contains `lower` (already lower-case) in any ASCII case, without the copy a
-/// lower-cased `text` would cost: every logs request scans the whole day's entries.
-fn contains_ignoring_case(text: &str, lower: &str) -> bool {
-    let needle = lower.as_bytes();
-    needle.is_empty()
-        || text
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn invalid_cursor() -> RestRefusal {
@@ -1316,25 +1302,6 @@ mod tests {
         for bad in ["", "60", "x:60", "0:60", "1:60-30", "1:1.5"] {
             assert!(bad.parse::<CognigyDelay>().is_err(), "{bad}");
         }
-    }
-
-    /// The logs `filter` matches in any ASCII case, anywhere in the text, as lower-casing both did.
-    #[test]
-    fn logs_filter_matches_ignoring_case() {
-        assert!(contains_ignoring_case(
-            "handoverToCXone: sent signal",
-            "handovertocxone"
-        ));
-        assert!(contains_ignoring_case(
-            "x HANDOVERTOCXONE",
-            "handovertocxone"
-        ));
-        assert!(contains_ignoring_case("anything", ""));
-        assert!(!contains_ignoring_case("handoverTo", "handovertocxone"));
-        assert!(!contains_ignoring_case(
-            "Lookup: intent branch taken",
-            "handovertocxone"
-        ));
     }
 
     /// Quoted and bare date literals, `and` joins and `''` escapes parse; `or` is refused.
