@@ -12,6 +12,7 @@
 //! instead of an empty page at the end of a keyset. It serves what the world holds and judges
 //! nothing.
 
+use super::log_index::{self, LogKey, LogSelector};
 use super::selection::keep_first_sorted;
 use super::world::{Call, LogRecord, ODataRecord, World};
 use super::{json_response, ApiRequest, PageKind, SimState};
@@ -20,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::ops::Bound;
 
 /// How long after a session ends its OData records appear: weighted ranges of seconds, one drawn
 /// per session (deterministically, from the world's seed and the call's index). Written
@@ -995,12 +997,15 @@ pub fn handle_rest(state: &SimState, req: &ApiRequest) -> (Response, PageKind) {
         Ok(query) => query,
         Err(refused) => return refused.answer(instance),
     };
-    // Borrowed from the world (held for the request): only the page served is copied, and only
-    // the entries up to the end of the page are put in order.
-    let world = state.world_at(req.now);
-    let entries = query.visible_entries(&world, req.now);
-    let total = entries.len();
-    let (page, has_before, has_after) = match query.page(&world, req, entries) {
+    // Borrowed from the world (held for the request): the page is a range read of the entries
+    // the query selects, kept in order by the world's log index; only the page served is copied.
+    let mut world = state.world_at(req.now);
+    let LogsPage {
+        entries: page,
+        has_before,
+        has_after,
+        total,
+    } = match query.page(&mut world, req) {
         Ok(page) => page,
         Err(refused) => return refused.answer(instance),
     };
@@ -1068,6 +1073,18 @@ fn logs_route(state: &SimState, req: &ApiRequest) -> Result<(), RestRefusal> {
         ));
     }
     Ok(())
+}
+
+/// The `(timestamp, id)` of the entry a logs cursor names.
+type CursorKey = (DateTime<Utc>, Box<str>);
+
+/// One logs page: its entries in serving order, whether entries come before and after it, and
+/// how many entries the query sees in all.
+struct LogsPage<'w> {
+    entries: Vec<&'w LogRecord>,
+    has_before: bool,
+    has_after: bool,
+    total: usize,
 }
 
 /// What a logs request selects: page size, order, levels, text and start.
@@ -1148,98 +1165,136 @@ impl<'a> LogsQuery<'a> {
         })
     }
 
-    /// Each entry visible at `now` that the query selects, with its world position, the last
-    /// key of the order: equal (timestamp, id) keys keep world order ascending and reversed
-    /// descending, as a stable sort then a reversal did.
-    fn visible_entries<'w>(
-        &self,
-        world: &'w World,
-        now: DateTime<Utc>,
-    ) -> Vec<(usize, &'w LogRecord)> {
-        all_logs(world)
-            .filter(|l| l.timestamp <= now && l.timestamp >= self.since)
-            .filter(|l| self.levels.is_empty() || self.levels.contains(&l.level))
-            .filter(|l| {
-                self.text_filter.as_deref().map_or(true, |f| {
-                    l.search_text.split('\0').any(|field| field.contains(f)) || l.level.contains(f)
-                })
-            })
-            .enumerate()
-            .collect()
-    }
-
-    /// The page of `entries` the request's cursor (`next`, `previous`) or `skip` selects, with
-    /// whether entries come before and after it; refused for a cursor naming no kept entry.
+    /// The page the request's cursor (`next`, `previous`) or `skip` selects among the entries
+    /// visible at `now` that the query selects, with whether entries come before and after it and
+    /// how many there are in all; refused for a cursor naming no kept entry. Entries are served
+    /// in `(timestamp, id)` order (descending: reversed), equal keys in world order (reversed).
     fn page<'w>(
         &self,
-        world: &'w World,
+        world: &'w mut World,
         req: &ApiRequest,
-        mut entries: Vec<(usize, &'w LogRecord)>,
-    ) -> Result<(Vec<&'w LogRecord>, bool, bool), RestRefusal> {
+    ) -> Result<LogsPage<'w>, RestRefusal> {
         let limit = self.limit;
-        let serving_order = |a: &(usize, &LogRecord), b: &(usize, &LogRecord)| {
-            let o = (a.1.timestamp, &a.1.id, a.0).cmp(&(b.1.timestamp, &b.1.id, b.0));
-            if self.descending {
-                o.reverse()
-            } else {
-                o
+        let cursor = |name: &str| -> Result<Option<CursorKey>, RestRefusal> {
+            match req.param(name) {
+                None => Ok(None),
+                Some(id) => world
+                    .log_with_id(id)
+                    .map(|l| Some((l.timestamp, l.id.as_str().into())))
+                    .ok_or_else(invalid_cursor),
             }
         };
-        if let Some(cursor) = req.param("next") {
-            let k = cursor_key(world, cursor).ok_or_else(invalid_cursor)?;
-            entries.retain(|e| self.after(e.1, &k));
-            let more = entries.len() > limit;
-            keep_first_sorted(&mut entries, limit, serving_order);
-            Ok((entries.iter().map(|e| e.1).collect(), true, more))
-        } else if let Some(cursor) = req.param("previous") {
-            let k = cursor_key(world, cursor).ok_or_else(invalid_cursor)?;
-            entries.retain(|e| !self.after(e.1, &k) && (e.1.timestamp, &e.1.id) != (k.0, &k.1));
-            let start = entries.len().saturating_sub(limit);
-            // The last `limit` before the cursor: the first ones of the reversed order, turned back.
-            keep_first_sorted(&mut entries, limit, |a, b| serving_order(b, a));
-            entries.reverse();
-            Ok((entries.iter().map(|e| e.1).collect(), start > 0, true))
+        let next = cursor("next")?;
+        let previous = if next.is_none() {
+            cursor("previous")?
         } else {
-            let skip = req
-                .param("skip")
-                .and_then(|s| s.parse::<usize>().ok())
-                .unwrap_or(0);
-            let more = entries.len() > skip.saturating_add(limit);
-            keep_first_sorted(&mut entries, skip.saturating_add(limit), serving_order);
-            Ok((
-                entries.iter().skip(skip).take(limit).map(|e| e.1).collect(),
-                skip > 0,
-                more,
-            ))
+            None
+        };
+        let selector = LogSelector::new(&self.levels, self.text_filter.as_deref());
+        let (keys, calls) = world.selected_logs(&selector);
+        // Visible: stamped from `since` to `now`, both included.
+        let visible_from = Bound::Included((self.since, Box::<str>::from(""), 0, 0));
+        let visible_to: LogKey = (
+            req.now + Duration::nanoseconds(1),
+            Box::<str>::from(""),
+            0,
+            0,
+        );
+        // Keys before every key of the cursor's `(timestamp, id)`, and after every one.
+        let below = |k: &CursorKey| -> LogKey { (k.0, k.1.clone(), 0, 0) };
+        let above = |k: &CursorKey| -> LogKey { (k.0, k.1.clone(), usize::MAX, usize::MAX) };
+        let entries = |from: Bound<LogKey>, to: LogKey, descending: bool| {
+            let range = key_range(keys, from, to).filter_map(|k| log_index::entry(calls, k));
+            let ordered: Box<dyn Iterator<Item = &'w LogRecord>> = if descending {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+            ordered
+        };
+        let total = entries(visible_from.clone(), visible_to.clone(), false).count();
+        let (from, to) = match (&next, &previous, self.descending) {
+            // After `next` descending, or before `previous` ascending: older than the cursor.
+            (Some(k), _, true) | (None, Some(k), false) => (visible_from, visible_to.min(below(k))),
+            // After `next` ascending, or before `previous` descending: newer than the cursor.
+            (Some(k), _, false) | (None, Some(k), true) => (
+                later_lower_bound(visible_from, Bound::Excluded(above(k))),
+                visible_to,
+            ),
+            (None, None, _) => (visible_from, visible_to),
+        };
+        if previous.is_some() {
+            // The last `limit` before the cursor: the nearest ones, turned back.
+            let mut page: Vec<&LogRecord> = entries(from, to, !self.descending)
+                .take(limit + 1)
+                .collect();
+            let start = page.len() > limit;
+            page.truncate(limit);
+            page.reverse();
+            Ok(LogsPage {
+                entries: page,
+                has_before: start,
+                has_after: true,
+                total,
+            })
+        } else {
+            let skip = if next.is_some() {
+                0
+            } else {
+                req.param("skip")
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .unwrap_or(0)
+            };
+            let mut page: Vec<&LogRecord> = entries(from, to, self.descending)
+                .skip(skip)
+                .take(limit + 1)
+                .collect();
+            let more = page.len() > limit;
+            page.truncate(limit);
+            Ok(LogsPage {
+                entries: page,
+                has_before: next.is_some() || skip > 0,
+                has_after: more,
+                total,
+            })
         }
     }
+}
 
-    /// Whether `e` comes after the cursor's `(timestamp, id)` in the serving order.
-    fn after(&self, e: &LogRecord, k: &(DateTime<Utc>, String)) -> bool {
-        let o = (e.timestamp, &e.id).cmp(&(k.0, &k.1));
-        if self.descending {
-            o == Ordering::Less
-        } else {
-            o == Ordering::Greater
-        }
+/// The keys from `from` to `to` (excluded), none when that range is empty.
+fn key_range(
+    keys: &BTreeSet<LogKey>,
+    from: Bound<LogKey>,
+    to: LogKey,
+) -> impl DoubleEndedIterator<Item = &LogKey> {
+    let empty = match &from {
+        Bound::Included(f) => *f > to,
+        Bound::Excluded(f) => *f >= to,
+        Bound::Unbounded => false,
+    };
+    // `BTreeSet::range` panics on a range that ends before it starts.
+    (!empty)
+        .then(|| keys.range((from, Bound::Excluded(to))))
+        .into_iter()
+        .flatten()
+}
+
+/// The later of two lower bounds (the excluded one when both name the same key).
+fn later_lower_bound(a: Bound<LogKey>, b: Bound<LogKey>) -> Bound<LogKey> {
+    let key = |bound: &Bound<LogKey>| match bound {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+        Bound::Unbounded => None,
+    };
+    match key(&a).cmp(&key(&b)) {
+        Ordering::Greater => a,
+        Ordering::Less => b,
+        Ordering::Equal if matches!(a, Bound::Excluded(_)) => a,
+        Ordering::Equal => b,
     }
 }
 
 fn invalid_cursor() -> RestRefusal {
     RestRefusal::new(StatusCode::BAD_REQUEST, "Invalid cursor", 1005)
-}
-
-/// Every kept log entry, in world order.
-fn all_logs(world: &World) -> impl Iterator<Item = &LogRecord> {
-    world.calls.iter().flat_map(|c| c.logs.iter())
-}
-
-/// The `(timestamp, id)` of the entry a cursor names: any kept entry, visible on this request
-/// or not (the first in world order).
-fn cursor_key(world: &World, cursor: &str) -> Option<(DateTime<Utc>, String)> {
-    all_logs(world)
-        .find(|l| l.id == cursor)
-        .map(|l| (l.timestamp, l.id.clone()))
 }
 
 /// A logs page as HAL (asked for, or no Accept header) or as plain JSON, with its cursors.
@@ -1480,5 +1535,170 @@ mod tests {
         );
         assert_eq!(ids, want[1..3].to_vec());
         assert!(odata_ids(&state, "Conversations", "$filter=sessionId eq 'nobody'").is_empty());
+    }
+
+    /// One logs request's JSON answer (plain JSON: `items`, `total`, the cursors).
+    fn logs_page(state: &SimState, query: &str, now: DateTime<Utc>) -> Value {
+        let raw_query = query.to_owned();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("sim-api-key"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let req = ApiRequest {
+            method: Method::GET,
+            path: format!("/new/v2.0/projects/{}/logs", crate::world::PROJECT_ID),
+            query: super::super::parse_query(&raw_query),
+            raw_query,
+            headers,
+            body: axum::body::Bytes::new(),
+            now,
+        };
+        let (response, _) = handle_rest(state, &req);
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    fn item_ids(page: &Value) -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["_id"].as_str().expect("_id").to_owned())
+            .collect()
+    }
+
+    /// Logs pages (both orders, `filter`, `type`, `startDate`, `skip`, `next` and `previous`
+    /// cursors) hold exactly the entries, in exactly the order, of a search of every entry visible
+    /// at the request's time sorted by (timestamp, id, world position), and `total` counts them.
+    #[test]
+    fn logs_pages_equal_a_sorted_search_of_every_entry() {
+        use crate::world::{World, WorldSpec};
+        let now = Utc::now();
+        let world = World::new(WorldSpec::finite(
+            13,
+            200,
+            Duration::minutes(10),
+            Duration::seconds(60),
+            now,
+        ));
+        let all: Vec<(usize, LogRecord)> = world
+            .calls
+            .iter()
+            .flat_map(|c| c.logs.iter().cloned())
+            .enumerate()
+            .collect();
+        let state = SimState::new(
+            "http://sim".into(),
+            world,
+            super::super::Faults::default(),
+            super::super::SimCredentials::default(),
+        );
+        let times: Vec<DateTime<Utc>> = {
+            let mut t: Vec<DateTime<Utc>> = all.iter().map(|(_, l)| l.timestamp).collect();
+            t.sort();
+            t
+        };
+        // Asked at a time in the middle of the entries: later ones are not visible yet.
+        let asked_at = times[times.len() * 2 / 3];
+        let start = times[times.len() / 4];
+        let selectors = [
+            ("", None, None),
+            ("&filter=HANDOVERtoCXone", None, None),
+            ("&type=error", None, None),
+            ("&type=info&filter=handover", None, Some(start)),
+            ("&filter=nothing-matches-this", None, None),
+            ("", Some("info"), Some(start)),
+        ];
+        for (params, level, since) in selectors {
+            let text = params
+                .split('&')
+                .find_map(|p| p.strip_prefix("filter="))
+                .map(str::to_ascii_lowercase);
+            let level = level.or_else(|| params.split('&').find_map(|p| p.strip_prefix("type=")));
+            let level_param = if params.contains("type=") {
+                String::new()
+            } else {
+                level.map_or(String::new(), |l| format!("&type={l}"))
+            };
+            let since_param = since.map_or(String::new(), |t| {
+                format!(
+                    "&startDate={}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )
+            });
+            for descending in [false, true] {
+                let mut want: Vec<&(usize, LogRecord)> = all
+                    .iter()
+                    .filter(|(_, l)| l.timestamp <= asked_at)
+                    .filter(|(_, l)| since.map_or(true, |s| l.timestamp >= s))
+                    .filter(|(_, l)| level.map_or(true, |v| l.level == v))
+                    .filter(|(_, l)| {
+                        text.as_deref().map_or(true, |f| {
+                            l.json["msg"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_ascii_lowercase()
+                                .contains(f)
+                                || l.json["traceId"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .to_ascii_lowercase()
+                                    .contains(f)
+                                || l.level.contains(f)
+                        })
+                    })
+                    .collect();
+                want.sort_by(|(i, a), (j, b)| {
+                    let o = (a.timestamp, &a.id, i).cmp(&(b.timestamp, &b.id, j));
+                    if descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                });
+                let want: Vec<String> = want.iter().map(|(_, l)| l.id.clone()).collect();
+                assert_eq!(want.is_empty(), params.contains("nothing"), "{params}");
+                let sort = if descending {
+                    "timestamp:desc"
+                } else {
+                    "timestamp:asc"
+                };
+                let base = format!("sort={sort}{params}{level_param}{since_param}");
+                // Every page, following `next`.
+                let mut got: Vec<String> = Vec::new();
+                let mut pages: Vec<Value> = Vec::new();
+                let mut query = format!("{base}&limit=7");
+                loop {
+                    let page = logs_page(&state, &query, asked_at);
+                    assert_eq!(page["total"], json!(want.len()), "{query}");
+                    got.extend(item_ids(&page));
+                    pages.push(page.clone());
+                    match page["nextCursor"].as_str() {
+                        Some(c) => query = format!("{base}&limit=7&next={c}"),
+                        None => break,
+                    }
+                    assert!(pages.len() <= want.len() / 7 + 2, "{query}: too many pages");
+                }
+                assert_eq!(got, want, "{base}");
+                // `previous` from each page serves the page before it.
+                for pair in pages.windows(2) {
+                    let c = pair[1]["previousCursor"].as_str().expect("previousCursor");
+                    let back = logs_page(&state, &format!("{base}&limit=7&previous={c}"), asked_at);
+                    assert_eq!(item_ids(&back), item_ids(&pair[0]), "{base} previous={c}");
+                }
+                assert!(pages[0]["previousCursor"].is_null(), "{base}");
+                // `skip` serves the same slice.
+                for skip in [0, 5, want.len().saturating_sub(3), want.len() + 4] {
+                    let page = logs_page(&state, &format!("{base}&limit=9&skip={skip}"), asked_at);
+                    let slice: Vec<String> = want.iter().skip(skip).take(9).cloned().collect();
+                    assert_eq!(item_ids(&page), slice, "{base} skip={skip}");
+                    assert_eq!(page["nextCursor"].is_string(), want.len() > skip + 9);
+                }
+            }
+        }
     }
 }

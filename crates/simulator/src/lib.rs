@@ -19,6 +19,7 @@ pub mod cognigy;
 pub mod cxone;
 pub mod demo;
 pub mod extension;
+pub mod log_index;
 pub mod selection;
 pub mod truth;
 pub mod world;

@@ -11,6 +11,7 @@
 //! serving it is `cxone.rs` / `cognigy.rs`.
 
 use crate::extension::{node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult};
+use crate::log_index::{LogIndex, LogKey, LogSelector};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use handover_exporter::config::Rules;
 use handover_exporter::engine::diagnosis::Reason;
@@ -18,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// The bot entry point of contact of the simulated tenant.
 pub const BOT_ENTRY_POC: i64 = 3_189_288;
@@ -326,6 +327,9 @@ pub struct World {
     records_follow_call_starts: bool,
     /// The start of the last call generated.
     last_start: Option<DateTime<Utc>>,
+    /// The log entries each logs query asked so far selects, in order (brought up to date with
+    /// the calls when asked for).
+    log_index: LogIndex,
 }
 
 impl World {
@@ -339,6 +343,7 @@ impl World {
             calls_of_session: HashMap::new(),
             records_follow_call_starts: true,
             last_start: None,
+            log_index: LogIndex::default(),
         };
         if let Some(n) = world.spec.calls {
             while world.next_index < n {
@@ -414,6 +419,34 @@ impl World {
             .into_iter()
             .flatten()
             .filter_map(|i| self.call(*i))
+    }
+
+    /// The keys of the kept log entries `selector` selects, in `(timestamp, id, world position)`
+    /// order, with the kept calls that [`log_index::entry`] finds them in (a key whose call is
+    /// no longer kept finds nothing).
+    pub fn selected_logs(&mut self, selector: &LogSelector) -> (&BTreeSet<LogKey>, &[Call]) {
+        let World {
+            log_index, calls, ..
+        } = self;
+        (log_index.select(selector, calls), calls)
+    }
+
+    /// The kept log entry with id `id` (the first in world order): found through the call index
+    /// the generated ids carry ([`object_id`]), or by a search for any other id.
+    pub fn log_with_id(&self, id: &str) -> Option<&LogRecord> {
+        let from_id = id
+            .get(8..)
+            .filter(|_| id.len() == 24)
+            .and_then(|serial| u64::from_str_radix(serial, 16).ok())
+            .and_then(|serial| usize::try_from(serial / 1024).ok())
+            .and_then(|index| self.call(index))
+            .and_then(|call| call.logs.iter().find(|l| l.id == id));
+        from_id.or_else(|| {
+            self.calls
+                .iter()
+                .flat_map(|c| c.logs.iter())
+                .find(|l| l.id == id)
+        })
     }
 
     fn slot_start(&self, index: usize) -> DateTime<Utc> {
