@@ -7,8 +7,9 @@
 //! is known by construction: the generator picks the reason first and then writes exactly the
 //! records that make it true under [`sim_rules`], respecting the rule order. It never calls the
 //! crate's diagnosis. This module builds data only, plus the lookups that let a server find a
-//! contact or a session's calls without a scan (kept in step as calls are added and forgotten);
-//! serving it is `cxone.rs` / `cognigy.rs`.
+//! contact, a session's calls or a log entry without a scan (kept in step as calls are added and
+//! forgotten) and the ordered log entries of each logs query (`log_index.rs`); serving it is
+//! `cxone.rs` / `cognigy.rs`.
 
 use crate::extension::{node_run_lines, ExtensionVersion, InvalidActionReport, NodeRun, RunResult};
 use crate::log_index::{LogIndex, LogKey, LogSelector};
@@ -279,7 +280,7 @@ pub struct LogRecord {
     pub level: &'static str,
     pub json: Value,
     /// The lower-cased `msg` and `traceId`, NUL between them: what the logs `filter` searches,
-    /// made once here because every logs request searches every entry of the day.
+    /// made once here (a selector of the log index searches each entry once, not lower-casing it).
     pub search_text: Box<str>,
 }
 
