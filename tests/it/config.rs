@@ -188,7 +188,7 @@ fn example_file_parses_with_values_and_defaults() {
     assert_eq!(config.overlap, Duration::from_secs(300));
     assert_eq!(config.settle, Duration::from_secs(60));
     assert_eq!(config.retention, Duration::from_secs(48 * 3600));
-    assert_eq!(config.initial_lookback, Duration::from_secs(24 * 3600));
+    assert_eq!(config.initial_lookback, Duration::from_secs(23 * 3600));
     let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["acme", "globex"]);
 
@@ -323,7 +323,7 @@ fn top_level_defaults() {
     assert_eq!(config.overlap, Duration::from_secs(300));
     assert_eq!(config.settle, Duration::from_secs(60));
     assert_eq!(config.retention, Duration::from_secs(48 * 3600));
-    assert_eq!(config.initial_lookback, Duration::from_secs(24 * 3600));
+    assert_eq!(config.initial_lookback, Duration::from_secs(23 * 3600));
     // Secrets from the environment are trimmed like file contents.
     let cxone = &config.tenants[0].cxone;
     assert_eq!(
