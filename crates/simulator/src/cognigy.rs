@@ -1406,13 +1406,7 @@ mod tests {
         };
         let (response, _) = handle_odata(state, &req);
         assert_eq!(response.status(), StatusCode::OK, "{query}");
-        let bytes = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
-            .expect("body");
-        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
-        body["value"]
+        body_json(response)["value"]
             .as_array()
             .expect("value")
             .iter()
@@ -1554,6 +1548,11 @@ mod tests {
         };
         let (response, _) = handle_rest(state, &req);
         assert_eq!(response.status(), StatusCode::OK, "{query}");
+        body_json(response)
+    }
+
+    /// A response's body as JSON.
+    fn body_json(response: Response) -> Value {
         let bytes = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
