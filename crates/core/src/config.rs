@@ -280,7 +280,7 @@ pub const DEFAULT_SETTLE_SECONDS: u64 = 60;
 pub const DEFAULT_RETENTION_HOURS: u64 = 48;
 /// The default `initial_lookback_hours`: an hour less than the 24 h Cognigy keeps project log
 /// lines, because a first start reads them newest first at the quota's pace (about 25 minutes for
-/// a day of 100 000 calls) and the oldest hour's lines would expire before the read reaches them:
+/// a day of 100 000 calls) and the oldest calls' lines would expire before the read reaches them:
 /// those contacts would be diagnosed without their handover lines, that is wrongly.
 pub const DEFAULT_INITIAL_LOOKBACK_HOURS: u64 = 23;
 /// The default `[tenant.cognigy] late_window_seconds`: a session expires 30 minutes after its
