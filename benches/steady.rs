@@ -27,13 +27,12 @@ use std::time::{Duration, Instant};
 use support::{env_or, mb, SimChild, SimStats};
 
 /// Requests the simulator has answered: (all, `contacts/completed`, Cognigy).
-async fn sim_requests(client: &reqwest::Client, base: &str) -> Option<(u64, u64, u64)> {
-    let stats = SimStats::fetch(client, base).await?;
-    Some((
+fn request_counts(stats: &SimStats) -> (u64, u64, u64) {
+    (
         stats.total(),
         stats.ending_with("/contacts/completed"),
         stats.cognigy(),
-    ))
+    )
 }
 
 /// Every diagnosis the daemon stored (its state file, after it stopped) against the truth:
@@ -122,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sim_requests(&client, &base).await.is_none() {
+        while SimStats::fetch(&client, &base).await.is_none() {
             if Instant::now() > deadline {
                 anyhow::bail!("the simulator at {base} did not answer within 30 s");
             }
@@ -197,10 +196,11 @@ fn main() -> anyhow::Result<()> {
         );
         let started = Instant::now();
         let mut last_cpu = support::named_threads_cpu_seconds("daemon");
-        let (mut last_req, mut last_cycles, mut last_cognigy) =
-            sim_requests(&client, &base).await.unwrap_or((0, 0, 0));
-        let first_cognigy = last_cognigy;
         let first_stats = SimStats::fetch(&client, &base).await;
+        let (mut last_req, mut last_cycles, mut last_cognigy) =
+            first_stats.as_ref().map_or((0, 0, 0), request_counts);
+        let first_cognigy = last_cognigy;
+        let mut last_stats = None;
         let mut rss_samples = Vec::new();
         let mut cpu_per_cycle = Vec::new();
         while started.elapsed() < Duration::from_secs(seconds) {
@@ -208,9 +208,13 @@ fn main() -> anyhow::Result<()> {
             // A scrape per interval, as Prometheus would.
             let _ = client.get(&metrics_url).send().await;
             let cpu = support::named_threads_cpu_seconds("daemon");
-            let (req, cycles, cognigy) = sim_requests(&client, &base)
-                .await
-                .unwrap_or((last_req, last_cycles, last_cognigy));
+            let stats = SimStats::fetch(&client, &base).await;
+            let (req, cycles, cognigy) = stats
+                .as_ref()
+                .map_or((last_req, last_cycles, last_cognigy), request_counts);
+            if stats.is_some() {
+                last_stats = stats;
+            }
             let rss = support::status_kb("VmRSS");
             let d_cycles = cycles.saturating_sub(last_cycles);
             // Threads that ended (the runtime's blocking pool) take their CPU time with them:
@@ -241,7 +245,6 @@ fn main() -> anyhow::Result<()> {
         }
         let measured = started.elapsed().as_secs_f64();
         let cognigy_used = last_cognigy.saturating_sub(first_cognigy);
-        let last_stats = SimStats::fetch(&client, &base).await;
         let by_path: Vec<String> = last_stats
             .iter()
             .flat_map(SimStats::cognigy_by_path)

@@ -1088,21 +1088,19 @@ struct LogsPage<'w> {
 }
 
 /// What a logs request selects: page size, order, levels, text and start.
-struct LogsQuery<'a> {
+struct LogsQuery {
     limit: usize,
     descending: bool,
-    /// The `type` values asked for (empty: every level).
-    levels: Vec<&'a str>,
-    /// `filter`, lower-cased: a substring of the message, level or trace id.
-    text_filter: Option<String>,
+    /// The `type` values and the `filter` text asked for.
+    selector: LogSelector,
     /// The earliest timestamp served: `startDate`, never before the retention.
     since: DateTime<Utc>,
 }
 
-impl<'a> LogsQuery<'a> {
+impl LogsQuery {
     /// The query's options, or the refusal of the first that is wrong (`limit`, `sort`, a
     /// refused `filter`/`startDate` under the fault, `startDate`).
-    fn parse(state: &SimState, req: &'a ApiRequest) -> Result<LogsQuery<'a>, RestRefusal> {
+    fn parse(state: &SimState, req: &ApiRequest) -> Result<LogsQuery, RestRefusal> {
         let limit = match req.param("limit").map(|l| l.trim().parse::<usize>()) {
             None => 25,
             Some(Ok(n)) if n >= 1 => n.min(MAX_LOG_LIMIT),
@@ -1129,7 +1127,6 @@ impl<'a> LogsQuery<'a> {
                 ))
             }
         };
-        let levels = req.params("type");
         if state.faults().logs_filter_refused
             && (req.param("filter").is_some() || req.param("startDate").is_some())
         {
@@ -1139,7 +1136,7 @@ impl<'a> LogsQuery<'a> {
                 1005,
             ));
         }
-        let text_filter = req.param("filter").map(str::to_ascii_lowercase);
+        let selector = LogSelector::new(&req.params("type"), req.param("filter"));
         let retained = req.now - Duration::hours(LOG_RETENTION_HOURS);
         // `startDate`: entries stamped at or after it (an ISO-8601 date-time).
         let since = match req
@@ -1159,8 +1156,7 @@ impl<'a> LogsQuery<'a> {
         Ok(LogsQuery {
             limit,
             descending,
-            levels,
-            text_filter,
+            selector,
             since,
         })
     }
@@ -1190,8 +1186,7 @@ impl<'a> LogsQuery<'a> {
         } else {
             None
         };
-        let selector = LogSelector::new(&self.levels, self.text_filter.as_deref());
-        let (keys, calls) = world.selected_logs(&selector);
+        let (keys, calls) = world.selected_logs(&self.selector);
         // Visible: stamped from `since` to `now`, both included.
         let visible_from = Bound::Included((self.since, Box::<str>::from(""), 0, 0));
         let visible_to: LogKey = (
