@@ -44,7 +44,12 @@ fn write_config(
         ("access_key_secret", &creds.access_key_secret),
         ("api_key", &creds.api_key),
     ] {
-        std::fs::write(dir.join(name), value).expect("write secret");
+        // Written aside and renamed: a shard started from an earlier call reads these files
+        // while a later call writes them again, and a plain write truncates first (a CI run
+        // saw a shard refuse to start because `client_secret` was empty at that instant).
+        let aside = dir.join(format!("{name}.new"));
+        std::fs::write(&aside, value).expect("write secret");
+        std::fs::rename(&aside, dir.join(name)).expect("rename secret");
     }
     let rules = simulator::sim_rules();
     let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
