@@ -1389,16 +1389,12 @@ mod tests {
     }
 
     fn odata_ids(state: &SimState, collection: &str, query: &str) -> Vec<String> {
-        let raw_query = format!("apikey=sim-api-key&{query}");
-        let req = ApiRequest {
-            method: Method::GET,
-            path: format!("/odata/v2.4/{collection}"),
-            query: super::super::parse_query(&raw_query),
-            raw_query,
-            headers: axum::http::HeaderMap::new(),
-            body: axum::body::Bytes::new(),
-            now: Utc::now(),
-        };
+        let req = get_request(
+            format!("/odata/v2.4/{collection}"),
+            format!("apikey=sim-api-key&{query}"),
+            axum::http::HeaderMap::new(),
+            Utc::now(),
+        );
         let (response, _) = handle_odata(state, &req);
         assert_eq!(response.status(), StatusCode::OK, "{query}");
         body_json(response)["value"]
@@ -1528,22 +1524,36 @@ mod tests {
 
     /// One logs request's JSON answer (plain JSON: `items`, `total`, the cursors).
     fn logs_page(state: &SimState, query: &str, now: DateTime<Utc>) -> Value {
-        let raw_query = query.to_owned();
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("x-api-key", HeaderValue::from_static("sim-api-key"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let req = ApiRequest {
+        let req = get_request(
+            format!("/new/v2.0/projects/{}/logs", crate::world::PROJECT_ID),
+            query.to_owned(),
+            headers,
+            now,
+        );
+        let (response, _) = handle_rest(state, &req);
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        body_json(response)
+    }
+
+    /// A GET of `path?raw_query` with `headers`, received at `now`.
+    fn get_request(
+        path: String,
+        raw_query: String,
+        headers: axum::http::HeaderMap,
+        now: DateTime<Utc>,
+    ) -> ApiRequest {
+        ApiRequest {
             method: Method::GET,
-            path: format!("/new/v2.0/projects/{}/logs", crate::world::PROJECT_ID),
+            path,
             query: super::super::parse_query(&raw_query),
             raw_query,
             headers,
             body: axum::body::Bytes::new(),
             now,
-        };
-        let (response, _) = handle_rest(state, &req);
-        assert_eq!(response.status(), StatusCode::OK, "{query}");
-        body_json(response)
+        }
     }
 
     /// A response's body as JSON.

@@ -435,11 +435,7 @@ impl World {
     /// The kept log entry with id `id` (the first in world order): found through the call index
     /// the generated ids carry ([`object_id`]), or by a search for any other id.
     pub fn log_with_id(&self, id: &str) -> Option<&LogRecord> {
-        let from_id = id
-            .get(8..)
-            .filter(|_| id.len() == 24)
-            .and_then(|serial| u64::from_str_radix(serial, 16).ok())
-            .and_then(|serial| usize::try_from(serial / 1024).ok())
+        let from_id = object_id_call_index(id)
             .and_then(|index| self.call(index))
             .and_then(|call| call.logs.iter().find(|l| l.id == id));
         from_id.or_else(|| {
@@ -722,6 +718,12 @@ fn object_id(t: DateTime<Utc>, index: usize, k: usize) -> String {
         t.timestamp().max(0) as u32,
         (index as u64) * 1024 + k as u64
     )
+}
+
+/// The call index an [`object_id`] carries (none for an id of another shape).
+fn object_id_call_index(id: &str) -> Option<usize> {
+    let serial = id.get(8..).filter(|_| id.len() == 24)?;
+    usize::try_from(u64::from_str_radix(serial, 16).ok()? / 1024).ok()
 }
 
 struct Queueing {
